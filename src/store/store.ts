@@ -1,0 +1,69 @@
+/**
+ * The store: pgward's own PostgreSQL (schema `pgward`). External when a database URL is set,
+ * otherwise an embedded cluster in the data dir. Opening it applies pending migrations.
+ */
+import path from 'node:path';
+import pg from 'pg';
+import { PgwardError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { type EmbeddedCluster, startEmbeddedPostgres } from './embedded_postgres.js';
+import { migrate } from './migrate.js';
+
+export interface Store {
+  readonly pool: pg.Pool;
+  /** Whether the store answers a trivial query right now. */
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+const CONNECT_TIMEOUT_MS = 10_000;
+const QUERY_TIMEOUT_MS = 30_000;
+
+/** Creates a pool with pgward's timeouts; `application_name` shows who is connected. */
+export function createPool(url: string, max = 10): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    query_timeout: QUERY_TIMEOUT_MS,
+    application_name: 'pgward',
+  });
+  // An idle client losing its connection must not crash the process; the next query reconnects.
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/** Opens the store described by the configuration and brings its schema up to date. */
+export async function openStore(opts: { databaseUrl?: string | undefined; dataDir: string; log: Logger }): Promise<Store> {
+  let cluster: EmbeddedCluster | undefined;
+  let url = opts.databaseUrl;
+  if (url === undefined) {
+    cluster = await startEmbeddedPostgres({ dir: path.join(opts.dataDir, 'store'), log: opts.log });
+    url = cluster.url;
+  }
+  const pool = createPool(url);
+  try {
+    await migrate(pool, opts.log);
+  } catch (err) {
+    await pool.end().catch(() => undefined);
+    await cluster?.stop();
+    if (err instanceof PgwardError) throw err;
+    throw new PgwardError('STORE_UNAVAILABLE', 'cannot reach the store database', {
+      cause: err,
+      detail: (err as Error).message,
+      hint: opts.databaseUrl ? 'check PGWARD_DATABASE_URL' : undefined,
+    });
+  }
+  return {
+    pool,
+    ping: () =>
+      pool.query('SELECT 1').then(
+        () => true,
+        () => false,
+      ),
+    async close() {
+      await pool.end().catch(() => undefined);
+      await cluster?.stop();
+    },
+  };
+}
