@@ -32,7 +32,11 @@ export class PgwardError extends Error {
   /** What the person can do about it. */
   readonly hint: string | undefined;
 
-  constructor(code: ErrorCode, message: string, opts: { cause?: unknown; detail?: string; hint?: string } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { cause?: unknown; detail?: string; hint?: string } = {},
+  ) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'PgwardError';
     this.code = code;

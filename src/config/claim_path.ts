@@ -13,7 +13,8 @@ const MAX_SEGMENTS = 16;
 /** Parses a claim name or JSONPath into segments; throws an Error whose message names the problem. */
 export function parseClaimPath(input: string): ClaimPath {
   if (input.length === 0) throw new Error('claim path is empty');
-  if (input.length > MAX_PATH_LENGTH) throw new Error(`claim path is longer than ${MAX_PATH_LENGTH} characters`);
+  if (input.length > MAX_PATH_LENGTH)
+    throw new Error(`claim path is longer than ${MAX_PATH_LENGTH} characters`);
   if (!input.startsWith('$')) return [input];
 
   const segments: (string | number)[] = [];
@@ -41,7 +42,8 @@ export function parseClaimPath(input: string): ClaimPath {
     } else {
       throw new Error(`claim path "${input}": unexpected "${c}" at position ${i}`);
     }
-    if (segments.length > MAX_SEGMENTS) throw new Error(`claim path "${input}" has more than ${MAX_SEGMENTS} parts`);
+    if (segments.length > MAX_SEGMENTS)
+      throw new Error(`claim path "${input}" has more than ${MAX_SEGMENTS} parts`);
   }
   if (segments.length === 0) throw new Error(`claim path "${input}" selects the whole token; name a claim`);
   return segments;

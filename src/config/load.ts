@@ -55,7 +55,10 @@ function readConfigFile(file: string): Tree {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new SettingError('--config', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SettingError(
+      '--config',
+      `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   if (text.length > MAX_CONFIG_FILE_BYTES) throw new SettingError('--config', `${file} is larger than 1 MiB`);
   let value: unknown;
@@ -65,7 +68,8 @@ function readConfigFile(file: string): Tree {
     throw new SettingError(file, `cannot be parsed: ${(err as Error).message.split('\n')[0]}`);
   }
   if (value === null || value === undefined) return {};
-  if (typeof value !== 'object' || Array.isArray(value)) throw new SettingError(file, 'expected a mapping at the top');
+  if (typeof value !== 'object' || Array.isArray(value))
+    throw new SettingError(file, 'expected a mapping at the top');
   return value as Tree;
 }
 
@@ -125,7 +129,8 @@ function describeIssue(issue: z.core.$ZodIssue, sources: Map<string, string>): s
   const path = issue.path.map(String).join('.');
   let source: string | undefined;
   const parts = path.split('.');
-  for (let n = parts.length; n > 0 && source === undefined; n--) source = sources.get(parts.slice(0, n).join('.'));
+  for (let n = parts.length; n > 0 && source === undefined; n--)
+    source = sources.get(parts.slice(0, n).join('.'));
   const where = path === '' ? 'configuration' : path;
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') message = `unknown setting(s): ${issue.keys.join(', ')}`;

@@ -22,8 +22,15 @@ export const HOOP_PROVIDER_NAME = 'default';
 export function providerFromHoopEnv(env: Record<string, string | undefined>): ProviderInput | undefined {
   const rawIssuer = env['IDP_ISSUER'];
   if (rawIssuer === undefined || rawIssuer === '') {
-    for (const name of ['IDP_CLIENT_ID', 'IDP_CLIENT_SECRET', 'IDP_AUDIENCE', 'IDP_CUSTOM_SCOPES', 'IDP_GROUPS_CLAIM']) {
-      if (env[name]) throw new SettingError(name, 'is set but IDP_ISSUER is not; set IDP_ISSUER to the OIDC issuer URL');
+    for (const name of [
+      'IDP_CLIENT_ID',
+      'IDP_CLIENT_SECRET',
+      'IDP_AUDIENCE',
+      'IDP_CUSTOM_SCOPES',
+      'IDP_GROUPS_CLAIM',
+    ]) {
+      if (env[name])
+        throw new SettingError(name, 'is set but IDP_ISSUER is not; set IDP_ISSUER to the OIDC issuer URL');
     }
     return undefined;
   }
@@ -33,7 +40,10 @@ export function providerFromHoopEnv(env: Record<string, string | undefined>): Pr
     throw new SettingError('IDP_ISSUER', 'the only query parameter understood is _userinfo=1');
   }
   if (!URL.canParse(issuer)) {
-    throw new SettingError('IDP_ISSUER', `"${issuer}" is not a URL; expected the OIDC issuer, e.g. https://idp.example.com`);
+    throw new SettingError(
+      'IDP_ISSUER',
+      `"${issuer}" is not a URL; expected the OIDC issuer, e.g. https://idp.example.com`,
+    );
   }
   const clientId = env['IDP_CLIENT_ID'];
   if (!clientId) throw new SettingError('IDP_CLIENT_ID', 'is required when IDP_ISSUER is set');
@@ -149,7 +159,9 @@ export function providersFromHasuraJson(json: string, setting = 'PGWARD_SSO_PROV
     };
     if (h.client_secret) provider.clientSecret = h.client_secret;
     if (h.jwt_secret.audience) {
-      provider.audience = Array.isArray(h.jwt_secret.audience) ? h.jwt_secret.audience[0] : h.jwt_secret.audience;
+      provider.audience = Array.isArray(h.jwt_secret.audience)
+        ? h.jwt_secret.audience[0]
+        : h.jwt_secret.audience;
     }
     if (h.jwt_secret.jwk_url) provider.jwksUri = h.jwt_secret.jwk_url;
     if (h.authorization_url) provider.authorizationUrl = h.authorization_url;

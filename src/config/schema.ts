@@ -32,7 +32,9 @@ export const providerSchema = z.strictObject({
   clientSecret: z.string().min(1).optional(),
   /** Expected `aud`; defaults to the client id. */
   audience: z.string().min(1).optional(),
-  scopes: z.array(z.string().regex(/^[\x21-\x7e]+$/, 'scopes are single words')).default(['openid', 'profile', 'email']),
+  scopes: z
+    .array(z.string().regex(/^[\x21-\x7e]+$/, 'scopes are single words'))
+    .default(['openid', 'profile', 'email']),
   jwksUri: httpUrl.optional(),
   authorizationUrl: httpUrl.optional(),
   tokenUrl: httpUrl.optional(),
@@ -63,7 +65,9 @@ const secretKey = z.string().refine((value) => decodeSecretKey(value) !== undefi
 /** Decodes PGWARD_SECRET_KEY: 32 bytes as hex or base64, else undefined. */
 export function decodeSecretKey(value: string): Buffer | undefined {
   const trimmed = value.trim();
-  const bytes = /^[0-9a-fA-F]{64}$/.test(trimmed) ? Buffer.from(trimmed, 'hex') : Buffer.from(trimmed, 'base64');
+  const bytes = /^[0-9a-fA-F]{64}$/.test(trimmed)
+    ? Buffer.from(trimmed, 'hex')
+    : Buffer.from(trimmed, 'base64');
   return bytes.length === 32 ? bytes : undefined;
 }
 
@@ -120,7 +124,11 @@ export const configSchema = z
         const seen = new Set<string>();
         providers.forEach((provider, i) => {
           if (seen.has(provider.name)) {
-            ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `provider name "${provider.name}" is used twice` });
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'name'],
+              message: `provider name "${provider.name}" is used twice`,
+            });
           }
           seen.add(provider.name);
         });

@@ -7,14 +7,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Provider, { type Configuration, errors } from 'oidc-provider';
 import type { Logger } from '../log/logger.js';
-import { DEV_PASSWORD, findDevUser } from './dev_users.js';
+import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PASSWORD, findDevUser } from './dev_users.js';
 import { loadIdpKeys } from './idp_keys.js';
 import { loginPage } from './login_page.js';
 
-/** The public client pgward's CLI, console and `pgward dev token` use. */
-export const DEV_CLIENT_ID = 'pgward';
-/** `aud` of the access tokens the dev IdP issues. */
-export const DEV_AUDIENCE = 'pgward';
 /** Resource indicator (RFC 8707) of the gateway; every access token is issued for it. */
 const GATEWAY_RESOURCE = 'urn:pgward:gateway';
 const SCOPES = ['openid', 'offline_access', 'email', 'profile', 'groups'];
@@ -32,6 +28,8 @@ export interface DevIdpOptions {
   port: number;
   /** Redirect URIs of the gateway's browser login, besides the CLI's loopback one. */
   redirectUris: string[];
+  /** Storage of sessions, grants and tokens; the library's memory adapter when absent. */
+  adapter?: Configuration['adapter'];
   log: Logger;
 }
 
@@ -52,8 +50,12 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
   return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }
 
-function buildConfiguration(opts: DevIdpOptions, keys: Awaited<ReturnType<typeof loadIdpKeys>>): Configuration {
+function buildConfiguration(
+  opts: DevIdpOptions,
+  keys: Awaited<ReturnType<typeof loadIdpKeys>>,
+): Configuration {
   return {
+    ...(opts.adapter ? { adapter: opts.adapter } : {}),
     clients: [
       {
         client_id: DEV_CLIENT_ID,
@@ -143,7 +145,12 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   const oidc = provider.callback();
 
   /** The login page and the automatic consent of the dev IdP. */
-  async function interaction(req: IncomingMessage, res: ServerResponse, uid: string, action: string | undefined) {
+  async function interaction(
+    req: IncomingMessage,
+    res: ServerResponse,
+    uid: string,
+    action: string | undefined,
+  ) {
     const details = await provider.interactionDetails(req, res);
     if (details.uid !== uid) throw new Error('interaction mismatch');
     if (details.prompt.name === 'login') {
@@ -152,11 +159,18 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
         const user = findDevUser(form.get('email') ?? '');
         if (user && samePassword(form.get('password') ?? '')) {
           log.info({ email: user.email }, 'dev user signed in');
-          await provider.interactionFinished(req, res, { login: { accountId: user.sub } }, { mergeWithLastSubmission: false });
+          await provider.interactionFinished(
+            req,
+            res,
+            { login: { accountId: user.sub } },
+            { mergeWithLastSubmission: false },
+          );
           return;
         }
         res.writeHead(401, { 'content-type': 'text/html; charset=utf-8' });
-        res.end(loginPage({ uid, email: form.get('email') ?? '', error: 'Unknown email or wrong password.' }));
+        res.end(
+          loginPage({ uid, email: form.get('email') ?? '', error: 'Unknown email or wrong password.' }),
+        );
         return;
       }
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -171,7 +185,10 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     };
     const grant = details.grantId
       ? await provider.Grant.find(details.grantId)
-      : new provider.Grant({ accountId: details.session!.accountId, clientId: String(details.params['client_id']) });
+      : new provider.Grant({
+          accountId: details.session!.accountId,
+          clientId: String(details.params['client_id']),
+        });
     if (!grant) throw new Error('grant not found');
     if (missingOIDCScope) grant.addOIDCScope(missingOIDCScope.join(' '));
     if (missingOIDCClaims) grant.addOIDCClaims(missingOIDCClaims);

@@ -5,7 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { PgwardError } from '../errors.js';
-import { DEV_CLIENT_ID } from './dev_idp.js';
+import { DEV_CLIENT_ID } from './dev_users.js';
 
 export interface TokenSet {
   access_token: string;
@@ -83,7 +83,10 @@ export async function devLogin(opts: { issuer: string; email: string; password: 
       const params = new URL(location).searchParams;
       const code = params.get('code');
       if (!code) {
-        throw new PgwardError('LOGIN_FAILED', `the dev IdP refused the login: ${params.get('error_description') ?? params.get('error')}`);
+        throw new PgwardError(
+          'LOGIN_FAILED',
+          `the dev IdP refused the login: ${params.get('error_description') ?? params.get('error')}`,
+        );
       }
       return exchangeCode(opts.issuer, code, verifier);
     }
@@ -129,7 +132,10 @@ async function exchangeCode(issuer: string, code: string, verifier: string): Pro
   }
   const body = (await res.json().catch(() => ({}))) as Partial<TokenSet> & { error?: string };
   if (!res.ok || typeof body.access_token !== 'string') {
-    throw new PgwardError('LOGIN_FAILED', `the dev IdP token endpoint answered ${res.status} ${body.error ?? ''}`.trim());
+    throw new PgwardError(
+      'LOGIN_FAILED',
+      `the dev IdP token endpoint answered ${res.status} ${body.error ?? ''}`.trim(),
+    );
   }
   return body as TokenSet;
 }

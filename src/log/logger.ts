@@ -2,7 +2,7 @@
  * The one logger: pino, JSON for machines, readable lines on a terminal. Known secret-bearing
  * fields are censored as a second line of defence; code must still never log a token or password.
  */
-import { pino, type Logger } from 'pino';
+import { type Logger, pino } from 'pino';
 import pretty from 'pino-pretty';
 
 export type { Logger };
@@ -21,18 +21,28 @@ const SECRET_FIELDS = [
 ];
 
 /** Creates the process logger. `pretty` defaults to whether stdout is a terminal. */
-export function createLogger(opts: { level?: string; pretty?: boolean; destination?: NodeJS.WritableStream } = {}): Logger {
+export function createLogger(
+  opts: { level?: string; pretty?: boolean; destination?: NodeJS.WritableStream } = {},
+): Logger {
   const options = {
     level: opts.level ?? 'info',
     base: undefined,
     redact: {
-      paths: [...SECRET_FIELDS, ...SECRET_FIELDS.map((f) => `*.${f}`), 'req.headers.authorization', 'req.headers.cookie'],
+      paths: [
+        ...SECRET_FIELDS,
+        ...SECRET_FIELDS.map((f) => `*.${f}`),
+        'req.headers.authorization',
+        'req.headers.cookie',
+      ],
       censor: '[redacted]',
     },
   };
   const usePretty = opts.pretty ?? Boolean(process.stdout.isTTY);
   if (usePretty) {
-    return pino(options, pretty({ colorize: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname', sync: true }));
+    return pino(
+      options,
+      pretty({ colorize: true, translateTime: 'HH:MM:ss', ignore: 'pid,hostname', sync: true }),
+    );
   }
   return opts.destination ? pino(options, opts.destination) : pino(options);
 }

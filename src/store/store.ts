@@ -34,7 +34,11 @@ export function createPool(url: string, max = 10): pg.Pool {
 }
 
 /** Opens the store described by the configuration and brings its schema up to date. */
-export async function openStore(opts: { databaseUrl?: string | undefined; dataDir: string; log: Logger }): Promise<Store> {
+export async function openStore(opts: {
+  databaseUrl?: string | undefined;
+  dataDir: string;
+  log: Logger;
+}): Promise<Store> {
   let cluster: EmbeddedCluster | undefined;
   let url = opts.databaseUrl;
   if (url === undefined) {
@@ -46,7 +50,7 @@ export async function openStore(opts: { databaseUrl?: string | undefined; dataDi
     await migrate(pool, opts.log);
   } catch (err) {
     await pool.end().catch(() => undefined);
-    await cluster?.stop();
+    await cluster?.close();
     if (err instanceof PgwardError) throw err;
     throw new PgwardError('STORE_UNAVAILABLE', 'cannot reach the store database', {
       cause: err,
@@ -63,7 +67,7 @@ export async function openStore(opts: { databaseUrl?: string | undefined; dataDi
       ),
     async close() {
       await pool.end().catch(() => undefined);
-      await cluster?.stop();
+      await cluster?.close();
     },
   };
 }

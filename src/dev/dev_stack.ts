@@ -1,0 +1,172 @@
+/**
+ * `pgward dev`: the embedded store, the dev IdP, the demo target and the gateway in one process,
+ * with dev defaults (loopback only, plaintext passwords allowed on loopback, a generated key).
+ * Writes DIR/dev.json when everything is up; the same data dir comes back after a restart.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { loadConfig } from '../config/load.js';
+import { type Config, providerSchema } from '../config/schema.js';
+import { type Gateway, startGateway } from '../gateway.js';
+import type { Logger } from '../log/logger.js';
+import { openStore } from '../store/store.js';
+import { type DemoTarget, startDemoTarget } from './demo_target.js';
+import { startDevIdp } from './dev_idp.js';
+import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PROVIDER_NAME } from './dev_users.js';
+import { storeAdapter } from './idp_store_adapter.js';
+
+export interface DevStackOptions {
+  dataDir: string;
+  httpPort: number;
+  pgPort: number;
+  idpPort: number;
+  log: Logger;
+  /** Extra environment (tests); defaults to process.env. */
+  env?: Record<string, string | undefined>;
+}
+
+/** The contents of DIR/dev.json, the contract scripts and tests read. */
+export interface DevInfo {
+  http: string;
+  pg: { host: string; port: number };
+  idp: string;
+  target: string;
+}
+
+export interface DevStack {
+  readonly info: DevInfo;
+  readonly config: Config;
+  readonly gateway: Gateway;
+  readonly target: DemoTarget;
+  close(): Promise<void>;
+}
+
+const HOST = '127.0.0.1';
+
+/** The dev stack's secret key, generated once per data dir. */
+async function devSecretKey(dataDir: string): Promise<string> {
+  const file = path.join(dataDir, 'secret.key');
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch {
+    const key = randomBytes(32).toString('base64');
+    await writeFile(file, `${key}\n`, { mode: 0o600 });
+    return key;
+  }
+}
+
+/** Writes a file atomically, so readers never see half of it. */
+async function writeAtomic(file: string, text: string, mode: number): Promise<void> {
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, text, { mode });
+  await rename(tmp, file);
+}
+
+export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
+  const { log } = opts;
+  const dataDir = path.resolve(opts.dataDir);
+  await mkdir(dataDir, { recursive: true, mode: 0o755 });
+  log.warn('dev mode: dev IdP with static users, plaintext passwords accepted on loopback; never expose it');
+  const secretKey = await devSecretKey(dataDir);
+  const httpUrl = `http://${HOST}:${opts.httpPort}`;
+
+  const started: { close(): Promise<void> }[] = [];
+  const closeAll = async () => {
+    for (const part of started.reverse())
+      await part.close().catch((err) => log.error({ err }, 'shutdown failed'));
+  };
+  try {
+    // The store and the demo target are two PostgreSQL clusters: start them side by side.
+    const [storeResult, targetResult] = await Promise.allSettled([
+      openStore({ dataDir, databaseUrl: undefined, log }),
+      startDemoTarget({ dataDir, log }),
+    ]);
+    if (storeResult.status === 'fulfilled') started.push(storeResult.value);
+    if (targetResult.status === 'fulfilled') started.push(targetResult.value.cluster);
+    if (storeResult.status === 'rejected') throw storeResult.reason;
+    if (targetResult.status === 'rejected') throw targetResult.reason;
+    const store = storeResult.value;
+    const target: DemoTarget = targetResult.value;
+    const idp = await startDevIdp({
+      dir: path.join(dataDir, 'idp'),
+      host: HOST,
+      port: opts.idpPort,
+      redirectUris: [`${httpUrl}/auth/callback`],
+      adapter: storeAdapter(store.pool),
+      log,
+    });
+    started.push(idp);
+
+    const config = loadConfig({
+      env: opts.env ?? process.env,
+      flags: {
+        dataDir,
+        secretKey,
+        'http.host': HOST,
+        'http.port': opts.httpPort,
+        'pg.host': HOST,
+        'pg.port': opts.pgPort,
+        'pg.allowLoopbackPlaintext': true,
+      },
+    });
+    config.providers.unshift(
+      providerSchema.parse({
+        name: DEV_PROVIDER_NAME,
+        displayName: 'pgward dev IdP',
+        issuer: idp.issuer,
+        clientId: DEV_CLIENT_ID,
+        audience: DEV_AUDIENCE,
+        scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+        algorithms: ['RS256'],
+      }),
+    );
+
+    // The gateway takes over the store (and closes it).
+    started.splice(started.indexOf(store), 1);
+    const gateway = await startGateway({
+      config,
+      log,
+      store,
+      extraHealth: {
+        dev_idp: async () => {
+          const res = await fetch(`${idp.issuer}/.well-known/openid-configuration`, {
+            signal: AbortSignal.timeout(1500),
+          });
+          return { ok: res.ok, detail: idp.issuer };
+        },
+        demo_target: async () => ({ ok: true, detail: `127.0.0.1:${target.cluster.port}` }),
+      },
+    });
+    started.push(gateway);
+
+    const info: DevInfo = {
+      http: gateway.httpUrl,
+      pg: gateway.pg,
+      idp: idp.issuer,
+      target: target.superuserUrl,
+    };
+    // dev.json holds the demo target's superuser URL: readable by its owner only.
+    await writeAtomic(path.join(dataDir, 'dev.json'), `${JSON.stringify(info, null, 2)}\n`, 0o600);
+    return { info, config, gateway, target, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}
+
+/** The short "what to do next" printed once the dev stack is up. */
+export function nextSteps(info: DevInfo): string {
+  return [
+    '',
+    'pgward dev stack is up.',
+    `  gateway   ${info.http}   (health: ${info.http}/healthz)`,
+    `  postgres  ${info.pg.host}:${info.pg.port}   dev IdP  ${info.idp}`,
+    '',
+    'Connect as the viewer (token as password):',
+    `  PGPASSWORD=$(npx pgward dev token viewer@example.com) psql "postgresql://viewer%40example.com@${info.pg.host}:${info.pg.port}/demo?sslmode=disable"`,
+    'Dev users: admin@example.com, editor@example.com, viewer@example.com (password "password").',
+    'Press Ctrl-C to stop.',
+    '',
+  ].join('\n');
+}
