@@ -1,0 +1,72 @@
+/** Runs the real `pgward` command (bin/pgward.js) as a child process. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import path from 'node:path';
+import { PACKAGE_ROOT } from '../../src/package_root.js';
+
+export const PGWARD_BIN = path.join(PACKAGE_ROOT, 'bin', 'pgward.js');
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `pgward ...args` to completion (bounded by `timeoutMs`). */
+export function runCli(
+  args: string[],
+  opts: { env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [PGWARD_BIN, ...args], {
+      env: { ...process.env, ...opts.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: opts.timeoutMs ?? 30_000,
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+/** Starts a long-running `pgward ...args`; the caller stops it. */
+export function startCli(
+  args: string[],
+  env: Record<string, string> = {},
+): ChildProcess & { output: () => string } {
+  const child = spawn(process.execPath, [PGWARD_BIN, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout!.on('data', (d) => {
+    output += d;
+  });
+  child.stderr!.on('data', (d) => {
+    output += d;
+  });
+  return Object.assign(child, { output: () => output });
+}
+
+/** Sends `signal` and waits for the process to exit; returns its exit code. */
+export function stopProcess(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+  timeoutMs = 20_000,
+): Promise<number | null> {
+  if (child.exitCode !== null) return Promise.resolve(child.exitCode);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+    child.kill(signal);
+  });
+}

@@ -1,0 +1,24 @@
+/** A real PostgreSQL 18 (embedded) for tests: one cluster per test file, a fresh database per test. */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import pg from 'pg';
+import { type EmbeddedCluster, startEmbeddedPostgres } from '../../src/store/embedded_postgres.js';
+import { quietLog } from './quiet_log.js';
+import { tempDir } from './temp_dir.js';
+
+export async function startTestPostgres(): Promise<EmbeddedCluster> {
+  return startEmbeddedPostgres({ dir: path.join(tempDir('pg'), 'cluster'), log: quietLog });
+}
+
+/** Creates an empty database and returns its superuser URL. */
+export async function createDatabase(cluster: EmbeddedCluster): Promise<string> {
+  const name = `t_${randomBytes(6).toString('hex')}`;
+  const client = new pg.Client({ connectionString: cluster.url });
+  await client.connect();
+  try {
+    await client.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await client.end();
+  }
+  return cluster.url.replace(/\/postgres$/, `/${name}`);
+}
