@@ -12,7 +12,7 @@ import path from 'node:path';
 import { PgwardError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import EmbeddedPostgres from './embedded_postgres_module.js';
-import { freePort } from './free_port.js';
+import { freeClusterPort } from './free_port.js';
 
 export interface EmbeddedCluster {
   /** Superuser URL on 127.0.0.1; contains the generated password, never log it. */
@@ -105,7 +105,7 @@ export async function startEmbeddedPostgres(opts: {
   const isRoot = userInfo().uid === 0;
   await mkdir(path.dirname(dir), { recursive: true });
   const password = await clusterPassword(`${dir}.password`);
-  const port = opts.port ?? (await freePort());
+  const port = opts.port ?? (await freeClusterPort());
   const recent: string[] = [];
   const remember = (message: unknown) => {
     for (const line of String(message).split('\n')) {
