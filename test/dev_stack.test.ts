@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
 import pg from 'pg';
-import { devLogin } from '../src/dev/dev_login.js';
+import { devLogin, IdpPageWalker } from '../src/dev/dev_login.js';
 import type { DevInfo } from '../src/dev/dev_stack.js';
 import { freePort } from '../src/store/free_port.js';
 import { runCli, startCli, stopProcess } from './support/cli.js';
@@ -166,6 +166,63 @@ describe('pgward dev', () => {
     assert.equal(result.code, 77);
     assert.match(result.stderr, /did not accept viewer@example.com/);
     assert.equal(result.stdout, '');
+  });
+
+  it('completes a device authorization grant through the sign-in pages', async () => {
+    const { idp } = readDevInfo(dataDir);
+    const started = await fetch(`${idp}/device/auth`, {
+      method: 'POST',
+      body: new URLSearchParams({ client_id: 'pgward', scope: 'openid email groups offline_access' }),
+    });
+    assert.equal(started.status, 200);
+    const device = (await started.json()) as {
+      device_code: string;
+      user_code: string;
+      verification_uri_complete: string;
+    };
+    const poll = async () => {
+      const res = await fetch(`${idp}/token`, {
+        method: 'POST',
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+          device_code: device.device_code,
+          client_id: 'pgward',
+        }),
+      });
+      return (await res.json()) as { error?: string; access_token?: string; refresh_token?: string };
+    };
+    assert.equal((await poll()).error, 'authorization_pending');
+    const walker = new IdpPageWalker(idp);
+    await walker.walk(
+      device.verification_uri_complete,
+      { email: 'editor@example.com', password: 'password' },
+      () => false,
+    );
+    const tokens = await poll();
+    assert.ok(tokens.access_token, JSON.stringify(tokens));
+    assert.ok(tokens.refresh_token);
+    const { payload } = await verifyWithIdp(tokens.access_token, idp);
+    assert.deepEqual(payload['groups'], ['editor']);
+    assert.equal(payload['email'], 'editor@example.com');
+  });
+
+  it('escapes what it reflects on the sign-in page', async () => {
+    const { idp } = readDevInfo(dataDir);
+    const url = new URL('/auth', idp);
+    url.search = new URLSearchParams({
+      client_id: 'pgward',
+      response_type: 'code',
+      redirect_uri: 'http://127.0.0.1/callback',
+      scope: 'openid',
+      code_challenge: 'x'.repeat(43),
+      code_challenge_method: 'S256',
+      login_hint: '"><script>alert(1)</script>',
+    }).toString();
+    const walker = new IdpPageWalker(idp);
+    const first = await walker.request(url.toString());
+    const page = await (await walker.request(first.headers.get('location')!)).text();
+    assert.match(page, /&quot;&gt;&lt;script&gt;alert\(1\)&lt;\/script&gt;/);
+    assert.ok(!page.includes('<script>alert(1)'));
   });
 
   it('comes back with the same data after a restart', async () => {

@@ -9,7 +9,14 @@ import Provider, { type Configuration, errors } from 'oidc-provider';
 import type { Logger } from '../log/logger.js';
 import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PASSWORD, findDevUser } from './dev_users.js';
 import { loadIdpKeys } from './idp_keys.js';
-import { loginPage } from './login_page.js';
+import {
+  codeConfirmPage,
+  codeInputPage,
+  deviceSuccessPage,
+  loginPage,
+  logoutPage,
+  signedOutPage,
+} from './idp_pages.js';
 
 /** Resource indicator (RFC 8707) of the gateway; every access token is issued for it. */
 const GATEWAY_RESOURCE = 'urn:pgward:gateway';
@@ -93,7 +100,30 @@ function buildConfiguration(
     conformIdTokenClaims: false,
     features: {
       devInteractions: { enabled: false },
-      deviceFlow: { enabled: true },
+      deviceFlow: {
+        enabled: true,
+        userCodeInputSource(ctx, form, _out, err) {
+          ctx.body = codeInputPage(
+            form,
+            err ? 'That code is not valid or has expired. Try again.' : undefined,
+          );
+        },
+        userCodeConfirmSource(ctx, form, client, _deviceInfo, userCode) {
+          ctx.body = codeConfirmPage(form, client.clientName ?? client.clientId, userCode);
+        },
+        successSource(ctx) {
+          ctx.body = deviceSuccessPage();
+        },
+      },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource(ctx, form) {
+          ctx.body = logoutPage(form);
+        },
+        postLogoutSuccessSource(ctx) {
+          ctx.body = signedOutPage();
+        },
+      },
       revocation: { enabled: true },
       resourceIndicators: {
         enabled: true,

@@ -1,6 +1,6 @@
 /**
  * Signs a dev user in to the dev IdP without a browser: it walks the real authorization code +
- * PKCE flow (authorize → login form → consent → code → token endpoint), as a browser would.
+ * PKCE flow (authorize → sign-in form → consent → code → token endpoint), as a browser would.
  * Nothing is forged; the dev IdP checks the password and signs the tokens.
  */
 import { createHash, randomBytes } from 'node:crypto';
@@ -17,21 +17,110 @@ export interface TokenSet {
 }
 
 const REDIRECT_URI = 'http://127.0.0.1/callback';
-const MAX_REDIRECTS = 10;
+const MAX_STEPS = 15;
 const TIMEOUT_MS = 10_000;
 
-/** A minimal cookie jar: the dev IdP's cookies, sent back on every request of one login. */
-class CookieJar {
+const ENTITIES: Record<string, string> = {
+  '&amp;': '&',
+  '&lt;': '<',
+  '&gt;': '>',
+  '&quot;': '"',
+  '&#39;': "'",
+};
+
+function attribute(tag: string, name: string): string | undefined {
+  const value = new RegExp(`\\s${name}="([^"]*)"`, 'i').exec(tag)?.[1];
+  return value?.replace(/&(amp|lt|gt|quot|#39);/g, (e) => ENTITIES[e]!);
+}
+
+/** The first POST form of a page: its action and the fields it would submit. */
+function firstForm(html: string): { action: string; fields: URLSearchParams } | undefined {
+  const form = /<form\b[^>]*method="post"[^>]*>([\s\S]*?)<\/form>/i.exec(html);
+  if (!form) return undefined;
+  const action = attribute(form[0].slice(0, form[0].indexOf('>') + 1), 'action');
+  if (!action) return undefined;
+  const fields = new URLSearchParams();
+  for (const input of form[1]!.match(/<input\b[^>]*>/gi) ?? []) {
+    const name = attribute(input, 'name');
+    if (name) fields.set(name, attribute(input, 'value') ?? '');
+  }
+  return { action, fields };
+}
+
+/**
+ * A cookie-keeping HTTP client that walks the dev IdP's pages as a browser without JavaScript
+ * would: it follows redirects and submits each page's form, filling in email and password.
+ * Used by `pgward dev token` and by tests that complete device logins headlessly.
+ */
+export class IdpPageWalker {
   private readonly cookies = new Map<string, string>();
-  store(res: Response): void {
+
+  constructor(private readonly base: string) {}
+
+  async request(url: string, init: RequestInit = {}): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(new URL(url, this.base), {
+        ...init,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+        headers: {
+          ...(init.headers as Record<string, string>),
+          cookie: [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; '),
+        },
+      });
+    } catch (err) {
+      throw unreachable(this.base, err);
+    }
     for (const header of res.headers.getSetCookie()) {
       const [pair = ''] = header.split(';');
       const eq = pair.indexOf('=');
       if (eq > 0) this.cookies.set(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
     }
+    return res;
   }
-  header(): string {
-    return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ');
+
+  /**
+   * Walks from `url` until a redirect for which `stop` is true (its URL is returned) or a page
+   * with no form (undefined). Refuses to submit the sign-in form twice: that means a wrong password.
+   */
+  async walk(
+    url: string,
+    credentials: { email: string; password: string },
+    stop: (location: string) => boolean,
+  ) {
+    let res = await this.request(url);
+    let signedIn = false;
+    for (let step = 0; step < MAX_STEPS; step++) {
+      const location = res.headers.get('location');
+      if (location) {
+        if (stop(location)) return location;
+        res = await this.request(location);
+        continue;
+      }
+      const form = firstForm(await res.text());
+      if (!form) return undefined;
+      if (form.fields.has('password')) {
+        if (signedIn) {
+          throw new PgwardError(
+            'LOGIN_FAILED',
+            `the dev IdP did not accept ${credentials.email} with that password`,
+            {
+              hint: 'dev users are admin@, editor@ and viewer@example.com with password "password"',
+            },
+          );
+        }
+        signedIn = true;
+        form.fields.set('email', credentials.email);
+        form.fields.set('password', credentials.password);
+      }
+      res = await this.request(form.action, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: form.fields.toString(),
+      });
+    }
+    throw new PgwardError('LOGIN_FAILED', 'the dev IdP sign-in did not finish');
   }
 }
 
@@ -44,22 +133,6 @@ function unreachable(issuer: string, cause: unknown): PgwardError {
 
 /** Completes a login for `email`/`password` and returns the token endpoint's answer. */
 export async function devLogin(opts: { issuer: string; email: string; password: string }): Promise<TokenSet> {
-  const jar = new CookieJar();
-  const request = async (url: string, init: RequestInit = {}): Promise<Response> => {
-    try {
-      const res = await fetch(url, {
-        ...init,
-        redirect: 'manual',
-        signal: AbortSignal.timeout(TIMEOUT_MS),
-        headers: { ...(init.headers as Record<string, string>), cookie: jar.header() },
-      });
-      jar.store(res);
-      return res;
-    } catch (err) {
-      throw unreachable(opts.issuer, err);
-    }
-  };
-
   const verifier = randomBytes(32).toString('base64url');
   const authorize = new URL('/auth', opts.issuer);
   authorize.search = new URLSearchParams({
@@ -75,41 +148,17 @@ export async function devLogin(opts: { issuer: string; email: string; password: 
     login_hint: opts.email,
   }).toString();
 
-  let res = await request(authorize.toString());
-  let submitted = false;
-  for (let hop = 0; hop < MAX_REDIRECTS; hop++) {
-    const location = res.headers.get('location');
-    if (location?.startsWith(REDIRECT_URI)) {
-      const params = new URL(location).searchParams;
-      const code = params.get('code');
-      if (!code) {
-        throw new PgwardError(
-          'LOGIN_FAILED',
-          `the dev IdP refused the login: ${params.get('error_description') ?? params.get('error')}`,
-        );
-      }
-      return exchangeCode(opts.issuer, code, verifier);
-    }
-    if (location) {
-      res = await request(new URL(location, opts.issuer).toString());
-      continue;
-    }
-    // A page without a redirect is the login form; submit it once.
-    const page = await res.text();
-    const action = /action="(\/interaction\/[A-Za-z0-9_-]+\/login)"/.exec(page)?.[1];
-    if (!action || submitted) {
-      throw new PgwardError('LOGIN_FAILED', `the dev IdP did not accept ${opts.email} with that password`, {
-        hint: 'dev users are admin@, editor@ and viewer@example.com with password "password"',
-      });
-    }
-    submitted = true;
-    res = await request(new URL(action, opts.issuer).toString(), {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ email: opts.email, password: opts.password }).toString(),
-    });
+  const walker = new IdpPageWalker(opts.issuer);
+  const callback = await walker.walk(authorize.toString(), opts, (location) =>
+    location.startsWith(REDIRECT_URI),
+  );
+  const params = new URL(callback ?? REDIRECT_URI).searchParams;
+  const code = params.get('code');
+  if (!code) {
+    const reason = params.get('error_description') ?? params.get('error') ?? 'no authorization code';
+    throw new PgwardError('LOGIN_FAILED', `the dev IdP refused the login: ${reason}`);
   }
-  throw new PgwardError('LOGIN_FAILED', 'the dev IdP redirected too many times');
+  return exchangeCode(opts.issuer, code, verifier);
 }
 
 async function exchangeCode(issuer: string, code: string, verifier: string): Promise<TokenSet> {
