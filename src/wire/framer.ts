@@ -1,0 +1,153 @@
+/**
+ * The framer of one direction of a relayed connection: the proxy's hot path. It finds message
+ * boundaries in the byte stream and returns what to forward, without copying where it can:
+ * - runs of messages that lie whole in a chunk are forwarded as one view of that chunk;
+ * - messages of types nobody decodes stream through as they arrive, even when split across
+ *   chunks (a 100 MB DataRow is never buffered);
+ * - only a message somebody decodes that is split across chunks is copied, once, into a
+ *   buffer of its exact size (and a split 5-byte header).
+ * Every declared length is checked against the direction's cap before anything is kept.
+ */
+import { PgwardError } from '../errors.js';
+
+/** What to do with a decoded message: forward it as is, or drop it from the stream. */
+export type Verdict = 'forward' | 'drop';
+
+/**
+ * Receives each complete message of an interesting type: `message` is the whole message (type
+ * byte and length included), valid only during the call.
+ */
+export type MessageHandler = (type: number, message: Buffer) => Verdict;
+
+const HEADER = 5;
+
+export class MessageFramer {
+  /** Bytes of a split header, carried to the next chunk. */
+  private readonly header = Buffer.allocUnsafe(HEADER);
+  private headerLength = 0;
+  /** Bytes still to stream of a message nobody decodes. */
+  private skip = 0;
+  /** A decoded-type message split across chunks, being filled. */
+  private held: Buffer | undefined;
+  private heldLength = 0;
+
+  /**
+   * @param interesting 256 flags: which message types `onMessage` must see whole.
+   * @param maxMessageBytes cap on any message's declared length (type byte excluded).
+   */
+  constructor(
+    private readonly interesting: Uint8Array,
+    private readonly maxMessageBytes: number,
+    private readonly onMessage: MessageHandler,
+    private readonly direction: 'client' | 'server',
+  ) {}
+
+  private checkLength(type: number, length: number): void {
+    if (length < 4 || length > this.maxMessageBytes) {
+      throw new PgwardError(
+        'PROTOCOL_VIOLATION',
+        length < 4
+          ? `invalid message length ${length} from the ${this.direction}`
+          : `${this.direction} message of type "${String.fromCharCode(type)}" is ${length} bytes, over the limit of ${this.maxMessageBytes}`,
+      );
+    }
+  }
+
+  /** True when no message is partially received: the stream is at a message boundary. */
+  get atBoundary(): boolean {
+    return this.skip === 0 && this.held === undefined && this.headerLength === 0;
+  }
+
+  /** Consumes a chunk and returns the buffers to forward, in order. */
+  push(chunk: Buffer): Buffer[] {
+    const out: Buffer[] = [];
+    const n = chunk.length;
+    let pos = 0;
+    let runStart = 0;
+    while (pos < n) {
+      if (this.skip > 0) {
+        const take = Math.min(this.skip, n - pos);
+        this.skip -= take;
+        pos += take;
+        continue;
+      }
+      const held = this.held;
+      if (held !== undefined) {
+        const take = Math.min(held.length - this.heldLength, n - pos);
+        chunk.copy(held, this.heldLength, pos, pos + take);
+        this.heldLength += take;
+        pos += take;
+        runStart = pos;
+        if (this.heldLength === held.length) {
+          this.held = undefined;
+          if (this.onMessage(held[0]!, held) === 'forward') out.push(held);
+        }
+        continue;
+      }
+      if (this.headerLength > 0 || n - pos < HEADER) {
+        if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+        const take = Math.min(HEADER - this.headerLength, n - pos);
+        chunk.copy(this.header, this.headerLength, pos, pos + take);
+        this.headerLength += take;
+        pos += take;
+        runStart = pos;
+        if (this.headerLength < HEADER) break;
+        this.headerLength = 0;
+        const type = this.header[0]!;
+        const length = this.header.readInt32BE(1);
+        this.checkLength(type, length);
+        if (this.interesting[type] === 1) {
+          const message = Buffer.allocUnsafe(1 + length);
+          this.header.copy(message, 0, 0, HEADER);
+          if (length === 4) {
+            if (this.onMessage(type, message) === 'forward') out.push(message);
+          } else {
+            this.held = message;
+            this.heldLength = HEADER;
+          }
+        } else {
+          out.push(Buffer.from(this.header));
+          this.skip = length - 4;
+        }
+        continue;
+      }
+      const type = chunk[pos]!;
+      const length = chunk.readInt32BE(pos + 1);
+      this.checkLength(type, length);
+      const total = 1 + length;
+      if (this.interesting[type] !== 1) {
+        const available = n - pos;
+        if (available >= total) pos += total;
+        else {
+          this.skip = total - available;
+          pos = n;
+        }
+        continue;
+      }
+      if (n - pos >= total) {
+        if (this.onMessage(type, chunk.subarray(pos, pos + total)) === 'drop') {
+          if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+          runStart = pos + total;
+        }
+        pos += total;
+        continue;
+      }
+      if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+      const message = Buffer.allocUnsafe(total);
+      chunk.copy(message, 0, pos, n);
+      this.held = message;
+      this.heldLength = n - pos;
+      pos = n;
+      runStart = n;
+    }
+    if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+    return out;
+  }
+}
+
+/** Builds the 256-flag table of message types to decode. */
+export function typeFlags(types: readonly number[]): Uint8Array {
+  const flags = new Uint8Array(256);
+  for (const t of types) flags[t] = 1;
+  return flags;
+}
