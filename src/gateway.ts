@@ -1,64 +1,171 @@
 /**
- * The gateway process: store, HTTP server and PostgreSQL endpoint, started and stopped together.
- * `pgward serve` and `pgward dev` both run one of these.
+ * The gateway process: store, directory, vault, audit, the PostgreSQL endpoint and the HTTP
+ * server, started and stopped together. `pgward serve` and `pgward dev` both run one of these.
  */
-
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { createServer, type Server } from 'node:net';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { buildHttpServer, type HealthCheck } from './api/http_server.js';
-import type { Config } from './config/schema.js';
+import { AuditWriter } from './audit/audit_writer.js';
+import { type Config, decodeSecretKey } from './config/schema.js';
+import { Directory, type Person } from './directory/directory.js';
+import { PgwardError } from './errors.js';
+import { TokenVerifier, type VerifiedIdentity } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
+import { CancelMap } from './proxy/cancel_map.js';
+import { PgListener } from './proxy/pg_listener.js';
+import { RoleProvisioner } from './proxy/role_provisioner.js';
+import { TtlCache } from './proxy/ttl_cache.js';
+import { UpstreamPool } from './proxy/upstream_pool.js';
 import { openStore, type Store } from './store/store.js';
+import { ConnectionRepository } from './vault/connections.js';
+import { SecretBox } from './vault/secret_box.js';
 
 export interface Gateway {
   readonly httpUrl: string;
   readonly pg: { host: string; port: number };
   readonly store: Store;
+  readonly connections: ConnectionRepository;
+  readonly audit: AuditWriter;
   close(): Promise<void>;
 }
 
 export interface GatewayOptions {
   config: Config;
   log: Logger;
-  /** An already opened store (the dev stack opens it early); otherwise the gateway opens its own. */
+  /** An already opened store (the dev stack opens it early); the gateway closes it. */
   store?: Store;
   /** Health of parts started outside the gateway (the dev IdP, the demo target). */
   extraHealth?: Record<string, HealthCheck>;
 }
 
-function listen(server: Server, port: number, host: string): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
+/** A verified token is trusted again without re-verification for at most this long. */
+const TOKEN_CACHE_MS = 60_000;
+/** A sign-in (directory lookup) is reused for this long: deactivation takes effect within it. */
+const SIGN_IN_CACHE_MS = 5_000;
+
+function clientTls(config: Config): SecureContext | undefined {
+  const { certFile, keyFile } = config.tls;
+  if (!certFile || !keyFile) return undefined;
+  try {
+    return createSecureContext({
+      cert: readFileSync(certFile),
+      key: readFileSync(keyFile),
+      minVersion: 'TLSv1.2',
     });
-  });
+  } catch (err) {
+    throw new PgwardError(
+      'CONFIG_INVALID',
+      `tls: cannot load ${certFile} / ${keyFile}: ${(err as Error).message}`,
+    );
+  }
 }
+
+const hash = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /** Starts a gateway from a validated configuration. */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   const { config, log } = opts;
+  const key = config.secretKey === undefined ? undefined : decodeSecretKey(config.secretKey);
+  if (!key) {
+    throw new PgwardError(
+      'CONFIG_INVALID',
+      'secretKey (PGWARD_SECRET_KEY) is required: it encrypts the vaulted credentials',
+      {
+        hint: 'generate one with `openssl rand -base64 32` and keep it safe',
+      },
+    );
+  }
+  const tls = clientTls(config);
   const store =
     opts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
-  let http: FastifyInstance | undefined;
-  const pgServer = createServer((socket) => socket.destroy());
+  const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
-    const pgAddress = await listen(pgServer, config.pg.port, config.pg.host);
-    http = buildHttpServer({
+    const directory = new Directory(store.pool);
+    await directory.syncProviders(config.providers);
+    const verifier = new TokenVerifier(config.providers, log);
+    void verifier.prewarm();
+    const connections = new ConnectionRepository(store.pool, new SecretBox(key));
+    const provisioner = new RoleProvisioner(connections);
+    const pool = new UpstreamPool(
+      { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
+      log,
+    );
+    const audit = new AuditWriter(store.pool, log.child({ component: 'audit' }));
+    cleanup.unshift(
+      () => audit.close(),
+      () => pool.close(),
+      () => provisioner.close(),
+    );
+
+    const tokens = new TtlCache<VerifiedIdentity>();
+    const people = new TtlCache<Person>();
+    const listener = new PgListener(
+      {
+        config: {
+          maxMessageBytes: config.pg.maxMessageBytes,
+          allowLoopbackPlaintext: config.pg.allowLoopbackPlaintext,
+          authTimeoutMs: config.pg.authTimeoutSeconds * 1000,
+        },
+        log: log.child({ component: 'proxy' }),
+        tls,
+        async verify(token) {
+          const cacheKey = hash(token);
+          const cached = tokens.get(cacheKey);
+          if (cached && cached.expiresAt.getTime() > Date.now()) return cached;
+          const identity = await verifier.verify(token);
+          tokens.set(cacheKey, identity, Math.min(TOKEN_CACHE_MS, identity.expiresAt.getTime() - Date.now()));
+          return identity;
+        },
+        async signIn(identity) {
+          const cacheKey = hash(
+            JSON.stringify([
+              identity.provider.name,
+              identity.subject,
+              identity.email,
+              identity.groups,
+              identity.roles,
+            ]),
+          );
+          const cached = people.get(cacheKey);
+          if (cached) return cached;
+          const person = await directory.signIn(identity);
+          people.set(cacheKey, person, SIGN_IN_CACHE_MS);
+          return person;
+        },
+        connections,
+        provisioner,
+        pool,
+        audit,
+        cancels: new CancelMap(),
+      },
+      config.pg.maxConnections,
+    );
+    const pgAddress = await listener.listen(config.pg.port, config.pg.host);
+    cleanup.unshift(() => listener.close());
+
+    const http: FastifyInstance = buildHttpServer({
       log,
       health: {
         store: async () =>
           (await store.ping()) ? { ok: true } : { ok: false, detail: 'store does not answer' },
         postgres_endpoint: async () => ({
-          ok: pgServer.listening,
-          detail: `${config.pg.host}:${pgAddress.port}`,
+          ok: listener.listening,
+          detail: `${config.pg.host}:${pgAddress.port}, ${listener.sessionCount} sessions, ${pool.size} idle upstream`,
         }),
+        audit: async () => ({ ok: audit.backlog < 100_000, detail: `${audit.backlog} records queued` }),
+        ...Object.fromEntries(
+          config.providers.map((p) => [
+            `idp_${p.name}`,
+            async () => verifier.health()[p.name] ?? { ok: false },
+          ]),
+        ),
         ...opts.extraHealth,
       },
       discovery: () => ({
-        pg: { host: config.pg.host, port: pgAddress.port },
+        pg: { host: config.pg.host, port: pgAddress.port, tls: tls !== undefined },
         providers: config.providers.map((p) => ({
           name: p.name,
           displayName: p.displayName ?? p.name,
@@ -69,24 +176,28 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       }),
     });
     await http.listen({ port: config.http.port, host: config.http.host });
+    cleanup.unshift(() => http.close());
     const httpAddress = http.server.address() as AddressInfo;
     const httpUrl = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;
-    log.info({ http: httpUrl, pg: `${config.pg.host}:${pgAddress.port}` }, 'gateway listening');
-    const app = http;
+    log.info(
+      { http: httpUrl, pg: `${config.pg.host}:${pgAddress.port}`, tls: tls !== undefined },
+      'gateway listening',
+    );
+
+    const closeAll = async () => {
+      // HTTP and the listener first, then the audit flush, then the store.
+      for (const step of cleanup.splice(0)) await step();
+    };
     return {
       httpUrl,
       pg: { host: config.pg.host, port: pgAddress.port },
       store,
-      async close() {
-        pgServer.close();
-        await app.close();
-        await store.close();
-      },
+      connections,
+      audit,
+      close: closeAll,
     };
   } catch (err) {
-    pgServer.close();
-    await http?.close();
-    await store.close();
+    for (const step of cleanup.splice(0)) await Promise.resolve(step()).catch(() => undefined);
     throw err;
   }
 }

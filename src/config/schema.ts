@@ -58,6 +58,18 @@ export const providerSchema = z.strictObject({
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type ProviderInput = z.input<typeof providerSchema>;
 
+/** A yes/no setting: booleans, or the strings true/false/1/0/yes/no from the environment. */
+const booleanSetting = z.preprocess(
+  (value) => {
+    if (typeof value !== 'string') return value;
+    const v = value.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(v)) return true;
+    if (['false', '0', 'no', 'off'].includes(v)) return false;
+    return value;
+  },
+  z.boolean({ error: 'expected true or false' }),
+);
+
 const secretKey = z.string().refine((value) => decodeSecretKey(value) !== undefined, {
   message: 'expected 32 random bytes as base64 or 64 hex digits (e.g. `openssl rand -base64 32`)',
 });
@@ -103,8 +115,16 @@ export const configSchema = z
           .min(8192, 'must be at least 8192 bytes')
           .max(1024 ** 3, 'must be at most 1 GiB (PostgreSQL itself refuses larger)')
           .default(1024 ** 3),
+        /** Client connections accepted at once; beyond it clients get SQLSTATE 53300. */
+        maxConnections: z.coerce.number().int().min(1).max(100_000).default(1000),
+        /** Startup and authentication must finish within this many seconds. */
+        authTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
+        /** Idle pooled upstream connections close after this many seconds. */
+        poolIdleSeconds: z.coerce.number().int().min(0).max(86_400).default(60),
+        /** Idle upstream connections kept per (connection, login role, settings). */
+        poolMaxIdlePerKey: z.coerce.number().int().min(0).max(1000).default(32),
         /** Accept passwords without TLS from loopback clients. Unsafe off a developer machine. */
-        allowLoopbackPlaintext: z.coerce.boolean().default(false),
+        allowLoopbackPlaintext: booleanSetting.default(false),
       })
       .prefault({}),
     tls: z

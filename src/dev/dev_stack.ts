@@ -11,8 +11,9 @@ import { type Config, providerSchema } from '../config/schema.js';
 import { type Gateway, startGateway } from '../gateway.js';
 import type { Logger } from '../log/logger.js';
 import { openStore } from '../store/store.js';
-import { type DemoTarget, startDemoTarget } from './demo_target.js';
+import { DEMO_DATABASE, type DemoTarget, startDemoTarget } from './demo_target.js';
 import { startDevIdp } from './dev_idp.js';
+import { devCertificate } from './dev_tls.js';
 import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PROVIDER_NAME } from './dev_users.js';
 import { storeAdapter } from './idp_store_adapter.js';
 
@@ -43,6 +44,9 @@ export interface DevStack {
 }
 
 const HOST = '127.0.0.1';
+export const DEMO_CONNECTION = 'demo';
+/** DESIGN.md: viewer→app_readonly, editor→app_readwrite, admin→app_admin. */
+const DEMO_ACCESS = { viewer: ['app_readonly'], editor: ['app_readwrite'], admin: ['app_admin'] };
 
 /** The dev stack's secret key, generated once per data dir. */
 async function devSecretKey(dataDir: string): Promise<string> {
@@ -98,6 +102,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     });
     started.push(idp);
 
+    const tls = await devCertificate(dataDir);
     const config = loadConfig({
       env: opts.env ?? process.env,
       flags: {
@@ -108,6 +113,8 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         'pg.host': HOST,
         'pg.port': opts.pgPort,
         'pg.allowLoopbackPlaintext': true,
+        'tls.certFile': tls.certFile,
+        'tls.keyFile': tls.keyFile,
       },
     });
     config.providers.unshift(
@@ -139,6 +146,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       },
     });
     started.push(gateway);
+    await putDemoConnection(gateway, target);
 
     const info: DevInfo = {
       http: gateway.httpUrl,
@@ -155,6 +163,25 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   }
 }
 
+/**
+ * The `demo` connection to the demo target: pgward logs in as pgward_admin to provision each
+ * person's role. Host and port follow the target (its port changes between starts); the access
+ * map is set on first start only, so changes made through the admin API survive restarts.
+ */
+async function putDemoConnection(gateway: Gateway, target: DemoTarget): Promise<void> {
+  const existing = await gateway.connections.find(DEMO_CONNECTION);
+  await gateway.connections.put({
+    name: DEMO_CONNECTION,
+    host: '127.0.0.1',
+    port: target.cluster.port,
+    database: DEMO_DATABASE,
+    sslmode: 'disable',
+    roleMode: 'provision',
+    credential: target.admin,
+    ...(existing ? {} : { access: DEMO_ACCESS }),
+  });
+}
+
 /** The short "what to do next" printed once the dev stack is up. */
 export function nextSteps(info: DevInfo): string {
   return [
@@ -164,7 +191,7 @@ export function nextSteps(info: DevInfo): string {
     `  postgres  ${info.pg.host}:${info.pg.port}   dev IdP  ${info.idp}`,
     '',
     'Connect as the viewer (token as password):',
-    `  PGPASSWORD=$(npx pgward dev token viewer@example.com) psql "postgresql://viewer%40example.com@${info.pg.host}:${info.pg.port}/demo?sslmode=disable"`,
+    `  PGPASSWORD=$(npx pgward dev token viewer@example.com) psql "postgresql://viewer%40example.com@${info.pg.host}:${info.pg.port}/demo?sslmode=require"`,
     'Dev users: admin@example.com, editor@example.com, viewer@example.com (password "password").',
     'Press Ctrl-C to stop.',
     '',

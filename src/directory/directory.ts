@@ -1,0 +1,164 @@
+/**
+ * The directory (seed 004): people, their identities at each provider, and the groups that
+ * decide access. Signing in creates the person just in time (seed 001: `sub` identifies the
+ * identity, `email` and `name` the profile) and makes that identity the last-used one, whose
+ * groups and roles decide current permissions.
+ */
+import type pg from 'pg';
+import type { ProviderConfig } from '../config/schema.js';
+import { PgwardError } from '../errors.js';
+import type { VerifiedIdentity } from '../identity/token_verifier.js';
+
+/** A signed-in person and what they may do now. */
+export interface Person {
+  userId: string;
+  email: string;
+  name: string | undefined;
+  provider: string;
+  /** Effective pgward groups: mapped from the last-used identity, plus direct memberships. */
+  groups: string[];
+  isAdmin: boolean;
+}
+
+const DEFAULT_TENANT = 'default';
+
+export class Directory {
+  private providerIds = new Map<string, string>();
+
+  constructor(private readonly pool: pg.Pool) {}
+
+  /** Mirrors the configured providers into the provider table (source 'config'). */
+  async syncProviders(providers: ProviderConfig[]): Promise<void> {
+    for (const p of providers) {
+      const { rows } = await this.pool.query<{ provider_id: string }>(
+        `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
+         VALUES ($1, $2, 'oidc', $3, 'config')
+         ON CONFLICT (code) DO UPDATE SET name = $2, configuration = $3, updated_at = now()
+         RETURNING provider_id`,
+        [
+          p.name,
+          p.displayName ?? p.name,
+          { issuer: p.issuer, clientId: p.clientId, validation: p.validation },
+        ],
+      );
+      this.providerIds.set(p.name, rows[0]!.provider_id);
+    }
+  }
+
+  /** Signs a verified identity in: JIT sign-up or update, then the person's effective groups. */
+  async signIn(identity: VerifiedIdentity): Promise<Person> {
+    const providerId = this.providerIds.get(identity.provider.name);
+    if (!providerId)
+      throw new PgwardError('INTERNAL', `provider ${identity.provider.name} is not in the directory`);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const found = await client.query<{ user_id: string; user_active: boolean; identity_active: boolean }>(
+        `SELECT u.user_id, u.is_active AS user_active, i.is_active AS identity_active
+         FROM pgward.user_identity i JOIN pgward.user_info u USING (user_id)
+         WHERE i.provider_id = $1 AND i.provider_user_id = $2 FOR UPDATE`,
+        [providerId, identity.subject],
+      );
+      let userId: string;
+      const existing = found.rows[0];
+      if (existing) {
+        if (!existing.user_active) {
+          throw new PgwardError('NOT_ALLOWED', `${identity.email} is deactivated in pgward`, {
+            hint: 'ask a pgward administrator to reactivate you',
+          });
+        }
+        if (!existing.identity_active) {
+          throw new PgwardError(
+            'NOT_ALLOWED',
+            `your ${identity.provider.name} identity is deactivated in pgward`,
+            {
+              hint: 'sign in with another provider, or ask a pgward administrator',
+            },
+          );
+        }
+        userId = existing.user_id;
+        await client.query(
+          'UPDATE pgward.user_info SET email = $2, name = COALESCE($3, name), updated_at = now() WHERE user_id = $1',
+          [userId, identity.email, identity.name ?? null],
+        );
+      } else {
+        const created = await client.query<{ user_id: string }>(
+          `INSERT INTO pgward.user_info (tenant_id, email, name)
+           SELECT tenant_id, $2, $3 FROM pgward.tenant WHERE code = $1 RETURNING user_id`,
+          [DEFAULT_TENANT, identity.email, identity.name ?? null],
+        );
+        userId = created.rows[0]!.user_id;
+      }
+      // This identity becomes the last-used one: its groups and roles now decide permissions.
+      await client.query(
+        'UPDATE pgward.user_identity SET is_last_used = false WHERE user_id = $1 AND is_last_used',
+        [userId],
+      );
+      await client.query(
+        `INSERT INTO pgward.user_identity
+           (user_id, provider_id, provider_user_id, provider_groups, provider_roles, provider_data, is_last_used, last_login_at)
+         VALUES ($1, $2, $3, $4, $5, $6, true, now())
+         ON CONFLICT (provider_id, provider_user_id) DO UPDATE SET provider_groups = $4, provider_roles = $5,
+           provider_data = $6, is_last_used = true, last_login_at = now()`,
+        [
+          userId,
+          providerId,
+          identity.subject,
+          identity.groups,
+          identity.roles,
+          { email: identity.email, name: identity.name, email_verified: identity.emailVerified },
+        ],
+      );
+      const groups = await this.effectiveGroups(client, userId, providerId, identity);
+      const isAdmin =
+        identity.provider.adminGroups.some(
+          (g) => identity.groups.includes(g) || identity.roles.includes(g),
+        ) || groups.includes('admin');
+      await client.query('UPDATE pgward.user_info SET is_admin = $2 WHERE user_id = $1 AND is_admin <> $2', [
+        userId,
+        isAdmin,
+      ]);
+      await client.query('COMMIT');
+      return {
+        userId,
+        email: identity.email,
+        name: identity.name,
+        provider: identity.provider.name,
+        groups,
+        isAdmin,
+      };
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /**
+   * Groups mapped from the identity's IdP groups and roles, plus direct memberships. A provider
+   * without any mapping takes its group names as they are.
+   */
+  private async effectiveGroups(
+    client: pg.PoolClient,
+    userId: string,
+    providerId: string,
+    identity: VerifiedIdentity,
+  ): Promise<string[]> {
+    const { rows } = await client.query<{ name: string; mapped: boolean; has_mappings: boolean }>(
+      `SELECT g.name, true AS mapped, true AS has_mappings
+         FROM pgward.user_group_mapping m JOIN pgward.user_group g USING (group_id)
+        WHERE m.provider_id = $2 AND (m.external_group = ANY($3) OR m.external_role = ANY($4))
+       UNION
+       SELECT g.name, false, false
+         FROM pgward.user_group_member gm JOIN pgward.user_group g USING (group_id) WHERE gm.user_id = $1
+       UNION
+       SELECT '', false, true WHERE EXISTS (SELECT FROM pgward.user_group_mapping WHERE provider_id = $2)`,
+      [userId, providerId, identity.groups, identity.roles],
+    );
+    const hasMappings = rows.some((r) => r.has_mappings);
+    const groups = new Set(rows.filter((r) => r.name !== '').map((r) => r.name));
+    if (!hasMappings) for (const g of identity.groups) groups.add(g);
+    return [...groups].sort();
+  }
+}

@@ -1,0 +1,67 @@
+/**
+ * Claims mapping: the subject, email, name, groups and roles of a verified token, read by the
+ * provider's configured claim paths and validated (types, sizes) before anything uses them.
+ */
+import { readClaim } from '../config/claim_path.js';
+import type { ProviderConfig } from '../config/schema.js';
+import { PgwardError } from '../errors.js';
+
+export interface MappedClaims {
+  subject: string;
+  email: string;
+  emailVerified: boolean;
+  name: string | undefined;
+  preferredUsername: string | undefined;
+  groups: string[];
+  roles: string[];
+}
+
+const MAX_LIST = 512;
+const MAX_ITEM = 256;
+const MAX_SUBJECT = 255;
+const MAX_EMAIL = 320;
+
+function invalid(message: string): PgwardError {
+  return new PgwardError('TOKEN_INVALID', message);
+}
+
+function optionalString(value: unknown, what: string, max: number): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value.length > max)
+    throw invalid(`the ${what} claim must be a string of at most ${max} characters`);
+  return value;
+}
+
+function stringList(value: unknown, what: string): string[] {
+  if (value === undefined || value === null) return [];
+  // Some IdPs send a single group as a plain string.
+  const list = typeof value === 'string' ? [value] : value;
+  if (!Array.isArray(list) || list.length > MAX_LIST) {
+    throw invalid(`the ${what} claim must be an array of at most ${MAX_LIST} strings`);
+  }
+  for (const item of list) {
+    if (typeof item !== 'string' || item.length === 0 || item.length > MAX_ITEM) {
+      throw invalid(`the ${what} claim must hold non-empty strings of at most ${MAX_ITEM} characters`);
+    }
+  }
+  return [...new Set(list as string[])];
+}
+
+/** Reads and validates the claims pgward uses; throws TOKEN_INVALID naming the bad claim. */
+export function mapClaims(provider: ProviderConfig, claims: Record<string, unknown>): MappedClaims {
+  const subject = optionalString(readClaim(claims, provider.claims.subject), 'subject', MAX_SUBJECT);
+  if (!subject) throw invalid('the token has no subject (sub) claim');
+  const email = optionalString(readClaim(claims, provider.claims.email), 'email', MAX_EMAIL);
+  if (!email || !/^[^\s@]+@[^\s@]+$/.test(email)) {
+    throw invalid('the token has no usable email claim; ask for the "email" scope');
+  }
+  return {
+    subject,
+    email: email.toLowerCase(),
+    emailVerified: claims['email_verified'] === true,
+    name: optionalString(readClaim(claims, provider.claims.name), 'name', MAX_ITEM),
+    preferredUsername: optionalString(claims['preferred_username'], 'preferred_username', MAX_EMAIL),
+    groups: stringList(readClaim(claims, provider.claims.groups), 'groups'),
+    roles: provider.claims.roles ? stringList(readClaim(claims, provider.claims.roles), 'roles') : [],
+  };
+}

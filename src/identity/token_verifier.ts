@@ -1,0 +1,237 @@
+/**
+ * Verification of identity tokens presented as passwords: a JWT of a configured provider checked
+ * with jose (JWKS fetched and cached, exact issuer, audience, asymmetric algorithm allowlist,
+ * `exp` required), or, for providers configured with `validation: userinfo`, an opaque token
+ * checked by the IdP's userinfo endpoint. Each failure has its own stable error code.
+ */
+import { createHash } from 'node:crypto';
+import {
+  createRemoteJWKSet,
+  decodeJwt,
+  decodeProtectedHeader,
+  errors,
+  type JWTPayload,
+  jwtVerify,
+} from 'jose';
+import type { ProviderConfig } from '../config/schema.js';
+import { PgwardError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
+import { type MappedClaims, mapClaims } from './claims.js';
+import { fetchJson } from './http_json.js';
+
+export interface VerifiedIdentity extends MappedClaims {
+  provider: ProviderConfig;
+  /** When the token stops being valid. */
+  expiresAt: Date;
+}
+
+const OUTBOUND_TIMEOUT_MS = 5_000;
+/** Seconds of clock skew tolerated between pgward and the IdP. */
+const CLOCK_TOLERANCE_S = 30;
+/** How long a userinfo answer vouches for an opaque token. */
+const USERINFO_TTL_MS = 60_000;
+
+interface ProviderState {
+  provider: ProviderConfig;
+  discovery?: Promise<{ jwks_uri?: string; userinfo_endpoint?: string }>;
+  jwks?: ReturnType<typeof createRemoteJWKSet>;
+  lastError?: string;
+}
+
+function tokenError(code: 'TOKEN_INVALID' | 'TOKEN_EXPIRED', message: string, cause?: unknown): PgwardError {
+  return new PgwardError(code, message, { cause, hint: 'run `pgward login` for a fresh token' });
+}
+
+/** The issuer a token names, read before verification only to choose the provider. */
+function claimedIssuer(token: string): string {
+  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
+    throw tokenError('TOKEN_INVALID', 'the password is not a token (expected a JWT)');
+  }
+  let header: ReturnType<typeof decodeProtectedHeader>;
+  let payload: JWTPayload;
+  try {
+    header = decodeProtectedHeader(token);
+    payload = decodeJwt(token);
+  } catch (err) {
+    throw tokenError('TOKEN_INVALID', 'the token is malformed', err);
+  }
+  if (!header.alg || header.alg === 'none')
+    throw tokenError('TOKEN_INVALID', 'unsigned tokens (alg "none") are refused');
+  if (typeof payload.iss !== 'string') throw tokenError('TOKEN_INVALID', 'the token has no issuer (iss)');
+  return payload.iss;
+}
+
+export class TokenVerifier {
+  private readonly states: ProviderState[];
+  private readonly userinfoCache = new Map<string, { identity: VerifiedIdentity; until: number }>();
+
+  constructor(
+    providers: ProviderConfig[],
+    private readonly log: Logger,
+  ) {
+    this.states = providers.map((provider) => ({ provider }));
+  }
+
+  private discovery(state: ProviderState) {
+    if (!state.discovery) {
+      const url = `${state.provider.issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+      state.discovery = fetchJson(url, OUTBOUND_TIMEOUT_MS) as Promise<{
+        jwks_uri?: string;
+        userinfo_endpoint?: string;
+      }>;
+      // A failed discovery is retried at the next use rather than cached.
+      state.discovery.catch(() => {
+        state.discovery = undefined;
+      });
+    }
+    return state.discovery;
+  }
+
+  private async keySet(state: ProviderState) {
+    if (!state.jwks) {
+      const uri = state.provider.jwksUri ?? (await this.discovery(state)).jwks_uri;
+      if (!uri)
+        throw new PgwardError('IDP_UNREACHABLE', `${state.provider.name}: the IdP publishes no jwks_uri`);
+      state.jwks = createRemoteJWKSet(new URL(uri), {
+        timeoutDuration: OUTBOUND_TIMEOUT_MS,
+        cooldownDuration: 30_000,
+        cacheMaxAge: 10 * 60_000,
+      });
+    }
+    return state.jwks;
+  }
+
+  /** Fetches every provider's keys now, so the first login does not wait (errors are logged). */
+  async prewarm(): Promise<void> {
+    await Promise.all(
+      this.states
+        .filter((s) => s.provider.validation === 'jwks')
+        .map(async (state) => {
+          try {
+            await (await this.keySet(state)).reload();
+            state.lastError = undefined;
+          } catch (err) {
+            state.lastError = (err as Error).message;
+            this.log.warn(
+              { provider: state.provider.name, err: state.lastError },
+              'cannot fetch the IdP keys yet',
+            );
+          }
+        }),
+    );
+  }
+
+  /** Per provider: whether its keys are loaded. */
+  health(): Record<string, { ok: boolean; detail?: string }> {
+    return Object.fromEntries(
+      this.states.map((s) => [
+        s.provider.name,
+        s.provider.validation === 'userinfo'
+          ? { ok: true, detail: 'userinfo validation' }
+          : {
+              ok: s.jwks?.fresh !== undefined && s.lastError === undefined,
+              detail: s.lastError ?? s.provider.issuer,
+            },
+      ]),
+    );
+  }
+
+  /** Verifies a token; throws TOKEN_INVALID, TOKEN_EXPIRED or IDP_UNREACHABLE. */
+  async verify(token: string): Promise<VerifiedIdentity> {
+    const issuer = claimedIssuer(token);
+    const state = this.states.find((s) => s.provider.issuer === issuer);
+    if (!state)
+      throw tokenError('TOKEN_INVALID', `tokens of issuer ${issuer} are not accepted by this gateway`);
+    if (state.provider.validation === 'userinfo') return this.verifyWithUserinfo(state, token);
+    const provider = state.provider;
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, await this.keySet(state), {
+        issuer: provider.issuer,
+        audience: provider.audience ?? provider.clientId,
+        algorithms: [...provider.algorithms],
+        requiredClaims: ['exp', 'sub'],
+        clockTolerance: CLOCK_TOLERANCE_S,
+      }));
+      state.lastError = undefined;
+    } catch (err) {
+      throw this.translate(err, state);
+    }
+    return { ...mapClaims(provider, payload), provider, expiresAt: new Date(payload.exp! * 1000) };
+  }
+
+  private translate(err: unknown, state: ProviderState): PgwardError {
+    if (err instanceof PgwardError) return err;
+    if (err instanceof errors.JWTExpired) {
+      const exp =
+        typeof err.payload.exp === 'number' ? new Date(err.payload.exp * 1000).toISOString() : 'unknown';
+      return tokenError('TOKEN_EXPIRED', `token expired at ${exp}`, err);
+    }
+    if (err instanceof errors.JWTClaimValidationFailed) {
+      const what: Record<string, string> = {
+        iss: 'the token issuer does not match',
+        aud: `the token is not meant for this gateway (audience must be ${state.provider.audience ?? state.provider.clientId})`,
+        nbf: 'the token is not valid yet',
+        exp: 'the token has no expiry (exp)',
+        sub: 'the token has no subject (sub)',
+        iat: 'the token was issued in the future',
+      };
+      return tokenError('TOKEN_INVALID', what[err.claim] ?? `the token's ${err.claim} claim is invalid`, err);
+    }
+    if (err instanceof errors.JOSEAlgNotAllowed) {
+      return tokenError(
+        'TOKEN_INVALID',
+        `the token's signing algorithm is not allowed for ${state.provider.name}`,
+        err,
+      );
+    }
+    if (err instanceof errors.JWSSignatureVerificationFailed) {
+      return tokenError('TOKEN_INVALID', 'the token signature does not verify', err);
+    }
+    if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
+      return tokenError('TOKEN_INVALID', 'the token is signed with a key the IdP does not publish', err);
+    }
+    if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || err instanceof TypeError) {
+      state.lastError = 'keys unreachable';
+      return new PgwardError(
+        'IDP_UNREACHABLE',
+        `cannot reach the identity provider ${state.provider.name} to check the token`,
+        {
+          cause: err,
+        },
+      );
+    }
+    if (err instanceof errors.JOSEError)
+      return tokenError('TOKEN_INVALID', `the token is invalid (${err.code})`, err);
+    return new PgwardError('INTERNAL', 'token verification failed', { cause: err });
+  }
+
+  private async verifyWithUserinfo(state: ProviderState, token: string): Promise<VerifiedIdentity> {
+    const key = createHash('sha256').update(token).digest('base64url');
+    const cached = this.userinfoCache.get(key);
+    if (cached && cached.until > Date.now()) return cached.identity;
+    const endpoint = (await this.discovery(state)).userinfo_endpoint;
+    if (!endpoint)
+      throw new PgwardError('IDP_UNREACHABLE', `${state.provider.name}: the IdP has no userinfo endpoint`);
+    let claims: Record<string, unknown>;
+    try {
+      claims = (await fetchJson(endpoint, OUTBOUND_TIMEOUT_MS, {
+        authorization: `Bearer ${token}`,
+      })) as Record<string, unknown>;
+    } catch (err) {
+      if (err instanceof PgwardError && err.detail === '401') {
+        throw tokenError('TOKEN_INVALID', 'the identity provider does not accept this token', err);
+      }
+      throw err;
+    }
+    const until = Date.now() + USERINFO_TTL_MS;
+    const identity = {
+      ...mapClaims(state.provider, claims),
+      provider: state.provider,
+      expiresAt: new Date(until),
+    };
+    if (this.userinfoCache.size > 10_000) this.userinfoCache.clear();
+    this.userinfoCache.set(key, { identity, until });
+    return identity;
+  }
+}

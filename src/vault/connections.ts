@@ -1,0 +1,190 @@
+/**
+ * Connections to target databases and their vaulted credentials. The credential's password is
+ * sealed with the gateway's key (bound to the connection id) and only ever opened to log in
+ * upstream; nothing here returns it to a caller outside the proxy.
+ */
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { PgwardError } from '../errors.js';
+import type { SecretBox } from './secret_box.js';
+
+export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+export type SslMode = (typeof SSL_MODES)[number];
+export type RoleMode = 'provision' | 'shared';
+
+export interface Connection {
+  id: string;
+  name: string;
+  host: string;
+  port: number;
+  database: string;
+  sslmode: SslMode;
+  sslCa: string | undefined;
+  roleMode: RoleMode;
+  credentialUser: string;
+  /** Group name → database roles that group's members get. */
+  access: Map<string, string[]>;
+}
+
+export interface ConnectionInput {
+  name: string;
+  host: string;
+  port: number;
+  database: string;
+  sslmode?: SslMode;
+  sslCa?: string;
+  roleMode?: RoleMode;
+  credential: { user: string; password: string };
+  access?: Record<string, string[]>;
+}
+
+interface ConnectionRow {
+  connection_id: string;
+  name: string;
+  host: string;
+  port: number;
+  database: string;
+  sslmode: SslMode;
+  ssl_ca: string | null;
+  role_mode: RoleMode;
+  credential_user: string;
+  access: Record<string, string[]> | null;
+}
+
+/** How long a looked-up connection is reused before the store is asked again. */
+const CACHE_MS = 2_000;
+
+const owner = (id: string) => `connection:${id}`;
+const loginOwner = (connectionId: string, userId: string) => `login-role:${connectionId}:${userId}`;
+
+export class ConnectionRepository {
+  private readonly cache = new Map<string, { connection: Connection | undefined; until: number }>();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly box: SecretBox,
+  ) {}
+
+  /** Creates or replaces a connection by name, with its access map. */
+  async put(input: ConnectionInput): Promise<Connection> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ connection_id: string }>(
+        `INSERT INTO pgward.connection (tenant_id, name, host, port, database, sslmode, ssl_ca, role_mode,
+           credential_user, credential_secret)
+         SELECT tenant_id, $1, $2, $3, $4, $5, $6, $7, $8, '\\x' FROM pgward.tenant WHERE code = 'default'
+         ON CONFLICT (name) DO UPDATE SET host = $2, port = $3, database = $4, sslmode = $5, ssl_ca = $6,
+           role_mode = $7, credential_user = $8, updated_at = now()
+         RETURNING connection_id`,
+        [
+          input.name,
+          input.host,
+          input.port,
+          input.database,
+          input.sslmode ?? 'prefer',
+          input.sslCa ?? null,
+          input.roleMode ?? 'provision',
+          input.credential.user,
+        ],
+      );
+      const id = rows[0]!.connection_id;
+      await client.query('UPDATE pgward.connection SET credential_secret = $2 WHERE connection_id = $1', [
+        id,
+        this.box.seal(input.credential.password, owner(id)),
+      ]);
+      if (input.access) {
+        await client.query('DELETE FROM pgward.connection_access WHERE connection_id = $1', [id]);
+        for (const [group, roles] of Object.entries(input.access)) {
+          await client.query(
+            'INSERT INTO pgward.connection_access (connection_id, group_name, db_roles) VALUES ($1, $2, $3)',
+            [id, group, roles],
+          );
+        }
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+    this.cache.delete(input.name);
+    return (await this.find(input.name))!;
+  }
+
+  /** The connection named `name`, or undefined. Cached for a moment: this is on every connect. */
+  async find(name: string): Promise<Connection | undefined> {
+    const cached = this.cache.get(name);
+    if (cached && cached.until > Date.now()) return cached.connection;
+    const { rows } = await this.pool.query<ConnectionRow>(
+      `SELECT c.connection_id, c.name, c.host, c.port, c.database, c.sslmode, c.ssl_ca, c.role_mode, c.credential_user,
+              (SELECT jsonb_object_agg(a.group_name, a.db_roles) FROM pgward.connection_access a
+                WHERE a.connection_id = c.connection_id) AS access
+       FROM pgward.connection c WHERE c.name = $1`,
+      [name],
+    );
+    const row = rows[0];
+    const connection = row && {
+      id: row.connection_id,
+      name: row.name,
+      host: row.host,
+      port: row.port,
+      database: row.database,
+      sslmode: row.sslmode,
+      sslCa: row.ssl_ca ?? undefined,
+      roleMode: row.role_mode,
+      credentialUser: row.credential_user,
+      access: new Map(Object.entries(row.access ?? {})),
+    };
+    if (this.cache.size > 1000) this.cache.clear();
+    this.cache.set(name, { connection, until: Date.now() + CACHE_MS });
+    return connection;
+  }
+
+  /** The connection's own credential, opened for an upstream login. */
+  async credential(connection: Connection): Promise<{ user: string; password: string }> {
+    const { rows } = await this.pool.query<{ credential_secret: Buffer }>(
+      'SELECT credential_secret FROM pgward.connection WHERE connection_id = $1',
+      [connection.id],
+    );
+    if (!rows[0]) throw new PgwardError('UNKNOWN_CONNECTION', `connection "${connection.name}" was deleted`);
+    return {
+      user: connection.credentialUser,
+      password: this.box.open(rows[0].credential_secret, owner(connection.id)),
+    };
+  }
+
+  /** The login role pgward keeps for a person on a connection, creating its secret on first use. */
+  async loginRole(
+    connection: Connection,
+    userId: string,
+    roleName: string,
+  ): Promise<{ roleName: string; password: string; created: boolean }> {
+    const { rows } = await this.pool.query<{ role_name: string; secret: Buffer }>(
+      'SELECT role_name, secret FROM pgward.login_role WHERE connection_id = $1 AND user_id = $2',
+      [connection.id, userId],
+    );
+    if (rows[0]) {
+      return {
+        roleName: rows[0].role_name,
+        password: this.box.open(rows[0].secret, loginOwner(connection.id, userId)),
+        created: false,
+      };
+    }
+    const password = randomBytes(32).toString('base64url');
+    const inserted = await this.pool.query<{ role_name: string; secret: Buffer }>(
+      `INSERT INTO pgward.login_role (connection_id, user_id, role_name, secret) VALUES ($1, $2, $3, $4)
+       ON CONFLICT (connection_id, user_id) DO UPDATE SET connection_id = EXCLUDED.connection_id
+       RETURNING role_name, secret`,
+      [connection.id, userId, roleName, this.box.seal(password, loginOwner(connection.id, userId))],
+    );
+    const row = inserted.rows[0]!;
+    // Another gateway may have won the race: use what is stored.
+    return {
+      roleName: row.role_name,
+      password: this.box.open(row.secret, loginOwner(connection.id, userId)),
+      created: true,
+    };
+  }
+}

@@ -1,0 +1,43 @@
+/**
+ * A simple message reader for the parts that are not the hot path (upstream login, pool resets,
+ * client authentication): it queues whole messages, copying as needed, with a size cap.
+ */
+import { PgwardError } from '../errors.js';
+
+export class MessageReader {
+  private buffer: Buffer = Buffer.alloc(0);
+  private readonly queue: Buffer[] = [];
+
+  constructor(private readonly maxMessageBytes: number) {}
+
+  /** Adds bytes; complete messages become available through shift(). */
+  push(chunk: Buffer): void {
+    this.buffer = this.buffer.length === 0 ? chunk : Buffer.concat([this.buffer, chunk]);
+    while (this.buffer.length >= 5) {
+      const length = this.buffer.readInt32BE(1);
+      if (length < 4 || length > this.maxMessageBytes) {
+        throw new PgwardError('PROTOCOL_VIOLATION', `invalid message length ${length}`);
+      }
+      if (this.buffer.length < 1 + length) break;
+      this.queue.push(Buffer.from(this.buffer.subarray(0, 1 + length)));
+      this.buffer = this.buffer.subarray(1 + length);
+    }
+  }
+
+  shift(): Buffer | undefined {
+    return this.queue.shift();
+  }
+
+  /** Bytes received but not yet part of a complete message. */
+  get pendingBytes(): number {
+    return this.buffer.length;
+  }
+
+  /** Takes whatever bytes are buffered (queued messages first), leaving the reader empty. */
+  drain(): Buffer {
+    const out = Buffer.concat([...this.queue, this.buffer]);
+    this.queue.length = 0;
+    this.buffer = Buffer.alloc(0);
+    return out;
+  }
+}
