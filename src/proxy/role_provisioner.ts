@@ -57,9 +57,16 @@ BEGIN
       JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
       WHERE u.rolname = login LOOP
     IF NOT (r = ANY (wanted)) THEN
-      EXECUTE format('REVOKE %I FROM %I', r, login);
+      EXECUTE format('REVOKE %I FROM %I', r, login);  -- a no-op (warning) for grants by others
     END IF;
   END LOOP;
+  -- A membership granted by someone else cannot be revoked by pgward: refuse rather than serve it.
+  SELECT string_agg(DISTINCT g.rolname, ', ') INTO r FROM pg_auth_members m
+    JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
+    WHERE u.rolname = login AND NOT (g.rolname = ANY (wanted));
+  IF r IS NOT NULL THEN
+    RAISE EXCEPTION 'login role % holds memberships pgward cannot revoke: %', login, r USING ERRCODE = '42501';
+  END IF;
   FOREACH w IN ARRAY wanted LOOP
     IF NOT EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
                    WHERE u.rolname = login AND g.rolname = w) THEN

@@ -1,0 +1,100 @@
+/** A dev stack in the test process, on free ports, with helpers to reach it as each dev user. */
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import pg from 'pg';
+import { devLogin } from '../../src/dev/dev_login.js';
+import { type DevStack, startDevStack } from '../../src/dev/dev_stack.js';
+import { freePort } from '../../src/store/free_port.js';
+import { quietLog } from './quiet_log.js';
+import { tempDir } from './temp_dir.js';
+
+const run = promisify(execFile);
+
+export interface TestStack {
+  stack: DevStack;
+  dataDir: string;
+  token(email: string): Promise<string>;
+  /** postgresql:// URL of the gateway for `email`, connection `database`. */
+  url(email: string, database?: string, sslmode?: string): string;
+  /** A connected node-postgres client through the gateway. */
+  client(
+    email: string,
+    opts?: { database?: string; ssl?: boolean; applicationName?: string },
+  ): Promise<pg.Client>;
+  /** Runs psql through the gateway; resolves with its output and exit code. */
+  psql(
+    email: string,
+    args: string[],
+    opts?: { sslmode?: string; database?: string; token?: string },
+  ): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** A superuser client on the store (for audit assertions). */
+  store(): pg.Pool;
+  close(): Promise<void>;
+}
+
+export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+  const dataDir = path.join(tempDir('stack'), 'data');
+  const stack = await startDevStack({
+    dataDir,
+    httpPort: await freePort(),
+    pgPort: await freePort(),
+    idpPort: await freePort(),
+    log: quietLog,
+    env,
+  });
+  const tokens = new Map<string, string>();
+  const token = async (email: string) => {
+    let t = tokens.get(email);
+    if (!t) {
+      t = (await devLogin({ issuer: stack.info.idp, email, password: 'password' })).access_token;
+      tokens.set(email, t);
+    }
+    return t;
+  };
+  const url = (email: string, database = 'demo', sslmode = 'require') =>
+    `postgresql://${encodeURIComponent(email)}@${stack.info.pg.host}:${stack.info.pg.port}/${database}?sslmode=${sslmode}`;
+  return {
+    stack,
+    dataDir,
+    token,
+    url,
+    async client(email, opts = {}) {
+      const client = new pg.Client({
+        host: stack.info.pg.host,
+        port: stack.info.pg.port,
+        user: email,
+        database: opts.database ?? 'demo',
+        password: await token(email),
+        ssl: opts.ssl === false ? false : { rejectUnauthorized: false },
+        application_name: opts.applicationName ?? 'pgward-test',
+      });
+      // Errors after a test is done with a client (e.g. the gateway shutting down) are expected.
+      client.on('error', () => undefined);
+      await client.connect();
+      return client;
+    },
+    async psql(email, args, opts = {}) {
+      try {
+        const { stdout, stderr } = await run(
+          'psql',
+          [url(email, opts.database, opts.sslmode), '-X', '-v', 'ON_ERROR_STOP=1', ...args],
+          {
+            env: { ...process.env, PGPASSWORD: opts.token ?? (await token(email)), PGCONNECT_TIMEOUT: '10' },
+            timeout: 60_000,
+          },
+        );
+        return { code: 0, stdout, stderr };
+      } catch (err) {
+        const e = err as { code?: number; stdout?: string; stderr?: string };
+        return {
+          code: typeof e.code === 'number' ? e.code : 1,
+          stdout: e.stdout ?? '',
+          stderr: e.stderr ?? '',
+        };
+      }
+    },
+    store: () => stack.gateway.store.pool,
+    close: () => stack.close(),
+  };
+}
