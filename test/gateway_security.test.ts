@@ -1,0 +1,391 @@
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import pg from 'pg';
+import * as decode from '../src/wire/decode.js';
+import * as encode from '../src/wire/encode.js';
+import { PROTOCOL, REQUEST_CODE } from '../src/wire/protocol.js';
+import { startTestStack, type TestStack } from './support/dev_stack.js';
+
+const MAX_CONNECTIONS = 30;
+
+/** Connects with `password` as viewer and returns the error the gateway answered with. */
+async function refusal(t: TestStack, password: string, user = 'viewer@example.com', database = 'demo') {
+  const client = new pg.Client({
+    host: t.stack.info.pg.host,
+    port: t.stack.info.pg.port,
+    user,
+    database,
+    password,
+    ssl: { rejectUnauthorized: false },
+  });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+  } catch (err) {
+    return err as { code: string; message: string; hint?: string };
+  }
+  await client.end();
+  return assert.fail('the gateway accepted the connection');
+}
+
+/** Sends raw bytes and collects everything the gateway answers until it closes (or `ms` pass). */
+function exchange(t: TestStack, chunks: Buffer[], ms = 3000): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const socket: Socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
+    const received: Buffer[] = [];
+    const finish = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(received));
+    };
+    const timer = setTimeout(finish, ms);
+    socket.on('data', (d) => received.push(d));
+    socket.on('close', finish);
+    socket.on('error', () => undefined);
+    socket.on('connect', () => {
+      for (const chunk of chunks) socket.write(chunk);
+    });
+  });
+}
+
+/** The ErrorResponse fields in an answer (the last one), or undefined. */
+function errorIn(answer: Buffer): Map<string, string> | undefined {
+  let found: Map<string, string> | undefined;
+  let pos = 0;
+  while (pos + 5 <= answer.length) {
+    const length = answer.readInt32BE(pos + 1);
+    if (answer[pos] === 0x45) found = decode.errorFields(answer.subarray(pos, pos + 1 + length));
+    pos += 1 + length;
+  }
+  return found;
+}
+
+describe('gateway security', () => {
+  let t: TestStack;
+  let base: Record<string, unknown>;
+  let idpKey: JWK;
+
+  async function signed(
+    claims: Record<string, unknown>,
+    opts: { key?: Parameters<SignJWT['sign']>[0]; alg?: string; header?: Record<string, unknown> } = {},
+  ) {
+    const key = opts.key ?? (await importJWK(idpKey, 'RS256'));
+    return new SignJWT(claims as never)
+      .setProtectedHeader({ alg: opts.alg ?? 'RS256', typ: 'at+jwt', kid: idpKey.kid, ...opts.header })
+      .sign(key);
+  }
+
+  before(async () => {
+    t = await startTestStack({ PGWARD_PG_MAX_CONNECTIONS: String(MAX_CONNECTIONS) });
+    base = decodeJwt(await t.token('viewer@example.com'));
+    idpKey = (JSON.parse(readFileSync(path.join(t.dataDir, 'idp', 'keys.json'), 'utf8')) as { signing: JWK })
+      .signing;
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('accepts a token the test signs with the real IdP key (the attacks below differ only in one thing)', async () => {
+    const client = await (async () => {
+      const c = new pg.Client({
+        host: t.stack.info.pg.host,
+        port: t.stack.info.pg.port,
+        user: 'viewer@example.com',
+        database: 'demo',
+        password: await signed(base),
+        ssl: { rejectUnauthorized: false },
+      });
+      await c.connect();
+      return c;
+    })();
+    await client.end();
+  });
+
+  const now = () => Math.floor(Date.now() / 1000);
+  const attacks: [string, () => Promise<string>, RegExp][] = [
+    ['garbage instead of a token', async () => 'hunter2', /the password is not a token/],
+    [
+      'alg none',
+      async () => {
+        const enc = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
+        return `${enc({ alg: 'none', typ: 'JWT' })}.${enc(base)}.`;
+      },
+      /unsigned tokens \(alg "none"\) are refused/,
+    ],
+    [
+      'HS256 signed with the IdP public key',
+      async () => {
+        const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...publicJwk } = idpKey;
+        const pem = await exportSPKI(
+          (await importJWK(publicJwk, 'RS256', { extractable: true })) as Parameters<typeof exportSPKI>[0],
+        );
+        return signed(base, { alg: 'HS256', key: new TextEncoder().encode(pem) });
+      },
+      /signing algorithm is not allowed/,
+    ],
+    [
+      'forged: another key with the IdP key id',
+      async () => signed(base, { key: (await generateKeyPair('RS256')).privateKey }),
+      /signature does not verify/,
+    ],
+    [
+      'unknown key id',
+      async () =>
+        signed(base, { key: (await generateKeyPair('RS256')).privateKey, header: { kid: 'attacker' } }),
+      /key the IdP does not publish/,
+    ],
+    [
+      'jku / x5u pointing at the attacker',
+      async () =>
+        signed(base, {
+          key: (await generateKeyPair('RS256')).privateKey,
+          header: {
+            jku: 'http://127.0.0.1:1/jwks.json',
+            x5u: 'http://127.0.0.1:1/cert.pem',
+            kid: 'attacker',
+          },
+        }),
+      /key the IdP does not publish/,
+    ],
+    [
+      'expired',
+      async () => signed({ ...base, exp: now() - 3600, iat: now() - 7200 }),
+      /token expired at \d{4}-/,
+    ],
+    ['not yet valid', async () => signed({ ...base, nbf: now() + 3600 }), /not valid yet/],
+    [
+      'wrong issuer',
+      async () => signed({ ...base, iss: 'https://evil.example.com' }),
+      /tokens of issuer https:\/\/evil\.example\.com are not accepted/,
+    ],
+    ['wrong audience', async () => signed({ ...base, aud: 'another-app' }), /not meant for this gateway/],
+    [
+      'missing exp',
+      async () => {
+        const { exp: _exp, ...rest } = base;
+        return signed(rest);
+      },
+      /no expiry/,
+    ],
+    [
+      'groups claim of the wrong type',
+      async () => signed({ ...base, groups: { admin: true } }),
+      /groups claim must be an array/,
+    ],
+  ];
+  for (const [name, make, expected] of attacks) {
+    it(`refuses a token: ${name} (28P01)`, async () => {
+      const err = await refusal(t, await make());
+      assert.equal(err.code, '28P01');
+      assert.match(err.message, expected);
+    });
+  }
+
+  it('tells an expired token to log in again', async () => {
+    const err = await refusal(t, await signed({ ...base, exp: now() - 60 }));
+    assert.match(err.hint ?? '', /pgward login/);
+  });
+
+  it('refuses a user name that does not match the token (28000)', async () => {
+    const err = await refusal(t, await t.token('viewer@example.com'), 'admin@example.com');
+    assert.equal(err.code, '28000');
+    assert.match(err.message, /does not match the token \(signed in as viewer@example\.com\)/);
+  });
+
+  it('refuses an unknown connection (3D000) and one the person may not use (28000)', async () => {
+    const unknown = await refusal(t, await t.token('viewer@example.com'), 'viewer@example.com', 'nope');
+    assert.equal(unknown.code, '3D000');
+    assert.match(unknown.message, /connection "nope" does not exist/);
+    const demo = await t.stack.gateway.connections.find('demo');
+    await t.stack.gateway.connections.put({
+      name: 'restricted',
+      host: demo!.host,
+      port: demo!.port,
+      database: demo!.database,
+      sslmode: 'disable',
+      credential: { user: 'nobody', password: 'x' },
+      access: { admin: ['app_admin'] },
+    });
+    const denied = await refusal(t, await t.token('viewer@example.com'), 'viewer@example.com', 'restricted');
+    assert.equal(denied.code, '28000');
+    assert.match(denied.message, /viewer@example\.com may not use connection "restricted"/);
+  });
+
+  it('never logs a token', async () => {
+    const token = await t.token('viewer@example.com');
+    const lines: string[] = [];
+    const { quietLog } = await import('./support/quiet_log.js');
+    const original = quietLog.level;
+    quietLog.level = 'trace';
+    const write = process.stdout.write.bind(process.stdout);
+    process.stdout.write = ((chunk: string) => {
+      lines.push(String(chunk));
+      return true;
+    }) as typeof process.stdout.write;
+    try {
+      await refusal(t, 'not-a-token');
+      await refusal(t, await signed({ ...base, exp: now() - 60 }));
+      const c = await t.client('viewer@example.com');
+      await c.end();
+    } finally {
+      process.stdout.write = write;
+      quietLog.level = original;
+    }
+    assert.ok(!lines.join('').includes(token.split('.')[2]!), 'no token signature in the logs');
+  });
+
+  describe('malformed bytes get clean errors and the gateway keeps serving', () => {
+    const cases: [string, Buffer[], RegExp][] = [
+      [
+        'HTTP instead of PostgreSQL',
+        [Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n')],
+        /invalid startup packet length/,
+      ],
+      [
+        'oversize startup length',
+        [Buffer.from([0x7f, 0xff, 0xff, 0xff, 0, 3, 0, 0])],
+        /invalid startup packet length/,
+      ],
+      [
+        'protocol 2',
+        [encode.startupMessage(0x00020000, { user: 'x' })],
+        /unsupported frontend protocol 2\.0/,
+      ],
+      [
+        'startup without user',
+        [encode.startupMessage(PROTOCOL.V3_0, { database: 'demo' })],
+        /no PostgreSQL user name/,
+      ],
+      [
+        'unencrypted bytes after SSLRequest',
+        [Buffer.concat([encode.sslRequest(), encode.startupMessage(PROTOCOL.V3_0, { user: 'x' })])],
+        /received unencrypted data after SSL request/,
+      ],
+      [
+        'oversize password message',
+        [
+          encode.startupMessage(PROTOCOL.V3_0, { user: 'viewer@example.com', database: 'demo' }),
+          Buffer.from([0x70, 0x00, 0x01, 0x11, 0x71]),
+        ],
+        /invalid password message length 70001/,
+      ],
+      [
+        'a query message instead of a password',
+        [
+          encode.startupMessage(PROTOCOL.V3_0, { user: 'viewer@example.com', database: 'demo' }),
+          encode.query('select 1'),
+        ],
+        /expected a password message, got "Q"/,
+      ],
+    ];
+    for (const [name, chunks, expected] of cases) {
+      it(name, async () => {
+        const fields = errorIn(await exchange(t, chunks));
+        assert.ok(fields, 'an ErrorResponse');
+        assert.equal(fields.get('C'), '08P01');
+        assert.equal(fields.get('S'), 'FATAL');
+        assert.match(fields.get('M') ?? '', expected);
+      });
+    }
+
+    it('an oversize message after login gets 08P01, not a crash', async () => {
+      const token = await t.token('viewer@example.com');
+      const header = Buffer.from([0x51, 0x7f, 0xff, 0xff, 0xf0]);
+      const fields = errorIn(
+        await (async () => {
+          const socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
+          const received: Buffer[] = [];
+          socket.on('data', (d) => {
+            received.push(d);
+            // Once ReadyForQuery arrives, send the oversize header.
+            if (Buffer.concat(received).includes(Buffer.from([0x5a, 0, 0, 0, 5]))) socket.write(header);
+          });
+          socket.on('error', () => undefined);
+          socket.write(
+            encode.startupMessage(PROTOCOL.V3_0, { user: 'viewer@example.com', database: 'demo' }),
+          );
+          socket.write(encode.passwordMessage(token));
+          await new Promise((resolve) => socket.on('close', resolve));
+          return Buffer.concat(received);
+        })(),
+      );
+      assert.equal(fields?.get('C'), '08P01');
+      assert.match(fields?.get('M') ?? '', /over the limit of 1073741824/);
+    });
+
+    it('answers GSSENCRequest with N and negotiates protocol 3.5 down to 3.2 with unknown options', async () => {
+      const gss = Buffer.alloc(8);
+      gss.writeInt32BE(8);
+      gss.writeInt32BE(REQUEST_CODE.GSSENC, 4);
+      const answer = await exchange(
+        t,
+        [
+          gss,
+          encode.startupMessage(0x00030005, {
+            user: 'viewer@example.com',
+            database: 'demo',
+            '_pq_.future': 'on',
+          }),
+        ],
+        1500,
+      );
+      assert.equal(String.fromCharCode(answer[0]!), 'N');
+      assert.equal(String.fromCharCode(answer[1]!), 'v');
+      const v = answer.subarray(1);
+      assert.equal(v.readInt32BE(5), 2, 'our highest minor version, not the client’s');
+      assert.equal(v.readInt32BE(9), 1);
+      assert.equal(v.toString('utf8', 13, 13 + '_pq_.future'.length), '_pq_.future');
+      // Then it asks for the password as usual.
+      const next = v.subarray(1 + v.readInt32BE(1));
+      assert.equal(String.fromCharCode(next[0]!), 'R');
+    });
+
+    it('survives a bounded flood of random garbage and still serves others', async () => {
+      let seed = 7;
+      const rand = () => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed;
+      };
+      for (let round = 0; round < 10; round++) {
+        await Promise.all(
+          Array.from({ length: 20 }, () => {
+            const size = 1 + (rand() % 600);
+            const bytes = randomBytes(size);
+            // Half of them look like a real start: a plausible length first.
+            if (rand() % 2 === 0 && size >= 8) bytes.writeInt32BE(8 + (rand() % 9000), 0);
+            return exchange(t, [bytes], 300);
+          }),
+        );
+      }
+      const client = await t.client('viewer@example.com');
+      assert.equal((await client.query('select 1 as ok')).rows[0].ok, 1);
+      await client.end();
+    });
+  });
+
+  it(`refuses connections beyond pg.maxConnections with 53300`, async () => {
+    const idle: Socket[] = [];
+    try {
+      for (let i = 0; i < MAX_CONNECTIONS + 5; i++) {
+        const s = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
+        s.on('error', () => undefined);
+        idle.push(s);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const fields = errorIn(await exchange(t, [], 1500));
+      assert.equal(fields?.get('C'), '53300');
+      assert.match(fields?.get('M') ?? '', /too many connections to pgward \(limit 30\)/);
+    } finally {
+      for (const s of idle) s.destroy();
+    }
+    // Once they are gone, connections are served again.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const client = await t.client('viewer@example.com');
+    await client.end();
+  });
+});
