@@ -88,7 +88,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const verifier = new TokenVerifier(config.providers, log);
     void verifier.prewarm();
     const connections = new ConnectionRepository(store.pool, new SecretBox(key));
-    const provisioner = new RoleProvisioner(connections);
+    const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000);
     const pool = new UpstreamPool(
       { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
       log,

@@ -25,7 +25,8 @@ async function eventually<T>(probe: () => Promise<T | undefined>, what: string, 
 describe('PostgreSQL gateway with real clients', () => {
   let t: TestStack;
   before(async () => {
-    t = await startTestStack();
+    // Grants re-checked at every connect, so the tests below see each change at once.
+    t = await startTestStack({ PGWARD_PG_ROLE_SYNC_SECONDS: '0' });
   });
   after(async () => {
     await t?.close();

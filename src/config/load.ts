@@ -27,6 +27,7 @@ const ENV_SETTINGS: Record<string, string> = {
   PGWARD_PG_AUTH_TIMEOUT_SECONDS: 'pg.authTimeoutSeconds',
   PGWARD_PG_POOL_IDLE_SECONDS: 'pg.poolIdleSeconds',
   PGWARD_PG_POOL_MAX_IDLE: 'pg.poolMaxIdlePerKey',
+  PGWARD_PG_ROLE_SYNC_SECONDS: 'pg.roleSyncSeconds',
   PGWARD_ALLOW_LOOPBACK_PLAINTEXT: 'pg.allowLoopbackPlaintext',
   PGWARD_TLS_CERT: 'tls.certFile',
   PGWARD_TLS_KEY: 'tls.keyFile',

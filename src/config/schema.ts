@@ -123,6 +123,11 @@ export const configSchema = z
         poolIdleSeconds: z.coerce.number().int().min(0).max(86_400).default(60),
         /** Idle upstream connections kept per (connection, login role, settings). */
         poolMaxIdlePerKey: z.coerce.number().int().min(0).max(1000).default(32),
+        /**
+         * Seconds during which a person's grants on a connection, once made exactly right, are
+         * not re-checked at connect (0: at every connect). A changed role set applies at once.
+         */
+        roleSyncSeconds: z.coerce.number().int().min(0).max(3600).default(10),
         /** Accept passwords without TLS from loopback clients. Unsafe off a developer machine. */
         allowLoopbackPlaintext: booleanSetting.default(false),
       })

@@ -11,6 +11,7 @@ import { PgwardError } from '../errors.js';
 import type { Connection, ConnectionRepository } from '../vault/connections.js';
 import { scramVerifier } from './scram.js';
 import { quoteLiteral } from './sql_quote.js';
+import { TtlCache } from './ttl_cache.js';
 
 const MAX_IDENTIFIER_BYTES = 63;
 
@@ -97,8 +98,20 @@ function pgSsl(connection: Connection): pg.ClientConfig['ssl'] {
 export class RoleProvisioner {
   /** One small pool of admin sessions per connection (id → pool). */
   private readonly admins = new Map<string, Promise<pg.Pool>>();
+  /** Login roles (name and password) already read from the vault, per connection and person. */
+  private readonly logins = new Map<string, { roleName: string; password: string }>();
+  /** When each (connection, role, wanted roles) was last made exactly right. */
+  private readonly synced = new TtlCache<true>();
 
-  constructor(private readonly connections: ConnectionRepository) {}
+  /**
+   * @param syncIntervalMs grants are re-checked at a connect when the last check of the same
+   *   person, connection and role set is older than this (0: at every connect). A changed role
+   *   set is always applied at once.
+   */
+  constructor(
+    private readonly connections: ConnectionRepository,
+    private readonly syncIntervalMs: number,
+  ) {}
 
   private admin(connection: Connection): Promise<pg.Pool> {
     let pool = this.admins.get(connection.id);
@@ -136,11 +149,21 @@ export class RoleProvisioner {
     roles: string[],
     resetPassword = false,
   ): Promise<{ roleName: string; password: string }> {
-    const login = await this.connections.loginRole(connection, person.userId, loginRoleName(person.email));
+    const loginKey = `${connection.id}\0${person.userId}`;
+    let login: { roleName: string; password: string; created?: boolean } | undefined = this.logins.get(loginKey);
+    if (!login) {
+      login = await this.connections.loginRole(connection, person.userId, loginRoleName(person.email));
+      if (this.logins.size > 10_000) this.logins.clear();
+      this.logins.set(loginKey, { roleName: login.roleName, password: login.password });
+    }
     const verifier = login.created || resetPassword ? await scramVerifier(login.password) : undefined;
+    const syncKey = `${loginKey}\0${roles.join('\0')}`;
+    if (!verifier && this.synced.get(syncKey)) return { roleName: login.roleName, password: login.password };
     try {
       await (await this.admin(connection)).query(syncRoleSql(login.roleName, roles, verifier));
+      this.synced.set(syncKey, true, this.syncIntervalMs);
     } catch (err) {
+      this.synced.delete(syncKey);
       const e = err as { code?: string; message?: string };
       if (e.code === '42704' || e.code === '42501') {
         throw new PgwardError(

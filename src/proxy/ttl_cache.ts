@@ -12,6 +12,10 @@ export class TtlCache<V> {
     return undefined;
   }
 
+  delete(key: string): void {
+    this.entries.delete(key);
+  }
+
   set(key: string, value: V, ttlMs: number): void {
     if (ttlMs <= 0) return;
     if (this.entries.size >= this.maxEntries) this.entries.clear();
