@@ -140,7 +140,9 @@ async function main() {
       { name: 'direct', url: `${direct}?sslmode=disable` },
       { name: 'pgward', url: viaPgward, env: { PGPASSWORD: token } },
       ...(bouncer ? [{ name: 'pgbouncer', url: bouncer.url }] : []),
-    ].filter((t) => t.name === 'direct' || (process.env['BENCH_TARGETS'] ?? t.name).split(',').includes(t.name));
+    ].filter(
+      (t) => t.name === 'direct' || (process.env['BENCH_TARGETS'] ?? t.name).split(',').includes(t.name),
+    );
 
     const results: Record<string, unknown>[] = [];
     console.log(

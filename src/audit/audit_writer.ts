@@ -1,6 +1,7 @@
 /**
  * The audit trail's writer: sessions and statements are queued in memory and written to the
- * store in batches (one INSERT ... SELECT FROM unnest(...) per table), off the proxy's hot path.
+ * store in batches (one INSERT per table, the rows sent as one JSON document: cheap to build on
+ * the proxy's side), off the proxy's hot path.
  * close() writes everything still queued, so a clean shutdown loses nothing. When the store is
  * unreachable, batches are retried with backoff and the queue is bounded: past the bound,
  * statements are dropped and counted (and that count logged); sessions are never dropped.
@@ -33,7 +34,8 @@ export interface StatementRecord {
   seq: number;
   kind: 'simple' | 'extended' | 'function';
   text: string;
-  startedAt: Date;
+  /** Epoch milliseconds (fractional). */
+  startedAtMs: number;
   durationMs: number | null;
   commandTag: string | null;
   rows: number | null;
@@ -142,57 +144,34 @@ export class AuditWriter {
     await this.pool.query(
       `INSERT INTO pgward.session (session_id, user_id, email, provider, connection_name, login_role, client_addr,
          application_name, started_at)
-       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-         $8::text[], $9::timestamptz[])
+       SELECT "sessionId", "userId", email, provider, "connectionName", "loginRole", "clientAddr", "applicationName",
+         "startedAt"
+       FROM json_to_recordset($1::json) AS r("sessionId" uuid, "userId" uuid, email text, provider text,
+         "connectionName" text, "loginRole" text, "clientAddr" text, "applicationName" text, "startedAt" timestamptz)
        ON CONFLICT (session_id) DO NOTHING`,
-      [
-        rows.map((r) => r.sessionId),
-        rows.map((r) => r.userId),
-        rows.map((r) => r.email),
-        rows.map((r) => r.provider),
-        rows.map((r) => r.connectionName),
-        rows.map((r) => r.loginRole),
-        rows.map((r) => r.clientAddr),
-        rows.map((r) => r.applicationName),
-        rows.map((r) => r.startedAt),
-      ],
+      [JSON.stringify(rows)],
     );
   }
 
   private async insertStatements(rows: StatementRecord[]): Promise<void> {
     await this.pool.query(
       `INSERT INTO pgward.statement (session_id, seq, kind, text, started_at, duration_ms, command_tag, rows, sqlstate)
-       SELECT * FROM unnest($1::uuid[], $2::int[], $3::text[], $4::text[], $5::timestamptz[], $6::float8[],
-         $7::text[], $8::bigint[], $9::text[])
+       SELECT "sessionId", seq, kind, text, to_timestamp("startedAtMs" / 1000), "durationMs", "commandTag", rows, sqlstate
+       FROM json_to_recordset($1::json) AS r("sessionId" uuid, seq int, kind text, text text, "startedAtMs" float8,
+         "durationMs" float8, "commandTag" text, rows bigint, sqlstate text)
        ON CONFLICT (session_id, seq) DO NOTHING`,
-      [
-        rows.map((r) => r.sessionId),
-        rows.map((r) => r.seq),
-        rows.map((r) => r.kind),
-        rows.map((r) => r.text),
-        rows.map((r) => r.startedAt),
-        rows.map((r) => r.durationMs),
-        rows.map((r) => r.commandTag),
-        rows.map((r) => r.rows),
-        rows.map((r) => r.sqlstate),
-      ],
+      [JSON.stringify(rows)],
     );
   }
 
   private async updateEnds(rows: SessionEnd[]): Promise<void> {
     await this.pool.query(
-      `UPDATE pgward.session s SET ended_at = e.ended_at, bytes_in = e.bytes_in, bytes_out = e.bytes_out,
-         end_reason = e.end_reason
-       FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::text[])
-         AS e(session_id, ended_at, bytes_in, bytes_out, end_reason)
-       WHERE s.session_id = e.session_id`,
-      [
-        rows.map((r) => r.sessionId),
-        rows.map((r) => r.endedAt),
-        rows.map((r) => r.bytesIn),
-        rows.map((r) => r.bytesOut),
-        rows.map((r) => r.endReason),
-      ],
+      `UPDATE pgward.session s SET ended_at = e."endedAt", bytes_in = e."bytesIn", bytes_out = e."bytesOut",
+         end_reason = e."endReason"
+       FROM json_to_recordset($1::json)
+         AS e("sessionId" uuid, "endedAt" timestamptz, "bytesIn" bigint, "bytesOut" bigint, "endReason" text)
+       WHERE s.session_id = e."sessionId"`,
+      [JSON.stringify(rows)],
     );
   }
 

@@ -12,7 +12,7 @@ import { MAX_STATEMENT_TEXT, type StatementRecord } from './audit_writer.js';
 interface Pending {
   kind: 'simple' | 'extended' | 'function' | 'sync';
   text: string;
-  startedAt: Date;
+  /** performance.now() when the request was forwarded. */
   t0: number;
   tag: string | null;
   rows: number | null;
@@ -48,7 +48,6 @@ export class StatementTracker {
     this.pending.push({
       kind,
       text,
-      startedAt: new Date(),
       t0: performance.now(),
       tag: null,
       rows: null,
@@ -100,7 +99,7 @@ export class StatementTracker {
       seq: ++this.seq,
       kind: entry.kind === 'sync' ? 'extended' : entry.kind,
       text: entry.text,
-      startedAt: entry.startedAt,
+      startedAtMs: performance.timeOrigin + entry.t0,
       durationMs: Math.round((performance.now() - entry.t0) * 1000) / 1000,
       commandTag: entry.tag,
       rows: entry.rows,

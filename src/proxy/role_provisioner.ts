@@ -150,7 +150,8 @@ export class RoleProvisioner {
     resetPassword = false,
   ): Promise<{ roleName: string; password: string }> {
     const loginKey = `${connection.id}\0${person.userId}`;
-    let login: { roleName: string; password: string; created?: boolean } | undefined = this.logins.get(loginKey);
+    let login: { roleName: string; password: string; created?: boolean } | undefined =
+      this.logins.get(loginKey);
     if (!login) {
       login = await this.connections.loginRole(connection, person.userId, loginRoleName(person.email));
       if (this.logins.size > 10_000) this.logins.clear();
