@@ -98,8 +98,10 @@ describe('pgward dev', () => {
     const body = (await res.json()) as { status: string; components: Record<string, { ok: boolean }> };
     assert.equal(body.status, 'ok');
     assert.deepEqual(Object.keys(body.components).sort(), [
+      'audit',
       'demo_target',
       'dev_idp',
+      'idp_dev',
       'postgres_endpoint',
       'store',
     ]);
