@@ -2,7 +2,9 @@
  * `npm run bench`: pgbench direct to the demo target vs through pgward vs through pgbouncer (when
  * installed), in one run on this machine, so ratios compare like with like. Prints TPS, the
  * ratio to direct and pgward's CPU microseconds per transaction; writes bench/results/latest.json.
- * BENCH_SECONDS sets the length of each measurement (default 8); BENCH_ONLY, a pattern, picks
+ * This machine is noisy: each scenario runs BENCH_ROUNDS times (default 3) with the targets
+ * interleaved, and the median TPS of each target is reported.
+ * BENCH_SECONDS sets the length of each measurement (default 5); BENCH_ONLY, a pattern, picks
  * scenarios by name; BENCH_TARGETS, a comma list (direct,pgward,pgbouncer), picks targets.
  */
 import { execFile, spawn } from 'node:child_process';
@@ -18,7 +20,14 @@ import { PACKAGE_ROOT } from '../src/package_root.js';
 import { freePort } from '../src/store/free_port.js';
 
 const run = promisify(execFile);
-const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 8);
+const SECONDS = Number(process.env['BENCH_SECONDS'] ?? 5);
+const ROUNDS = Number(process.env['BENCH_ROUNDS'] ?? 3);
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
 const log = createLogger({ level: 'warn', pretty: false });
 
 interface Scenario {
@@ -146,7 +155,7 @@ async function main() {
 
     const results: Record<string, unknown>[] = [];
     console.log(
-      `pgbench ${SECONDS}s per measurement, ${cpus().length} cores, audit on; pgbouncer: ${bouncer ? 'yes' : 'not installed'}\n`,
+      `pgbench ${SECONDS}s per measurement, median of ${ROUNDS} rounds, ${cpus().length} cores, audit on; pgbouncer: ${bouncer ? 'yes' : 'not installed'}\n`,
     );
     console.log(
       `${'scenario'.padEnd(30)} ${targets.map((t) => t.name.padStart(22)).join(' ')}   pgward CPU µs/tx`,
@@ -154,13 +163,26 @@ async function main() {
     const only = new RegExp(process.env['BENCH_ONLY'] ?? '.');
     for (const scenario of SCENARIOS.filter((s) => only.test(s.name))) {
       const args = scenario.args.map((a) => (a === 'ROWS_SCRIPT' ? rowsScript : a));
-      const row: Record<string, { tps: number; ratio: number; cpuUsPerTx?: number }> = {};
-      for (const target of targets) {
-        const before = target.name === 'pgward' ? cpuMicros(process.pid) : 0;
-        const { tps, tx } = await pgbench(target.url, args, target.env);
-        const cpu = target.name === 'pgward' ? (cpuMicros(process.pid) - before) / tx : undefined;
-        row[target.name] = { tps, ratio: 0, ...(cpu === undefined ? {} : { cpuUsPerTx: Math.round(cpu) }) };
+      const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
+      let pgwardCpu = 0;
+      let pgwardTx = 0;
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const target of targets) {
+          const before = cpuMicros(process.pid);
+          const { tps, tx } = await pgbench(target.url, args, target.env);
+          if (target.name === 'pgward') {
+            pgwardCpu += cpuMicros(process.pid) - before;
+            pgwardTx += tx;
+          }
+          samples.get(target.name)!.push(tps);
+        }
       }
+      const row: Record<string, { tps: number; ratio: number; samples: number[]; cpuUsPerTx?: number }> = {};
+      for (const target of targets) {
+        const tps = median(samples.get(target.name)!);
+        row[target.name] = { tps, ratio: 0, samples: samples.get(target.name)!.map(Math.round) };
+      }
+      row['pgward']!.cpuUsPerTx = Math.round(pgwardCpu / pgwardTx);
       for (const t of targets)
         row[t.name]!.ratio = Math.round((row[t.name]!.tps / row['direct']!.tps) * 100) / 100;
       results.push({ scenario: scenario.name, ...row });
@@ -178,7 +200,7 @@ async function main() {
     mkdirSync(out, { recursive: true });
     writeFileSync(
       path.join(out, 'latest.json'),
-      `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, cores: cpus().length, node: process.version, results }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, cores: cpus().length, node: process.version, results }, null, 2)}\n`,
     );
     console.log(`\nwritten to bench/results/latest.json`);
   } finally {

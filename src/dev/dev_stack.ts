@@ -12,10 +12,9 @@ import { type Gateway, startGateway } from '../gateway.js';
 import type { Logger } from '../log/logger.js';
 import { openStore } from '../store/store.js';
 import { DEMO_DATABASE, type DemoTarget, startDemoTarget } from './demo_target.js';
-import { startDevIdp } from './dev_idp.js';
+import { startDevIdpThread } from './dev_idp_thread.js';
 import { devCertificate } from './dev_tls.js';
 import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PROVIDER_NAME } from './dev_users.js';
-import { storeAdapter } from './idp_store_adapter.js';
 
 export interface DevStackOptions {
   dataDir: string;
@@ -92,13 +91,13 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     if (targetResult.status === 'rejected') throw targetResult.reason;
     const store = storeResult.value;
     const target: DemoTarget = targetResult.value;
-    const idp = await startDevIdp({
+    const idp = await startDevIdpThread({
       dir: path.join(dataDir, 'idp'),
       host: HOST,
       port: opts.idpPort,
       redirectUris: [`${httpUrl}/auth/callback`],
-      adapter: storeAdapter(store.pool),
-      log,
+      storeUrl: store.url,
+      logLevel: log.level,
     });
     started.push(idp);
 

@@ -11,6 +11,8 @@ import { migrate } from './migrate.js';
 
 export interface Store {
   readonly pool: pg.Pool;
+  /** Connection URL of the store; holds its password, never log it. */
+  readonly url: string;
   /** Whether the store answers a trivial query right now. */
   ping(): Promise<boolean>;
   close(): Promise<void>;
@@ -60,6 +62,7 @@ export async function openStore(opts: {
   }
   return {
     pool,
+    url,
     ping: () =>
       pool.query('SELECT 1').then(
         () => true,
