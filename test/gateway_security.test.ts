@@ -3,9 +3,12 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
+import { connect as tlsConnect } from 'node:tls';
 import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import pg from 'pg';
+import { createLogger } from '../src/log/logger.js';
 import * as decode from '../src/wire/decode.js';
 import * as encode from '../src/wire/encode.js';
 import { PROTOCOL, REQUEST_CODE } from '../src/wire/protocol.js';
@@ -216,27 +219,16 @@ describe('gateway security', () => {
     assert.match(denied.message, /viewer@example\.com may not use connection "restricted"/);
   });
 
-  it('never logs a token', async () => {
-    const token = await t.token('viewer@example.com');
-    const lines: string[] = [];
-    const { quietLog } = await import('./support/quiet_log.js');
-    const original = quietLog.level;
-    quietLog.level = 'trace';
-    const write = process.stdout.write.bind(process.stdout);
-    process.stdout.write = ((chunk: string) => {
-      lines.push(String(chunk));
-      return true;
-    }) as typeof process.stdout.write;
-    try {
-      await refusal(t, 'not-a-token');
-      await refusal(t, await signed({ ...base, exp: now() - 60 }));
-      const c = await t.client('viewer@example.com');
-      await c.end();
-    } finally {
-      process.stdout.write = write;
-      quietLog.level = original;
-    }
-    assert.ok(!lines.join('').includes(token.split('.')[2]!), 'no token signature in the logs');
+  it('records refused attempts in the audit trail', async () => {
+    await refusal(t, await signed({ ...base, exp: now() - 60 }));
+    await t.stack.gateway.audit.flush();
+    const { rows } = await t
+      .store()
+      .query(
+        "select email, provider, end_reason from pgward.session where end_reason like 'refused 28P01: token expired%'",
+      );
+    assert.ok(rows.length >= 1);
+    assert.equal(rows[0].email, null, 'an unverified token names nobody');
   });
 
   describe('malformed bytes get clean errors and the gateway keeps serving', () => {
@@ -387,5 +379,65 @@ describe('gateway security', () => {
     await new Promise((resolve) => setTimeout(resolve, 300));
     const client = await t.client('viewer@example.com');
     await client.end();
+  });
+});
+
+describe('gateway without plaintext on loopback, logging at trace level', () => {
+  let t: TestStack;
+  const logged: string[] = [];
+  before(async () => {
+    const sink = new PassThrough();
+    sink.on('data', (line) => logged.push(String(line)));
+    const log = createLogger({ level: 'trace', pretty: false, destination: sink });
+    t = await startTestStack({ PGWARD_ALLOW_LOOPBACK_PLAINTEXT: 'false' }, log);
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('refuses a token sent without TLS (28000) and accepts it over TLS', async () => {
+    const plain = await t.psql('viewer@example.com', ['-c', 'select 1'], { sslmode: 'disable' });
+    assert.notEqual(plain.code, 0);
+    assert.match(plain.stderr, /pgward accepts tokens only over TLS/);
+    assert.match(plain.stderr, /sslmode=require/);
+    const tls = await t.psql('viewer@example.com', ['-At', '-c', 'select 1'], { sslmode: 'require' });
+    assert.equal(tls.code, 0, tls.stderr);
+  });
+
+  it('speaks direct TLS (ALPN "postgresql") and refuses it without ALPN', async () => {
+    const first = (alpn: string[] | undefined) =>
+      new Promise<string>((resolve) => {
+        const socket = tlsConnect({
+          host: t.stack.info.pg.host,
+          port: t.stack.info.pg.port,
+          rejectUnauthorized: false,
+          ...(alpn ? { ALPNProtocols: alpn } : {}),
+        });
+        socket.on('secureConnect', () =>
+          socket.write(
+            encode.startupMessage(PROTOCOL.V3_0, { user: 'viewer@example.com', database: 'demo' }),
+          ),
+        );
+        socket.on('data', (d) => {
+          resolve(String.fromCharCode(d[0]!));
+          socket.destroy();
+        });
+        socket.on('error', () => resolve('error'));
+        socket.on('close', () => resolve('closed'));
+      });
+    assert.equal(await first(['postgresql']), 'R', 'asks for the password');
+    assert.notEqual(await first(undefined), 'R');
+  });
+
+  it('never logs a token, even at trace level', async () => {
+    const token = await t.token('viewer@example.com');
+    const client = await t.client('viewer@example.com');
+    await client.query('select 1');
+    await client.end();
+    await refusal(t, `${token.slice(0, -4)}AAAA`);
+    const all = logged.join('');
+    assert.match(all, /session refused/, 'the log did record the sessions');
+    assert.ok(!all.includes(token.split('.')[2]!.slice(0, 40)), 'no token signature in the log');
+    assert.ok(!all.includes(token.split('.')[1]!.slice(0, 40)), 'no token payload in the log');
   });
 });

@@ -98,7 +98,7 @@ export class AuditWriter {
     this.timer.unref();
   }
 
-  /** Writes what is queued now (one flush at a time). */
+  /** Writes what is queued now (one flush at a time). Never rejects: failures are retried. */
   flush(): Promise<void> {
     if (this.flushing) return this.flushing.then(() => (this.backlog > 0 ? this.flush() : undefined));
     this.flushing = this.writeBatch().finally(() => {
@@ -135,7 +135,6 @@ export class AuditWriter {
       this.starts.unshift(...starts);
       this.statements.unshift(...statements);
       this.ends.unshift(...ends);
-      if (this.closed) throw err;
     }
     if (this.backlog > 0) this.schedule();
   }
@@ -181,7 +180,8 @@ export class AuditWriter {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (let attempt = 0; this.backlog > 0 && attempt < 5; attempt++) {
-      await this.flush().catch(() => new Promise((resolve) => setTimeout(resolve, 200 * (attempt + 1))));
+      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      await this.flush();
     }
     if (this.backlog > 0)
       this.log.error({ backlog: this.backlog }, 'audit records could not be written before shutdown');

@@ -111,7 +111,9 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         'http.port': opts.httpPort,
         'pg.host': HOST,
         'pg.port': opts.pgPort,
-        'pg.allowLoopbackPlaintext': true,
+        // Plaintext from loopback is the dev default, unless the environment says otherwise.
+        'pg.allowLoopbackPlaintext':
+          (opts.env ?? process.env)['PGWARD_ALLOW_LOOPBACK_PLAINTEXT'] === undefined ? true : undefined,
         'tls.certFile': tls.certFile,
         'tls.keyFile': tls.keyFile,
       },

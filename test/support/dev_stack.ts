@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { devLogin } from '../../src/dev/dev_login.js';
 import { type DevStack, startDevStack } from '../../src/dev/dev_stack.js';
+import type { Logger } from '../../src/log/logger.js';
 import { freePort } from '../../src/store/free_port.js';
 import { quietLog } from './quiet_log.js';
 import { tempDir } from './temp_dir.js';
@@ -33,14 +34,17 @@ export interface TestStack {
   close(): Promise<void>;
 }
 
-export async function startTestStack(env: Record<string, string> = {}): Promise<TestStack> {
+export async function startTestStack(
+  env: Record<string, string> = {},
+  log: Logger = quietLog,
+): Promise<TestStack> {
   const dataDir = path.join(tempDir('stack'), 'data');
   const stack = await startDevStack({
     dataDir,
     httpPort: await freePort(),
     pgPort: await freePort(),
     idpPort: await freePort(),
-    log: quietLog,
+    log,
     env,
   });
   const tokens = new Map<string, string>();
