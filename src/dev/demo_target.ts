@@ -3,12 +3,11 @@
  * (`users`, `sensitive_data`, `app_readonly`, `app_readwrite`, `app_admin`), loaded idempotently,
  * and `pgward_admin`, the least-privileged login pgward uses to manage people's roles there.
  */
-import { randomBytes } from 'node:crypto';
-import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { type EmbeddedCluster, startEmbeddedPostgres } from '../store/embedded_postgres.js';
+import { readOrCreateSecret } from '../vault/secret_file.js';
 
 export const DEMO_DATABASE = 'demo';
 export const DEMO_ADMIN_ROLE = 'pgward_admin';
@@ -80,16 +79,6 @@ GRANT ${DEMO_ROLES.join(', ')} TO ${DEMO_ADMIN_ROLE} WITH ADMIN TRUE, INHERIT FA
 `;
 }
 
-async function readOrCreatePassword(file: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    const password = randomBytes(24).toString('base64url');
-    await writeFile(file, `${password}\n`, { mode: 0o600 });
-    return password;
-  }
-}
-
 /** Starts the demo target cluster in `dataDir/target` and brings its sample schema up to date. */
 export async function startDemoTarget(opts: { dataDir: string; log: Logger }): Promise<DemoTarget> {
   const cluster = await startEmbeddedPostgres({ dir: path.join(opts.dataDir, 'target'), log: opts.log });
@@ -103,7 +92,7 @@ export async function startDemoTarget(opts: { dataDir: string; log: Logger }): P
       await root.end();
     }
     const superuserUrl = cluster.url.replace(/\/postgres$/, `/${DEMO_DATABASE}`);
-    const password = await readOrCreatePassword(path.join(opts.dataDir, 'target-admin.password'));
+    const password = await readOrCreateSecret(path.join(opts.dataDir, 'target-admin.password'));
     const demo = new pg.Client({ connectionString: superuserUrl });
     await demo.connect();
     try {

