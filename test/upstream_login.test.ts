@@ -97,3 +97,105 @@ describe('upstream login methods and role mode shared', () => {
     assert.ok(!err.message.includes('not-it'));
   });
 });
+
+describe('upstream TLS per sslmode', () => {
+  let t: TestStack;
+  let cert: string;
+  let target: pg.Client;
+
+  before(async () => {
+    t = await startTestStack({ PGWARD_PG_ROLE_SYNC_SECONDS: '0' });
+    // Turn TLS on in the demo target, with a self-signed certificate for 127.0.0.1.
+    const { devCertificate } = await import('../src/dev/dev_tls.js');
+    const pems = await devCertificate(path.join(t.dataDir, 'target-tls'));
+    cert = readFileSync(pems.certFile, 'utf8');
+    const dir = path.join(t.dataDir, 'target');
+    writeFileSync(path.join(dir, 'server.crt'), cert);
+    writeFileSync(path.join(dir, 'server.key'), readFileSync(pems.keyFile), { mode: 0o600 });
+    const { execFileSync } = await import('node:child_process');
+    if (process.getuid?.() === 0)
+      execFileSync('chown', ['postgres:', path.join(dir, 'server.crt'), path.join(dir, 'server.key')]);
+    target = new pg.Client({ connectionString: t.stack.info.target });
+    await target.connect();
+    await target.query("ALTER SYSTEM SET ssl = 'on'");
+    await target.query('SELECT pg_reload_conf()');
+    const demo = (await t.stack.gateway.connections.find('demo'))!;
+    const other = (await import('../src/dev/dev_tls.js')).devCertificate(path.join(t.dataDir, 'other-ca'));
+    const otherCa = readFileSync((await other).certFile, 'utf8');
+    for (const [name, sslmode, sslCa, host] of [
+      ['tls-require', 'require', undefined, '127.0.0.1'],
+      ['tls-verify-full', 'verify-full', cert, '127.0.0.1'],
+      ['tls-verify-ca', 'verify-ca', cert, '127.0.0.1'],
+      ['tls-wrong-ca', 'verify-full', otherCa, '127.0.0.1'],
+    ] as const) {
+      await t.stack.gateway.connections.put({
+        name,
+        host,
+        port: demo.port,
+        database: demo.database,
+        sslmode,
+        ...(sslCa ? { sslCa } : {}),
+        roleMode: 'provision',
+        credential: {
+          user: 'pgward_admin',
+          password: readFileSync(path.join(t.dataDir, 'target-admin.password'), 'utf8').trim(),
+        },
+        access: { viewer: ['app_readonly'] },
+      });
+    }
+  });
+  after(async () => {
+    await target?.end();
+    await t?.close();
+  });
+
+  for (const connection of ['tls-require', 'tls-verify-full', 'tls-verify-ca']) {
+    it(`${connection}: the upstream connection is encrypted`, async () => {
+      const r = await t.psql(
+        'viewer@example.com',
+        ['-At', '-c', 'select ssl from pg_stat_ssl where pid = pg_backend_pid()'],
+        {
+          database: connection,
+        },
+      );
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout.trim(), 't');
+    });
+  }
+
+  it('verify-full refuses a target whose certificate another CA signed', async () => {
+    const r = await t.psql('viewer@example.com', ['-c', 'select 1'], { database: 'tls-wrong-ca' });
+    assert.notEqual(r.code, 0);
+    assert.match(r.stderr, /cannot manage database roles on "tls-wrong-ca"/);
+    assert.match(r.stderr, /DETAIL: +self-signed certificate/);
+  });
+
+  it('forwards a cancel to a TLS upstream', async () => {
+    const client = new pg.Client({
+      host: t.stack.info.pg.host,
+      port: t.stack.info.pg.port,
+      user: 'viewer@example.com',
+      database: 'tls-verify-full',
+      password: await t.token('viewer@example.com'),
+      ssl: { rejectUnauthorized: false },
+    });
+    client.on('error', () => undefined);
+    await client.connect();
+    try {
+      const sleeping = client.query('select pg_sleep(30)');
+      sleeping.catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+      const key = Buffer.alloc(4);
+      key.writeInt32BE(secretKey);
+      const { connect } = await import('node:net');
+      const { cancelRequest } = await import('../src/wire/encode.js');
+      const socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
+      socket.on('error', () => undefined);
+      socket.end(cancelRequest(processID, key));
+      await assert.rejects(sleeping, /canceling statement due to user request/);
+    } finally {
+      await client.end();
+    }
+  });
+});
