@@ -83,7 +83,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     opts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
-    const directory = new Directory(store.pool);
+    const directory = new Directory(store.pool, config.tenancy);
     await directory.syncProviders(config.providers);
     const verifier = new TokenVerifier(config.providers, log);
     void verifier.prewarm();

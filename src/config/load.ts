@@ -32,6 +32,7 @@ const ENV_SETTINGS: Record<string, string> = {
   PGWARD_TLS_CERT: 'tls.certFile',
   PGWARD_TLS_KEY: 'tls.keyFile',
   PGWARD_LOG_LEVEL: 'log.level',
+  PGWARD_TENANCY: 'tenancy',
 };
 
 export interface LoadOptions {

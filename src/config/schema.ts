@@ -19,6 +19,18 @@ const port = z.coerce
   .min(0, 'expected a port from 0 to 65535')
   .max(65535, 'expected a port from 0 to 65535');
 
+/** A yes/no setting: booleans, or the strings true/false/1/0/yes/no from the environment. */
+const booleanSetting = z.preprocess(
+  (value) => {
+    if (typeof value !== 'string') return value;
+    const v = value.trim().toLowerCase();
+    if (['true', '1', 'yes', 'on'].includes(v)) return true;
+    if (['false', '0', 'no', 'off'].includes(v)) return false;
+    return value;
+  },
+  z.boolean({ error: 'expected true or false' }),
+);
+
 /** One OpenID Connect provider, whichever configuration format it came from. */
 export const providerSchema = z.strictObject({
   name: z
@@ -53,22 +65,15 @@ export const providerSchema = z.strictObject({
     .prefault({}),
   /** IdP groups or roles that make a person a pgward administrator. */
   adminGroups: z.array(z.string().min(1)).default(['admin']),
+  /**
+   * Let an identity of this provider join an existing person with the same email, when both
+   * this provider and one of the person's providers vouch that the email is verified.
+   */
+  linkByEmail: booleanSetting.default(false),
 });
 
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type ProviderInput = z.input<typeof providerSchema>;
-
-/** A yes/no setting: booleans, or the strings true/false/1/0/yes/no from the environment. */
-const booleanSetting = z.preprocess(
-  (value) => {
-    if (typeof value !== 'string') return value;
-    const v = value.trim().toLowerCase();
-    if (['true', '1', 'yes', 'on'].includes(v)) return true;
-    if (['false', '0', 'no', 'off'].includes(v)) return false;
-    return value;
-  },
-  z.boolean({ error: 'expected true or false' }),
-);
 
 const secretKey = z.string().refine((value) => decodeSecretKey(value) !== undefined, {
   message: 'expected 32 random bytes as base64 or 64 hex digits (e.g. `openssl rand -base64 32`)',
@@ -142,6 +147,8 @@ export const configSchema = z
         message: 'certFile and keyFile go together: set both or neither',
       }),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    /** `multi`: each person's tenant comes from their email domain (seed 001); `single`: one tenant. */
+    tenancy: z.enum(['single', 'multi']).default('single'),
     providers: z
       .array(providerSchema)
       .default([])

@@ -22,10 +22,28 @@ export interface Person {
 
 const DEFAULT_TENANT = 'default';
 
+/**
+ * The tenant of an email in multi-tenant mode (seed 001: johndoe@google.com → google): the
+ * domain without its last label, so example.co.uk → example.co and mail.acme.io → mail.acme.
+ */
+export function tenantFromEmail(email: string): string {
+  const domain = email.slice(email.lastIndexOf('@') + 1).toLowerCase();
+  const labels = domain.split('.').filter((l) => l !== '');
+  const name = (labels.length > 1 ? labels.slice(0, -1) : labels).join('.');
+  const code = name
+    .replace(/[^a-z0-9._-]/g, '-')
+    .replace(/^[^a-z0-9]+/, '')
+    .slice(0, 63);
+  return code === '' ? DEFAULT_TENANT : code;
+}
+
 export class Directory {
   private providerIds = new Map<string, string>();
 
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly tenancy: 'single' | 'multi' = 'single',
+  ) {}
 
   /** Mirrors the configured providers into the provider table (source 'config'). */
   async syncProviders(providers: ProviderConfig[]): Promise<void> {
@@ -82,12 +100,7 @@ export class Directory {
           [userId, identity.email, identity.name ?? null],
         );
       } else {
-        const created = await client.query<{ user_id: string }>(
-          `INSERT INTO pgward.user_info (tenant_id, email, name)
-           SELECT tenant_id, $2, $3 FROM pgward.tenant WHERE code = $1 RETURNING user_id`,
-          [DEFAULT_TENANT, identity.email, identity.name ?? null],
-        );
-        userId = created.rows[0]!.user_id;
+        userId = (await this.linkedPerson(client, identity)) ?? (await this.signUp(client, identity));
       }
       // This identity becomes the last-used one: its groups and roles now decide permissions.
       await client.query(
@@ -133,6 +146,40 @@ export class Directory {
     } finally {
       client.release();
     }
+  }
+
+  /**
+   * The existing person a new identity joins, if linking applies: this provider allows it, it
+   * vouches for the email, and the person has an active identity at another provider that
+   * vouched for the same email. Otherwise undefined: a different person.
+   */
+  private async linkedPerson(client: pg.PoolClient, identity: VerifiedIdentity): Promise<string | undefined> {
+    if (!identity.provider.linkByEmail || !identity.emailVerified) return undefined;
+    const { rows } = await client.query<{ user_id: string }>(
+      `SELECT DISTINCT u.user_id FROM pgward.user_info u JOIN pgward.user_identity i USING (user_id)
+       WHERE lower(u.email) = lower($1) AND u.is_active AND i.is_active
+         AND i.provider_id <> $2 AND (i.provider_data->>'email_verified')::boolean`,
+      [identity.email, this.providerIds.get(identity.provider.name)],
+    );
+    // Two people with one verified email is ambiguous: link to neither.
+    return rows.length === 1 ? rows[0]!.user_id : undefined;
+  }
+
+  /** Just-in-time sign-up: a new person in the default tenant, or the email's (multi-tenant). */
+  private async signUp(client: pg.PoolClient, identity: VerifiedIdentity): Promise<string> {
+    const tenant = this.tenancy === 'multi' ? tenantFromEmail(identity.email) : DEFAULT_TENANT;
+    if (tenant !== DEFAULT_TENANT) {
+      await client.query(
+        'INSERT INTO pgward.tenant (code, name) VALUES ($1, $1) ON CONFLICT (code) DO NOTHING',
+        [tenant],
+      );
+    }
+    const created = await client.query<{ user_id: string }>(
+      `INSERT INTO pgward.user_info (tenant_id, email, name)
+       SELECT tenant_id, $2, $3 FROM pgward.tenant WHERE code = $1 RETURNING user_id`,
+      [tenant, identity.email, identity.name ?? null],
+    );
+    return created.rows[0]!.user_id;
   }
 
   /**

@@ -1,0 +1,173 @@
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type pg from 'pg';
+import { type ProviderConfig, providerSchema } from '../src/config/schema.js';
+import { Directory, tenantFromEmail } from '../src/directory/directory.js';
+import { PgwardError } from '../src/errors.js';
+import type { VerifiedIdentity } from '../src/identity/token_verifier.js';
+import type { EmbeddedCluster } from '../src/store/embedded_postgres.js';
+import { migrate } from '../src/store/migrate.js';
+import { createPool } from '../src/store/store.js';
+import { createDatabase, startTestPostgres } from './support/postgres.js';
+import { quietLog } from './support/quiet_log.js';
+
+const okta = providerSchema.parse({ name: 'okta', issuer: 'https://okta.example.com', clientId: 'a' });
+const google = providerSchema.parse({
+  name: 'google',
+  issuer: 'https://accounts.google.com',
+  clientId: 'b',
+  linkByEmail: true,
+});
+const dex = providerSchema.parse({ name: 'dex', issuer: 'https://dex.example.com', clientId: 'c' });
+
+function identity(provider: ProviderConfig, over: Partial<VerifiedIdentity> = {}): VerifiedIdentity {
+  return {
+    provider,
+    subject: 'sub-1',
+    email: 'ada@example.com',
+    emailVerified: true,
+    name: 'Ada',
+    preferredUsername: undefined,
+    groups: [],
+    roles: [],
+    expiresAt: new Date(Date.now() + 3600_000),
+    ...over,
+  };
+}
+
+describe('directory (seed 004) on a real store', () => {
+  let cluster: EmbeddedCluster;
+  let pool: pg.Pool;
+  let directory: Directory;
+
+  before(async () => {
+    cluster = await startTestPostgres();
+  });
+  beforeEach(async () => {
+    await pool?.end();
+    pool = createPool(await createDatabase(cluster));
+    await migrate(pool, quietLog);
+    directory = new Directory(pool);
+    await directory.syncProviders([okta, google, dex]);
+  });
+  after(async () => {
+    await pool?.end();
+    await cluster.close();
+  });
+
+  it('signs a person up just in time from sub, email and name, and finds them again by sub', async () => {
+    const first = await directory.signIn(identity(okta, { groups: ['viewer'] }));
+    const again = await directory.signIn(identity(okta, { email: 'ada.l@example.com', groups: ['viewer'] }));
+    assert.equal(again.userId, first.userId);
+    const { rows } = await pool.query('select email, name from pgward.user_info');
+    assert.deepEqual(rows, [{ email: 'ada.l@example.com', name: 'Ada' }]);
+  });
+
+  it('maps IdP groups by group name and by role name, plus direct memberships', async () => {
+    const { rows } = await pool.query<{ group_id: string; name: string }>(
+      `insert into pgward.user_group (tenant_id, name)
+       select tenant_id, g from pgward.tenant, unnest(array['analysts', 'dbas', 'oncall']) g returning group_id, name`,
+    );
+    const id = Object.fromEntries(rows.map((r) => [r.name, r.group_id]));
+    await pool.query(
+      `insert into pgward.user_group_mapping (provider_id, external_group, external_role, group_id)
+       select provider_id, 'Data Team', null, $1::uuid from pgward.provider where code = 'okta'
+       union all select provider_id, null, 'DatabaseAdmin', $2::uuid from pgward.provider where code = 'okta'`,
+      [id['analysts'], id['dbas']],
+    );
+    const person = await directory.signIn(
+      identity(okta, { groups: ['Data Team', 'Other'], roles: ['DatabaseAdmin'] }),
+    );
+    assert.deepEqual(
+      person.groups,
+      ['analysts', 'dbas'],
+      'a provider with mappings maps only what is mapped',
+    );
+    await pool.query('insert into pgward.user_group_member (group_id, user_id) values ($1, $2)', [
+      id['oncall'],
+      person.userId,
+    ]);
+    const again = await directory.signIn(identity(okta, { groups: ['Data Team'], roles: [] }));
+    assert.deepEqual(again.groups, ['analysts', 'oncall']);
+  });
+
+  it('takes group names as they are from a provider without mappings', async () => {
+    const person = await directory.signIn(identity(dex, { groups: ['viewer', 'editor'] }));
+    assert.deepEqual(person.groups, ['editor', 'viewer']);
+    assert.equal(person.isAdmin, false);
+    const admin = await directory.signIn(
+      identity(dex, { subject: 'sub-2', email: 'root@example.com', groups: ['admin'] }),
+    );
+    assert.equal(admin.isAdmin, true, 'adminGroups (default ["admin"]) makes an administrator');
+  });
+
+  it('links a new identity to an existing person only when allowed and both emails are verified', async () => {
+    const person = await directory.signIn(identity(okta, { subject: 'o-1', groups: ['viewer'] }));
+    // Google allows linking, and Okta vouched for the same verified email: same person.
+    const linked = await directory.signIn(identity(google, { subject: 'g-1', groups: ['editor'] }));
+    assert.equal(linked.userId, person.userId);
+    assert.deepEqual(linked.groups, ['editor'], 'the last-used identity (Google) decides');
+    const back = await directory.signIn(identity(okta, { subject: 'o-1', groups: ['viewer'] }));
+    assert.deepEqual(back.groups, ['viewer'], 'switching back switches permissions back');
+    // Google claiming an unverified email does not link.
+    const unverified = await directory.signIn(
+      identity(google, { subject: 'g-2', email: 'bob@example.com', emailVerified: false }),
+    );
+    const bob = await directory.signIn(identity(okta, { subject: 'o-2', email: 'bob@example.com' }));
+    assert.notEqual(unverified.userId, bob.userId);
+    // Dex does not allow linking even with a verified email.
+    const viaDex = await directory.signIn(identity(dex, { subject: 'd-1' }));
+    assert.notEqual(viaDex.userId, person.userId);
+  });
+
+  it('refuses inactive people and inactive identities with a clear message', async () => {
+    const person = await directory.signIn(identity(okta));
+    await pool.query('update pgward.user_info set is_active = false where user_id = $1', [person.userId]);
+    await assert.rejects(directory.signIn(identity(okta)), (err: unknown) => {
+      assert.ok(err instanceof PgwardError);
+      assert.equal(err.code, 'NOT_ALLOWED');
+      assert.match(err.message, /ada@example\.com is deactivated in pgward/);
+      return true;
+    });
+    await pool.query(
+      'update pgward.user_info set is_active = true; update pgward.user_identity set is_active = false',
+    );
+    await assert.rejects(directory.signIn(identity(okta)), /your okta identity is deactivated in pgward/);
+  });
+
+  it('derives the tenant from the email domain in multi-tenant mode', async () => {
+    assert.equal(tenantFromEmail('johndoe@google.com'), 'google');
+    assert.equal(tenantFromEmail('x@example.co.uk'), 'example.co');
+    assert.equal(tenantFromEmail('x@localhost'), 'localhost');
+    const multi = new Directory(pool, 'multi');
+    await multi.syncProviders([okta]);
+    await multi.signIn(identity(okta, { subject: 'j', email: 'johndoe@google.com' }));
+    await multi.signIn(identity(okta, { subject: 'k', email: 'kim@acme.io' }));
+    const { rows } = await pool.query(
+      'select u.email, t.code from pgward.user_info u join pgward.tenant t using (tenant_id) order by 1',
+    );
+    assert.deepEqual(rows, [
+      { email: 'johndoe@google.com', code: 'google' },
+      { email: 'kim@acme.io', code: 'acme' },
+    ]);
+  });
+
+  it('reports provider usage and stale identities (views of seed 004)', async () => {
+    await directory.signIn(identity(okta, { subject: 'o-1' }));
+    await directory.signIn(identity(okta, { subject: 'o-2', email: 'old@example.com' }));
+    await directory.signIn(identity(dex, { subject: 'd-1', email: 'd@example.com' }));
+    await pool.query(
+      "update pgward.user_identity set last_login_at = now() - interval '120 days' where provider_user_id = 'o-2'",
+    );
+    const usage = await pool.query(
+      'select provider, total_users::int, active_users::int, users_logged_in_30d::int from pgward.provider_usage order by 1',
+    );
+    assert.deepEqual(usage.rows, [
+      { provider: 'dex', total_users: 1, active_users: 1, users_logged_in_30d: 1 },
+      { provider: 'google', total_users: 0, active_users: 0, users_logged_in_30d: 0 },
+      { provider: 'okta', total_users: 2, active_users: 2, users_logged_in_30d: 1 },
+    ]);
+    const stale = await pool.query('select email, provider from pgward.stale_identity');
+    assert.deepEqual(stale.rows, [{ email: 'old@example.com', provider: 'okta' }]);
+  });
+});
