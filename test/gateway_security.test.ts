@@ -176,6 +176,11 @@ describe('gateway security', () => {
       /no expiry/,
     ],
     [
+      'another kind of JWT from the same IdP (a logout token)',
+      async () => signed(base, { header: { typ: 'logout+jwt' } }),
+      /a "logout\+jwt" token is not an access or ID token/,
+    ],
+    [
       'groups claim of the wrong type',
       async () => signed({ ...base, groups: { admin: true } }),
       /groups claim must be an array/,

@@ -57,6 +57,12 @@ function claimedIssuer(token: string): string {
   }
   if (!header.alg || header.alg === 'none')
     throw tokenError('TOKEN_INVALID', 'unsigned tokens (alg "none") are refused');
+  // Access tokens (RFC 9068 "at+jwt") and ID-token-shaped ones ("JWT" or none, as Dex issues);
+  // never another kind of JWT from the same IdP, such as a logout token.
+  const typ = header.typ?.toLowerCase().replace(/^application\//, '');
+  if (typ !== undefined && typ !== 'jwt' && typ !== 'at+jwt') {
+    throw tokenError('TOKEN_INVALID', `a "${header.typ}" token is not an access or ID token`);
+  }
   if (typeof payload.iss !== 'string') throw tokenError('TOKEN_INVALID', 'the token has no issuer (iss)');
   return payload.iss;
 }
