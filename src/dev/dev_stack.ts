@@ -13,6 +13,7 @@ import type { Logger } from '../log/logger.js';
 import { openStore } from '../store/store.js';
 import { readOrCreateSecret } from '../vault/secret_file.js';
 import { DEMO_DATABASE, type DemoTarget, startDemoTarget } from './demo_target.js';
+import type { DevIdp } from './dev_idp.js';
 import { startDevIdpThread } from './dev_idp_thread.js';
 import { devCertificate } from './dev_tls.js';
 import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PROVIDER_NAME } from './dev_users.js';
@@ -40,6 +41,8 @@ export interface DevStack {
   readonly config: Config;
   readonly gateway: Gateway;
   readonly target: DemoTarget;
+  /** The dev IdP (tests stop it to see the gateway without its IdP). */
+  readonly idp: DevIdp;
   close(): Promise<void>;
 }
 
@@ -149,7 +152,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
     };
     // dev.json holds the demo target's superuser URL: readable by its owner only.
     await writeAtomic(path.join(dataDir, 'dev.json'), `${JSON.stringify(info, null, 2)}\n`, 0o600);
-    return { info, config, gateway, target, close: closeAll };
+    return { info, config, gateway, target, idp, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

@@ -6,11 +6,13 @@
  */
 import { createHash } from 'node:crypto';
 import {
+  createLocalJWKSet,
   createRemoteJWKSet,
   decodeJwt,
   decodeProtectedHeader,
   errors,
   type JWTPayload,
+  type JWTVerifyOptions,
   jwtVerify,
 } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
@@ -74,6 +76,8 @@ export class TokenVerifier {
   constructor(
     providers: ProviderConfig[],
     private readonly log: Logger,
+    /** How long fetched keys count as fresh, and the least time between two fetches. */
+    private readonly jwksTiming = { cacheMaxAgeMs: 10 * 60_000, cooldownMs: 30_000 },
   ) {
     this.states = providers.map((provider) => ({ provider }));
   }
@@ -100,8 +104,8 @@ export class TokenVerifier {
         throw new PgwardError('IDP_UNREACHABLE', `${state.provider.name}: the IdP publishes no jwks_uri`);
       state.jwks = createRemoteJWKSet(new URL(uri), {
         timeoutDuration: OUTBOUND_TIMEOUT_MS,
-        cooldownDuration: 30_000,
-        cacheMaxAge: 10 * 60_000,
+        cooldownDuration: this.jwksTiming.cooldownMs,
+        cacheMaxAge: this.jwksTiming.cacheMaxAgeMs,
       });
     }
     return state.jwks;
@@ -150,18 +154,28 @@ export class TokenVerifier {
       throw tokenError('TOKEN_INVALID', `tokens of issuer ${issuer} are not accepted by this gateway`);
     if (state.provider.validation === 'userinfo') return this.verifyWithUserinfo(state, token);
     const provider = state.provider;
+    const options: JWTVerifyOptions = {
+      issuer: provider.issuer,
+      audience: provider.audience ?? provider.clientId,
+      algorithms: [...provider.algorithms],
+      requiredClaims: ['exp', 'sub'],
+      clockTolerance: CLOCK_TOLERANCE_S,
+    };
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, await this.keySet(state), {
-        issuer: provider.issuer,
-        audience: provider.audience ?? provider.clientId,
-        algorithms: [...provider.algorithms],
-        requiredClaims: ['exp', 'sub'],
-        clockTolerance: CLOCK_TOLERANCE_S,
-      }));
+      ({ payload } = await jwtVerify(token, await this.keySet(state), options));
       state.lastError = undefined;
     } catch (err) {
-      throw this.translate(err, state);
+      const error = this.translate(err, state);
+      const lastKeys = state.jwks?.jwks();
+      if (error.code !== 'IDP_UNREACHABLE' || !lastKeys) throw error;
+      // The IdP is down and its keys went stale: the keys last fetched still verify the tokens
+      // it signed with them, so issued tokens keep working until they expire.
+      try {
+        ({ payload } = await jwtVerify(token, createLocalJWKSet(lastKeys), options));
+      } catch (fallback) {
+        throw fallback instanceof errors.JWKSNoMatchingKey ? error : this.translate(fallback, state);
+      }
     }
     return { ...mapClaims(provider, payload), provider, expiresAt: new Date(payload.exp! * 1000) };
   }
