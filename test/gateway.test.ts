@@ -1,12 +1,10 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import * as encode from '../src/wire/encode.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { tempDir } from './support/temp_dir.js';
 
@@ -246,13 +244,7 @@ describe('PostgreSQL gateway with real clients', () => {
         );
         return r.rowCount ? true : undefined;
       }, 'the query to start');
-      // What libpq's PQcancel sends: a CancelRequest on a new connection, with the key it was given.
-      const { secretKey } = client as unknown as { secretKey: number };
-      const key = Buffer.alloc(4);
-      key.writeInt32BE(secretKey);
-      const cancel = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
-      cancel.on('error', () => undefined);
-      cancel.end(encode.cancelRequest(processID, key));
+      t.cancel(client);
       await assert.rejects(sleeping, /canceling statement due to user request/);
       assert.ok(Date.now() - started < 20_000);
       assert.equal((await client.query('select 1 as ok')).rows[0].ok, 1);

@@ -7,7 +7,6 @@ import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { connect as tlsConnect } from 'node:tls';
 import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
-import pg from 'pg';
 import { createLogger } from '../src/log/logger.js';
 import * as decode from '../src/wire/decode.js';
 import * as encode from '../src/wire/encode.js';
@@ -16,24 +15,9 @@ import { startTestStack, type TestStack } from './support/dev_stack.js';
 
 const MAX_CONNECTIONS = 30;
 
-/** Connects with `password` as viewer and returns the error the gateway answered with. */
-async function refusal(t: TestStack, password: string, user = 'viewer@example.com', database = 'demo') {
-  const client = new pg.Client({
-    host: t.stack.info.pg.host,
-    port: t.stack.info.pg.port,
-    user,
-    database,
-    password,
-    ssl: { rejectUnauthorized: false },
-  });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-  } catch (err) {
-    return err as { code: string; message: string; hint?: string };
-  }
-  await client.end();
-  return assert.fail('the gateway accepted the connection');
+/** Connects with `password` as `user` and returns the error the gateway answered with. */
+function refusal(t: TestStack, password: string, user = 'viewer@example.com', database = 'demo') {
+  return t.refusal(user, { password, database });
 }
 
 /** Sends raw bytes and collects everything the gateway answers until it closes (or `ms` pass). */
@@ -94,18 +78,7 @@ describe('gateway security', () => {
   });
 
   it('accepts a token the test signs with the real IdP key (the attacks below differ only in one thing)', async () => {
-    const client = await (async () => {
-      const c = new pg.Client({
-        host: t.stack.info.pg.host,
-        port: t.stack.info.pg.port,
-        user: 'viewer@example.com',
-        database: 'demo',
-        password: await signed(base),
-        ssl: { rejectUnauthorized: false },
-      });
-      await c.connect();
-      return c;
-    })();
+    const client = await t.client('viewer@example.com', { password: await signed(base) });
     await client.end();
   });
 

@@ -79,19 +79,7 @@ describe('upstream login methods and role mode shared', () => {
   });
 
   it('reports a vaulted credential the target refuses, with the target’s SQLSTATE and no secret', async () => {
-    const client = new pg.Client({
-      host: t.stack.info.pg.host,
-      port: t.stack.info.pg.port,
-      user: 'viewer@example.com',
-      database: 'wrong-secret',
-      password: await t.token('viewer@example.com'),
-      ssl: { rejectUnauthorized: false },
-    });
-    client.on('error', () => undefined);
-    const err = (await client.connect().then(
-      () => assert.fail('connected'),
-      (e: unknown) => e,
-    )) as { code: string; message: string };
+    const err = await t.refusal('viewer@example.com', { database: 'wrong-secret' });
     assert.equal(err.code, '28P01');
     assert.match(err.message, /^target database: password authentication failed for user "shared_scram"/);
     assert.ok(!err.message.includes('not-it'));
@@ -171,28 +159,12 @@ describe('upstream TLS per sslmode', () => {
   });
 
   it('forwards a cancel to a TLS upstream', async () => {
-    const client = new pg.Client({
-      host: t.stack.info.pg.host,
-      port: t.stack.info.pg.port,
-      user: 'viewer@example.com',
-      database: 'tls-verify-full',
-      password: await t.token('viewer@example.com'),
-      ssl: { rejectUnauthorized: false },
-    });
-    client.on('error', () => undefined);
-    await client.connect();
+    const client = await t.client('viewer@example.com', { database: 'tls-verify-full' });
     try {
       const sleeping = client.query('select pg_sleep(30)');
       sleeping.catch(() => undefined);
       await new Promise((resolve) => setTimeout(resolve, 500));
-      const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
-      const key = Buffer.alloc(4);
-      key.writeInt32BE(secretKey);
-      const { connect } = await import('node:net');
-      const { cancelRequest } = await import('../src/wire/encode.js');
-      const socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
-      socket.on('error', () => undefined);
-      socket.end(cancelRequest(processID, key));
+      t.cancel(client);
       await assert.rejects(sleeping, /canceling statement due to user request/);
     } finally {
       await client.end();

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
-import { type SecureContext, TLSSocket } from 'node:tls';
+import { TLSSocket } from 'node:tls';
 import type { StatementRecord } from '../audit/audit_writer.js';
 import { StatementTracker } from '../audit/statement_tracker.js';
 import type { Person } from '../directory/directory.js';

@@ -1,5 +1,6 @@
 /** A dev stack in the test process, on free ports, with helpers to reach it as each dev user. */
 import { execFile } from 'node:child_process';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import pg from 'pg';
@@ -7,6 +8,7 @@ import { devLogin } from '../../src/dev/dev_login.js';
 import { type DevStack, startDevStack } from '../../src/dev/dev_stack.js';
 import type { Logger } from '../../src/log/logger.js';
 import { freePort } from '../../src/store/free_port.js';
+import { cancelRequest } from '../../src/wire/encode.js';
 import { quietLog } from './quiet_log.js';
 import { tempDir } from './temp_dir.js';
 
@@ -21,8 +23,15 @@ export interface TestStack {
   /** A connected node-postgres client through the gateway. */
   client(
     email: string,
-    opts?: { database?: string; ssl?: boolean; applicationName?: string },
+    opts?: { database?: string; ssl?: boolean; applicationName?: string; password?: string },
   ): Promise<pg.Client>;
+  /** The error the gateway answers a connection attempt with (fails the test if it connects). */
+  refusal(
+    email: string,
+    opts: { database?: string; password?: string },
+  ): Promise<{ code: string; message: string; hint?: string }>;
+  /** Sends a CancelRequest with the key the gateway gave `client`, as libpq's PQcancel does. */
+  cancel(client: pg.Client): void;
   /** Runs psql through the gateway; resolves with its output and exit code. */
   psql(
     email: string,
@@ -58,25 +67,44 @@ export async function startTestStack(
   };
   const url = (email: string, database = 'demo', sslmode = 'require') =>
     `postgresql://${encodeURIComponent(email)}@${stack.info.pg.host}:${stack.info.pg.port}/${database}?sslmode=${sslmode}`;
+  const client: TestStack['client'] = async (email, opts = {}) => {
+    const connection = new pg.Client({
+      host: stack.info.pg.host,
+      port: stack.info.pg.port,
+      user: email,
+      database: opts.database ?? 'demo',
+      password: opts.password ?? (await token(email)),
+      ssl: opts.ssl === false ? false : { rejectUnauthorized: false },
+      application_name: opts.applicationName ?? 'pgward-test',
+    });
+    // Errors after a test is done with a client (e.g. the gateway shutting down) are expected.
+    connection.on('error', () => undefined);
+    await connection.connect();
+    return connection;
+  };
+
   return {
     stack,
     dataDir,
     token,
     url,
-    async client(email, opts = {}) {
-      const client = new pg.Client({
-        host: stack.info.pg.host,
-        port: stack.info.pg.port,
-        user: email,
-        database: opts.database ?? 'demo',
-        password: await token(email),
-        ssl: opts.ssl === false ? false : { rejectUnauthorized: false },
-        application_name: opts.applicationName ?? 'pgward-test',
-      });
-      // Errors after a test is done with a client (e.g. the gateway shutting down) are expected.
-      client.on('error', () => undefined);
-      await client.connect();
-      return client;
+    client,
+    async refusal(email, opts) {
+      try {
+        const connected = await client(email, opts);
+        await connected.end();
+      } catch (err) {
+        return err as { code: string; message: string; hint?: string };
+      }
+      throw new Error('the gateway accepted the connection');
+    },
+    cancel(client) {
+      const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+      const key = Buffer.alloc(4);
+      key.writeInt32BE(secretKey);
+      const socket = connect({ host: stack.info.pg.host, port: stack.info.pg.port });
+      socket.on('error', () => undefined);
+      socket.end(cancelRequest(processID, key));
     },
     async psql(email, args, opts = {}) {
       try {
