@@ -65,12 +65,7 @@ export function upstreamApplicationName(client: string | undefined, email: strin
 }
 
 function isLoopback(address: string | undefined): boolean {
-  return (
-    address === '127.0.0.1' ||
-    address === '::1' ||
-    address?.startsWith('::ffff:127.') === true ||
-    address?.startsWith('127.') === true
-  );
+  return address === '::1' || /^(::ffff:)?127\./.test(address ?? '');
 }
 
 /** Wraps bytes already read plus the rest of a socket as one stream (for direct TLS). */

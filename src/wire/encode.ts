@@ -51,10 +51,6 @@ export function errorResponse(f: ErrorFields): Buffer {
   return message(BE.ERROR, fields(f));
 }
 
-export function noticeResponse(f: ErrorFields): Buffer {
-  return message(BE.NOTICE, fields(f));
-}
-
 export function authenticationOk(): Buffer {
   return message(BE.AUTHENTICATION, int32(AUTH.OK));
 }

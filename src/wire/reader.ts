@@ -27,17 +27,4 @@ export class MessageReader {
   shift(): Buffer | undefined {
     return this.queue.shift();
   }
-
-  /** Bytes received but not yet part of a complete message. */
-  get pendingBytes(): number {
-    return this.buffer.length;
-  }
-
-  /** Takes whatever bytes are buffered (queued messages first), leaving the reader empty. */
-  drain(): Buffer {
-    const out = Buffer.concat([...this.queue, this.buffer]);
-    this.queue.length = 0;
-    this.buffer = Buffer.alloc(0);
-    return out;
-  }
 }
