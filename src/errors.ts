@@ -10,8 +10,28 @@ export const ERRORS = {
   MIGRATION_FAILED: { http: 500, sqlstate: 'XX000', exit: 70 },
   IDP_UNREACHABLE: { http: 502, sqlstate: '08006', exit: 69 },
   LOGIN_FAILED: { http: 401, sqlstate: '28P01', exit: 77 },
+  // A device login the person has not confirmed yet (RFC 8628 authorization_pending / slow_down).
+  LOGIN_PENDING: { http: 400, sqlstate: '28000', exit: 75 },
+  LOGIN_SLOW_DOWN: { http: 400, sqlstate: '28000', exit: 75 },
+  // Token refusals: one code per reason, all "invalid password" on the wire.
   TOKEN_INVALID: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_MALFORMED: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_UNSIGNED: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_TYPE: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_KEY_REFERENCE: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_UNKNOWN_ISSUER: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_ISSUER: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_ALGORITHM: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_UNKNOWN_KEY: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_SIGNATURE: { http: 401, sqlstate: '28P01', exit: 77 },
   TOKEN_EXPIRED: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_NOT_YET_VALID: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_AUDIENCE: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_CLAIMS: { http: 401, sqlstate: '28P01', exit: 77 },
+  TOKEN_REVOKED: { http: 401, sqlstate: '28P01', exit: 77 },
+  UNAUTHENTICATED: { http: 401, sqlstate: '28000', exit: 77 },
+  RATE_LIMITED: { http: 429, sqlstate: '53400', exit: 75 },
+  CONFLICT: { http: 409, sqlstate: '23505', exit: 65 },
   NOT_ALLOWED: { http: 403, sqlstate: '28000', exit: 77 },
   UNKNOWN_CONNECTION: { http: 404, sqlstate: '3D000', exit: 66 },
   NOT_FOUND: { http: 404, sqlstate: '42704', exit: 66 },
@@ -23,6 +43,9 @@ export const ERRORS = {
 } as const;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** Every code that refuses a token (HTTP 401, SQLSTATE 28P01). */
+export type TokenErrorCode = Extract<ErrorCode, `TOKEN_${string}`>;
 
 /** The base class of every error pgward raises on purpose. `message` is safe to show a person. */
 export class PgwardError extends Error {

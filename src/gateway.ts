@@ -2,23 +2,28 @@
  * The gateway process: store, directory, vault, audit, the PostgreSQL endpoint and the HTTP
  * server, started and stopped together. `pgward serve` and `pgward dev` both run one of these.
  */
-import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { buildHttpServer, type HealthCheck } from './api/http_server.js';
+import { AuditQueries } from './audit/audit_queries.js';
 import { AuditWriter } from './audit/audit_writer.js';
 import { type Config, decodeSecretKey } from './config/schema.js';
-import { Directory, type Person } from './directory/directory.js';
+import { Directory } from './directory/directory.js';
+import { DirectoryAdmin } from './directory/directory_admin.js';
 import { PgwardError } from './errors.js';
-import { TokenVerifier, type VerifiedIdentity } from './identity/token_verifier.js';
+import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { PgListener } from './proxy/pg_listener.js';
 import { RoleProvisioner } from './proxy/role_provisioner.js';
-import { TtlCache } from './proxy/ttl_cache.js';
 import { UpstreamPool } from './proxy/upstream_pool.js';
+import { AccessTokens } from './session/access_tokens.js';
+import { Authenticator } from './session/authenticator.js';
+import { IdpClient } from './session/idp_client.js';
+import { LoginSessions } from './session/login_sessions.js';
+import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
 import { ConnectionRepository } from './vault/connections.js';
 import { SecretBox } from './vault/secret_box.js';
@@ -41,11 +46,6 @@ export interface GatewayOptions {
   extraHealth?: Record<string, HealthCheck>;
 }
 
-/** A verified token is trusted again without re-verification for at most this long. */
-const TOKEN_CACHE_MS = 60_000;
-/** A sign-in (directory lookup) is reused for this long: deactivation takes effect within it. */
-const SIGN_IN_CACHE_MS = 5_000;
-
 function clientTls(config: Config): SecureContext | undefined {
   const { certFile, keyFile } = config.tls;
   if (!certFile || !keyFile) return undefined;
@@ -62,8 +62,6 @@ function clientTls(config: Config): SecureContext | undefined {
     );
   }
 }
-
-const hash = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 /** Starts a gateway from a validated configuration. */
 export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
@@ -87,7 +85,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     await directory.syncProviders(config.providers);
     const verifier = new TokenVerifier(config.providers, log);
     void verifier.prewarm();
-    const connections = new ConnectionRepository(store.pool, new SecretBox(key));
+    const box = new SecretBox(key);
+    const connections = new ConnectionRepository(store.pool, box);
     const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000);
     const pool = new UpstreamPool(
       { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
@@ -100,8 +99,22 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       () => provisioner.close(),
     );
 
-    const tokens = new TtlCache<VerifiedIdentity>();
-    const people = new TtlCache<Person>();
+    let issuer = config.publicUrl?.replace(/\/$/, '') ?? '';
+    const signingKeys = new SigningKeys(store.pool, box, {
+      rotationMs: config.tokens.keyRotationHours * 3_600_000,
+      tokenLifetimeMs: config.tokens.accessTokenSeconds * 1000,
+    });
+    const accessTokens = new AccessTokens(signingKeys, () => issuer, config.tokens.accessTokenSeconds * 1000);
+    const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000);
+    const idp = new IdpClient();
+    const auth = new Authenticator({
+      providers: config.providers,
+      verifier,
+      directory,
+      tokens: accessTokens,
+      sessions,
+      idp,
+    });
     const listener = new PgListener(
       {
         config: {
@@ -111,30 +124,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         },
         log: log.child({ component: 'proxy' }),
         tls,
-        async verify(token) {
-          const cacheKey = hash(token);
-          const cached = tokens.get(cacheKey);
-          if (cached && cached.expiresAt.getTime() > Date.now()) return cached;
-          const identity = await verifier.verify(token);
-          tokens.set(cacheKey, identity, Math.min(TOKEN_CACHE_MS, identity.expiresAt.getTime() - Date.now()));
-          return identity;
-        },
-        async signIn(identity) {
-          const cacheKey = hash(
-            JSON.stringify([
-              identity.provider.name,
-              identity.subject,
-              identity.email,
-              identity.groups,
-              identity.roles,
-            ]),
-          );
-          const cached = people.get(cacheKey);
-          if (cached) return cached;
-          const person = await directory.signIn(identity);
-          people.set(cacheKey, person, SIGN_IN_CACHE_MS);
-          return person;
-        },
+        authenticate: (token) => auth.authenticate(token),
         connections,
         provisioner,
         pool,
@@ -146,8 +136,21 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const pgAddress = await listener.listen(config.pg.port, config.pg.host);
     cleanup.unshift(() => listener.close());
 
-    const http: FastifyInstance = buildHttpServer({
+    const http: FastifyInstance = await buildHttpServer({
       log,
+      api: {
+        config,
+        log,
+        publicUrl: () => issuer,
+        auth,
+        idp,
+        sessions,
+        signingKeys,
+        connections,
+        directory: new DirectoryAdmin(store.pool),
+        audit: new AuditQueries(store.pool),
+        box,
+      },
       health: {
         store: async () =>
           (await store.ping()) ? { ok: true } : { ok: false, detail: 'store does not answer' },
@@ -179,6 +182,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     cleanup.unshift(() => http.close());
     const httpAddress = http.server.address() as AddressInfo;
     const httpUrl = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;
+    // pgward's tokens name the gateway's public URL as their issuer (its own address by default).
+    if (issuer === '') issuer = httpUrl;
     log.info(
       { http: httpUrl, pg: `${config.pg.host}:${pgAddress.port}`, tls: tls !== undefined },
       'gateway listening',

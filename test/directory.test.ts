@@ -18,7 +18,8 @@ const google = providerSchema.parse({
   clientId: 'b',
   linkByEmail: true,
 });
-const dex = providerSchema.parse({ name: 'dex', issuer: 'https://dex.example.com', clientId: 'c' });
+const dexInput = { name: 'dex', issuer: 'https://dex.example.com', clientId: 'c' };
+const dex = providerSchema.parse(dexInput);
 
 function identity(provider: ProviderConfig, over: Partial<VerifiedIdentity> = {}): VerifiedIdentity {
   return {
@@ -80,25 +81,52 @@ describe('directory (seed 004) on a real store', () => {
     );
     assert.deepEqual(
       person.groups,
-      ['analysts', 'dbas'],
-      'a provider with mappings maps only what is mapped',
+      ['analysts', 'dbas', 'okta:Data Team', 'okta:Other'],
+      'mapped groups, plus the IdP groups under the provider namespace',
     );
     await pool.query('insert into pgward.user_group_member (group_id, user_id) values ($1, $2)', [
       id['oncall'],
       person.userId,
     ]);
     const again = await directory.signIn(identity(okta, { groups: ['Data Team'], roles: [] }));
-    assert.deepEqual(again.groups, ['analysts', 'oncall']);
+    assert.deepEqual(again.groups, ['analysts', 'okta:Data Team', 'oncall']);
   });
 
-  it('takes group names as they are from a provider without mappings', async () => {
+  it("keeps each provider's groups under its own namespace, so providers never collide by name", async () => {
     const person = await directory.signIn(identity(dex, { groups: ['viewer', 'editor'] }));
-    assert.deepEqual(person.groups, ['editor', 'viewer']);
+    assert.deepEqual(person.groups, ['dex:editor', 'dex:viewer']);
     assert.equal(person.isAdmin, false);
+    const other = await directory.signIn(
+      identity(okta, { subject: 'o-9', email: 'eve@example.com', groups: ['viewer'] }),
+    );
+    assert.deepEqual(other.groups, ['okta:viewer'], 'okta "viewer" is not dex "viewer"');
+    await assert.rejects(
+      pool.query(
+        `insert into pgward.user_group (tenant_id, name) select tenant_id, 'dex:viewer' from pgward.tenant`,
+      ),
+      /user_group_plain_name/,
+      'no pgward group can pose as a provider group',
+    );
     const admin = await directory.signIn(
       identity(dex, { subject: 'sub-2', email: 'root@example.com', groups: ['admin'] }),
     );
     assert.equal(admin.isAdmin, true, 'adminGroups (default ["admin"]) makes an administrator');
+  });
+
+  it('syncs group and role mappings from the configuration, replacing the previous ones', async () => {
+    const configured = providerSchema.parse({
+      ...dexInput,
+      mappings: { groups: { 'db-readers': ['viewer'] }, roles: { DBA: ['admin', 'editor'] } },
+    });
+    await directory.syncProviders([configured]);
+    const person = await directory.signIn(identity(configured, { groups: ['db-readers'], roles: ['DBA'] }));
+    assert.deepEqual(person.groups, ['admin', 'dex:db-readers', 'editor', 'viewer']);
+    assert.equal(person.isAdmin, true, 'the pgward group "admin" makes an administrator');
+    await directory.syncProviders([
+      providerSchema.parse({ ...dexInput, mappings: { groups: { 'db-readers': ['viewer'] } } }),
+    ]);
+    const again = await directory.signIn(identity(configured, { groups: ['db-readers'], roles: ['DBA'] }));
+    assert.deepEqual(again.groups, ['dex:db-readers', 'viewer'], 'a mapping removed from the config is gone');
   });
 
   it('links a new identity to an existing person only when allowed and both emails are verified', async () => {
@@ -106,9 +134,9 @@ describe('directory (seed 004) on a real store', () => {
     // Google allows linking, and Okta vouched for the same verified email: same person.
     const linked = await directory.signIn(identity(google, { subject: 'g-1', groups: ['editor'] }));
     assert.equal(linked.userId, person.userId);
-    assert.deepEqual(linked.groups, ['editor'], 'the last-used identity (Google) decides');
+    assert.deepEqual(linked.groups, ['google:editor'], 'the last-used identity (Google) decides');
     const back = await directory.signIn(identity(okta, { subject: 'o-1', groups: ['viewer'] }));
-    assert.deepEqual(back.groups, ['viewer'], 'switching back switches permissions back');
+    assert.deepEqual(back.groups, ['okta:viewer'], 'switching back switches permissions back');
     // Google claiming an unverified email does not link.
     const unverified = await directory.signIn(
       identity(google, { subject: 'g-2', email: 'bob@example.com', emailVerified: false }),

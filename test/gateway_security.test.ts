@@ -83,8 +83,8 @@ describe('gateway security', () => {
   });
 
   const now = () => Math.floor(Date.now() / 1000);
-  const attacks: [string, () => Promise<string>, RegExp][] = [
-    ['garbage instead of a token', async () => 'hunter2', /the password is not a token/],
+  const attacks: [string, () => Promise<string>, RegExp, string][] = [
+    ['garbage instead of a token', async () => 'hunter2', /the password is not a token/, 'TOKEN_MALFORMED'],
     [
       'alg none',
       async () => {
@@ -92,6 +92,7 @@ describe('gateway security', () => {
         return `${enc({ alg: 'none', typ: 'JWT' })}.${enc(base)}.`;
       },
       /unsigned tokens \(alg "none"\) are refused/,
+      'TOKEN_UNSIGNED',
     ],
     [
       'HS256 signed with the IdP public key',
@@ -103,17 +104,20 @@ describe('gateway security', () => {
         return signed(base, { alg: 'HS256', key: new TextEncoder().encode(pem) });
       },
       /signing algorithm is not allowed/,
+      'TOKEN_ALGORITHM',
     ],
     [
       'forged: another key with the IdP key id',
       async () => signed(base, { key: (await generateKeyPair('RS256')).privateKey }),
       /signature does not verify/,
+      'TOKEN_SIGNATURE',
     ],
     [
       'unknown key id',
       async () =>
         signed(base, { key: (await generateKeyPair('RS256')).privateKey, header: { kid: 'attacker' } }),
-      /key the IdP does not publish/,
+      /key dev does not publish/,
+      'TOKEN_UNKNOWN_KEY',
     ],
     [
       'jku / x5u pointing at the attacker',
@@ -126,20 +130,33 @@ describe('gateway security', () => {
             kid: 'attacker',
           },
         }),
-      /key the IdP does not publish/,
+      /names its own key \("jku"\); pgward only trusts the keys its providers publish/,
+      'TOKEN_KEY_REFERENCE',
     ],
     [
       'expired',
       async () => signed({ ...base, exp: now() - 3600, iat: now() - 7200 }),
       /token expired at \d{4}-/,
+      'TOKEN_EXPIRED',
     ],
-    ['not yet valid', async () => signed({ ...base, nbf: now() + 3600 }), /not valid yet/],
+    [
+      'not yet valid',
+      async () => signed({ ...base, nbf: now() + 3600 }),
+      /not valid yet/,
+      'TOKEN_NOT_YET_VALID',
+    ],
     [
       'wrong issuer',
       async () => signed({ ...base, iss: 'https://evil.example.com' }),
       /tokens of issuer https:\/\/evil\.example\.com are not accepted/,
+      'TOKEN_UNKNOWN_ISSUER',
     ],
-    ['wrong audience', async () => signed({ ...base, aud: 'another-app' }), /not meant for this gateway/],
+    [
+      'wrong audience',
+      async () => signed({ ...base, aud: 'another-app' }),
+      /not meant for this gateway/,
+      'TOKEN_AUDIENCE',
+    ],
     [
       'missing exp',
       async () => {
@@ -147,23 +164,27 @@ describe('gateway security', () => {
         return signed(rest);
       },
       /no expiry/,
+      'TOKEN_CLAIMS',
     ],
     [
       'another kind of JWT from the same IdP (a logout token)',
       async () => signed(base, { header: { typ: 'logout+jwt' } }),
       /a "logout\+jwt" token is not an access or ID token/,
+      'TOKEN_TYPE',
     ],
     [
       'groups claim of the wrong type',
       async () => signed({ ...base, groups: { admin: true } }),
       /groups claim must be an array/,
+      'TOKEN_CLAIMS',
     ],
   ];
-  for (const [name, make, expected] of attacks) {
-    it(`refuses a token: ${name} (28P01)`, async () => {
+  for (const [name, make, expected, code] of attacks) {
+    it(`refuses a token: ${name} (28P01, ${code})`, async () => {
       const err = await refusal(t, await make());
       assert.equal(err.code, '28P01');
       assert.match(err.message, expected);
+      assert.equal(err.detail, `pgward error ${code}`, 'each refusal has its own pgward code');
     });
   }
 

@@ -1,10 +1,36 @@
 /**
- * The gateway's HTTP server (fastify): health, public discovery for CLIs, and the seams where
- * the login, admin API and console mount. Errors leave as JSON problems with a stable code.
+ * The gateway's HTTP server (fastify): health, discovery for CLIs, pgward's public keys, the
+ * login endpoints and the REST API. Requests and responses are checked with zod schemas, which
+ * also make the OpenAPI document at /openapi.json. Every error leaves as a JSON problem
+ * (RFC 9457) with a stable `code`.
  */
+
+import { STATUS_CODES } from 'node:http';
+import fastifyCookie from '@fastify/cookie';
+import fastifyCors from '@fastify/cors';
+import fastifyRateLimit from '@fastify/rate-limit';
+import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import { asPgwardError } from '../errors.js';
+import {
+  hasZodFastifySchemaValidationErrors,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+} from 'fastify-type-provider-zod';
+import type { AuditQueries } from '../audit/audit_queries.js';
+import type { Config } from '../config/schema.js';
+import type { DirectoryAdmin } from '../directory/directory_admin.js';
+import { asPgwardError, PgwardError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import type { Authenticator } from '../session/authenticator.js';
+import type { IdpClient } from '../session/idp_client.js';
+import type { LoginSessions } from '../session/login_sessions.js';
+import type { SigningKeys } from '../session/signing_keys.js';
+import type { ConnectionRepository } from '../vault/connections.js';
+import type { SecretBox } from '../vault/secret_box.js';
+import { adminRoutes } from './admin_routes.js';
+import { authRoutes } from './auth_routes.js';
+import { meRoutes } from './me_routes.js';
 
 /** One component's health: `ok`, and a short detail safe to show anyone. */
 export interface ComponentHealth {
@@ -28,15 +54,44 @@ async function runCheck(check: HealthCheck): Promise<ComponentHealth> {
   }
 }
 
+/** What the API routes work with. */
+export interface ApiContext {
+  config: Config;
+  log: Logger;
+  /** The gateway's public base URL (issuer of its tokens, base of redirect URIs). */
+  publicUrl: () => string;
+  auth: Authenticator;
+  idp: IdpClient;
+  sessions: LoginSessions;
+  signingKeys: SigningKeys;
+  connections: ConnectionRepository;
+  directory: DirectoryAdmin;
+  audit: AuditQueries;
+  box: SecretBox;
+}
+
 export interface HttpServerOptions {
   log: Logger;
   health: Record<string, HealthCheck>;
   /** Public facts a CLI needs to log in: providers (name, issuer, client id), the PostgreSQL endpoint. */
   discovery: () => unknown;
+  api: ApiContext;
+}
+
+/** An RFC 9457 problem with pgward's stable error code. */
+function problem(status: number, code: string, detail: string, hint?: string) {
+  return {
+    type: 'about:blank',
+    title: STATUS_CODES[status] ?? 'Error',
+    status,
+    code,
+    detail,
+    ...(hint ? { hint } : {}),
+  };
 }
 
 /** Builds the HTTP app; the caller listens. */
-export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
+export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
     // Request lines are not logged (level warn): they would carry query strings.
     loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }) as FastifyBaseLogger,
@@ -44,29 +99,77 @@ export function buildHttpServer(opts: HttpServerOptions): FastifyInstance {
     requestTimeout: 30_000,
     return503OnClosing: true,
   });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.decorateRequest('signedIn', undefined);
 
   app.setErrorHandler((err: Error, _req, reply) => {
+    reply.type('application/problem+json');
+    if (hasZodFastifySchemaValidationErrors(err)) {
+      const issues = err.validation.map((v) => {
+        const where = `${err.validationContext ?? 'request'}${v.instancePath.replaceAll('/', '.')}`;
+        return `${where}: ${v.message}`;
+      });
+      return reply.status(400).send(problem(400, 'BAD_REQUEST', issues.join('; ')));
+    }
     const status = (err as { statusCode?: number }).statusCode;
-    if (status !== undefined && status < 500) {
-      return reply.status(status).send({ code: 'BAD_REQUEST', message: err.message });
+    if (status === 429) {
+      return reply
+        .status(429)
+        .send(problem(429, 'RATE_LIMITED', 'too many requests; wait a minute and retry'));
+    }
+    if (!(err instanceof PgwardError) && status !== undefined && status < 500) {
+      return reply.status(status).send(problem(status, 'BAD_REQUEST', err.message));
     }
     const e = asPgwardError(err);
     if (e.httpStatus >= 500) opts.log.error({ err }, 'request failed');
     // 5xx details never leave the process.
-    return reply
-      .status(e.httpStatus)
-      .send({ code: e.code, message: e.httpStatus >= 500 ? 'internal error' : e.message, hint: e.hint });
+    const detail = e.httpStatus >= 500 && e.code === 'INTERNAL' ? 'internal error' : e.message;
+    return reply.status(e.httpStatus).send(problem(e.httpStatus, e.code, detail, e.hint));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply
+      .type('application/problem+json')
+      .status(404)
+      .send(problem(404, 'NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`));
   });
 
-  app.get('/healthz', async (_req, reply) => {
+  await app.register(fastifyCookie);
+  await app.register(fastifyCors, {
+    origin: opts.api.config.api.corsOrigins.length > 0 ? opts.api.config.api.corsOrigins : false,
+    credentials: true,
+  });
+  await app.register(fastifyRateLimit, { global: false });
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'pgward API', version: '1' },
+      components: {
+        securitySchemes: {
+          bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' },
+          cookie: { type: 'apiKey', in: 'cookie', name: 'pgward_access' },
+        },
+      },
+      security: [{ bearer: [] }, { cookie: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
     const names = Object.keys(opts.health);
     const results = await Promise.all(names.map((name) => runCheck(opts.health[name]!)));
     const components = Object.fromEntries(names.map((name, i) => [name, results[i]]));
     const ok = results.every((r) => r.ok);
     return reply.status(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', components });
   });
+  app.get('/.well-known/pgward-configuration', { schema: { hide: true } }, async () => opts.discovery());
+  app.get('/.well-known/jwks.json', { schema: { hide: true } }, async (_req, reply) => {
+    reply.header('cache-control', 'public, max-age=300');
+    return opts.api.signingKeys.jwks();
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
-  app.get('/.well-known/pgward-configuration', async () => opts.discovery());
-
+  await app.register(authRoutes(opts.api));
+  await app.register(meRoutes(opts.api), { prefix: '/api/v1' });
+  await app.register(adminRoutes(opts.api), { prefix: '/api/v1' });
   return app;
 }

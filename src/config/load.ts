@@ -33,6 +33,11 @@ const ENV_SETTINGS: Record<string, string> = {
   PGWARD_TLS_KEY: 'tls.keyFile',
   PGWARD_LOG_LEVEL: 'log.level',
   PGWARD_TENANCY: 'tenancy',
+  PGWARD_TOKEN_SECONDS: 'tokens.accessTokenSeconds',
+  PGWARD_SESSION_HOURS: 'tokens.sessionHours',
+  PGWARD_KEY_ROTATION_HOURS: 'tokens.keyRotationHours',
+  PGWARD_CORS_ORIGINS: 'api.corsOrigins',
+  PGWARD_LOGIN_RATE_LIMIT: 'api.loginRateLimit',
 };
 
 export interface LoadOptions {

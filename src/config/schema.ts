@@ -31,6 +31,13 @@ const booleanSetting = z.preprocess(
   z.boolean({ error: 'expected true or false' }),
 );
 
+/** A pgward group: namespaced provider groups (`okta:dba`) use ":", internal ones never do. */
+export const internalGroupName = z
+  .string()
+  .min(1)
+  .max(200)
+  .regex(/^[^:\s][^:]*$/, 'a pgward group name has no ":" and does not start with a space');
+
 /** One OpenID Connect provider, whichever configuration format it came from. */
 export const providerSchema = z.strictObject({
   name: z
@@ -61,6 +68,16 @@ export const providerSchema = z.strictObject({
       name: claimPath.default(['name']),
       groups: claimPath.default(['groups']),
       roles: claimPath.optional(),
+    })
+    .prefault({}),
+  /**
+   * IdP groups (`groups`) and roles (`roles`) → pgward groups. A provider's groups are also kept
+   * under its own namespace (`<provider>:<group>`), so two providers never collide by name.
+   */
+  mappings: z
+    .strictObject({
+      groups: z.record(z.string().min(1).max(200), z.array(internalGroupName).min(1)).default({}),
+      roles: z.record(z.string().min(1).max(200), z.array(internalGroupName).min(1)).default({}),
     })
     .prefault({}),
   /** IdP groups or roles that make a person a pgward administrator. */
@@ -147,6 +164,47 @@ export const configSchema = z
         message: 'certFile and keyFile go together: set both or neither',
       }),
     log: z.strictObject({ level: logLevel.default('info') }).prefault({}),
+    /** pgward's own tokens, issued after an IdP login. */
+    tokens: z
+      .strictObject({
+        /** Lifetime of an access token; `pgward token` refreshes before it ends. */
+        accessTokenSeconds: z.coerce.number().int().min(60).max(86_400).default(900),
+        /** A sign-in can be refreshed for this long before the person must log in again. */
+        sessionHours: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 90)
+          .default(24 * 7),
+        /** A new signing key is made this often; old keys stay published while their tokens live. */
+        keyRotationHours: z.coerce
+          .number()
+          .int()
+          .min(1)
+          .max(24 * 365)
+          .default(24),
+      })
+      .prefault({}),
+    /** The REST API. */
+    api: z
+      .strictObject({
+        /** Browser origins allowed to call the API (CORS); none by default. */
+        corsOrigins: z
+          .preprocess(
+            (value) =>
+              typeof value === 'string'
+                ? value
+                    .split(',')
+                    .map((v) => v.trim())
+                    .filter((v) => v !== '')
+                : value,
+            z.array(z.url({ protocol: /^https?$/, error: 'expected an http(s) origin' })),
+          )
+          .default([]),
+        /** Login requests per client address per minute. */
+        loginRateLimit: z.coerce.number().int().min(1).max(100_000).default(30),
+      })
+      .prefault({}),
     /** `multi`: each person's tenant comes from their email domain (seed 001); `single`: one tenant. */
     tenancy: z.enum(['single', 'multi']).default('single'),
     providers: z

@@ -90,7 +90,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       dir: path.join(dataDir, 'idp'),
       host: HOST,
       port: opts.idpPort,
-      redirectUris: [`${httpUrl}/auth/callback`],
+      redirectUris: [`${httpUrl}/login/callback`],
       storeUrl: store.url,
       logLevel: log.level,
     });
@@ -122,6 +122,8 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
         audience: DEV_AUDIENCE,
         scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
         algorithms: ['RS256'],
+        // The dev users' IdP groups are the pgward groups the demo connection grants to.
+        mappings: { groups: { admin: ['admin'], editor: ['editor'], viewer: ['viewer'] } },
       }),
     );
 

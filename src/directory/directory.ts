@@ -22,6 +22,11 @@ export interface Person {
 
 const DEFAULT_TENANT = 'default';
 
+/** A provider's own group, kept under the provider's name: `okta:dba`. */
+export function namespacedGroup(provider: string, group: string): string {
+  return `${provider}:${group}`;
+}
+
 /**
  * The tenant of an email in multi-tenant mode (seed 001: johndoe@google.com → google): the
  * domain without its last label, so example.co.uk → example.co and mail.acme.io → mail.acme.
@@ -45,22 +50,78 @@ export class Directory {
     private readonly tenancy: 'single' | 'multi' = 'single',
   ) {}
 
-  /** Mirrors the configured providers into the provider table (source 'config'). */
+  /**
+   * Mirrors the configured providers into the provider table (source 'config') with their
+   * group and role mappings; mappings made through the API are left alone.
+   */
   async syncProviders(providers: ProviderConfig[]): Promise<void> {
-    for (const p of providers) {
-      const { rows } = await this.pool.query<{ provider_id: string }>(
-        `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
-         VALUES ($1, $2, 'oidc', $3, 'config')
-         ON CONFLICT (code) DO UPDATE SET name = $2, configuration = $3, updated_at = now()
-         RETURNING provider_id`,
-        [
-          p.name,
-          p.displayName ?? p.name,
-          { issuer: p.issuer, clientId: p.clientId, validation: p.validation },
-        ],
-      );
-      this.providerIds.set(p.name, rows[0]!.provider_id);
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      for (const p of providers) {
+        const { rows } = await client.query<{ provider_id: string }>(
+          `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
+           VALUES ($1, $2, 'oidc', $3, 'config')
+           ON CONFLICT (code) DO UPDATE SET name = $2, configuration = $3, updated_at = now()
+           RETURNING provider_id`,
+          [
+            p.name,
+            p.displayName ?? p.name,
+            { issuer: p.issuer, clientId: p.clientId, validation: p.validation },
+          ],
+        );
+        const providerId = rows[0]!.provider_id;
+        this.providerIds.set(p.name, providerId);
+        await client.query(
+          "DELETE FROM pgward.user_group_mapping WHERE provider_id = $1 AND source = 'config'",
+          [providerId],
+        );
+        const mappings = [
+          ...Object.entries(p.mappings.groups).map(([external, groups]) => ({
+            external,
+            groups,
+            kind: 'group',
+          })),
+          ...Object.entries(p.mappings.roles).map(([external, groups]) => ({
+            external,
+            groups,
+            kind: 'role',
+          })),
+        ];
+        for (const { external, groups, kind } of mappings) {
+          for (const group of groups) {
+            const groupId = await this.ensureGroup(client, group);
+            await client.query(
+              `INSERT INTO pgward.user_group_mapping (provider_id, external_group, external_role, group_id, source)
+               VALUES ($1, $2, $3, $4, 'config') ON CONFLICT DO NOTHING`,
+              [providerId, kind === 'group' ? external : null, kind === 'role' ? external : null, groupId],
+            );
+          }
+        }
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
     }
+  }
+
+  /** The id of the default tenant's group `name`, creating it when missing. */
+  private async ensureGroup(client: pg.PoolClient, name: string): Promise<string> {
+    const { rows } = await client.query<{ group_id: string }>(
+      `WITH created AS (
+         INSERT INTO pgward.user_group (tenant_id, name)
+         SELECT tenant_id, $1 FROM pgward.tenant WHERE code = 'default'
+         ON CONFLICT (tenant_id, name) DO NOTHING RETURNING group_id)
+       SELECT group_id FROM created
+       UNION ALL
+       SELECT g.group_id FROM pgward.user_group g JOIN pgward.tenant t USING (tenant_id)
+        WHERE t.code = 'default' AND g.name = $1`,
+      [name],
+    );
+    return rows[0]!.group_id;
   }
 
   /** Signs a verified identity in: JIT sign-up or update, then the person's effective groups. */
@@ -183,8 +244,9 @@ export class Directory {
   }
 
   /**
-   * Groups mapped from the identity's IdP groups and roles, plus direct memberships. A provider
-   * without any mapping takes its group names as they are.
+   * Effective groups: pgward groups mapped from the identity's IdP groups and roles, the IdP
+   * groups themselves under the provider's namespace (`okta:dba`: two providers never collide
+   * by name), and direct memberships.
    */
   private async effectiveGroups(
     client: pg.PoolClient,
@@ -192,20 +254,17 @@ export class Directory {
     providerId: string,
     identity: VerifiedIdentity,
   ): Promise<string[]> {
-    const { rows } = await client.query<{ name: string; mapped: boolean; has_mappings: boolean }>(
-      `SELECT g.name, true AS mapped, true AS has_mappings
+    const { rows } = await client.query<{ name: string }>(
+      `SELECT g.name
          FROM pgward.user_group_mapping m JOIN pgward.user_group g USING (group_id)
         WHERE m.provider_id = $2 AND (m.external_group = ANY($3) OR m.external_role = ANY($4))
        UNION
-       SELECT g.name, false, false
-         FROM pgward.user_group_member gm JOIN pgward.user_group g USING (group_id) WHERE gm.user_id = $1
-       UNION
-       SELECT '', false, true WHERE EXISTS (SELECT FROM pgward.user_group_mapping WHERE provider_id = $2)`,
+       SELECT g.name
+         FROM pgward.user_group_member gm JOIN pgward.user_group g USING (group_id) WHERE gm.user_id = $1`,
       [userId, providerId, identity.groups, identity.roles],
     );
-    const hasMappings = rows.some((r) => r.has_mappings);
-    const groups = new Set(rows.filter((r) => r.name !== '').map((r) => r.name));
-    if (!hasMappings) for (const g of identity.groups) groups.add(g);
+    const groups = new Set(rows.map((r) => r.name));
+    for (const g of identity.groups) groups.add(namespacedGroup(identity.provider.name, g));
     return [...groups].sort();
   }
 }

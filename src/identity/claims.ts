@@ -22,7 +22,7 @@ const MAX_SUBJECT = 255;
 const MAX_EMAIL = 320;
 
 function invalid(message: string): PgwardError {
-  return new PgwardError('TOKEN_INVALID', message);
+  return new PgwardError('TOKEN_CLAIMS', message);
 }
 
 function optionalString(value: unknown, what: string, max: number): string | undefined {
@@ -47,7 +47,7 @@ function stringList(value: unknown, what: string): string[] {
   return [...new Set(list as string[])];
 }
 
-/** Reads and validates the claims pgward uses; throws TOKEN_INVALID naming the bad claim. */
+/** Reads and validates the claims pgward uses; throws TOKEN_CLAIMS naming the bad claim. */
 export function mapClaims(provider: ProviderConfig, claims: Record<string, unknown>): MappedClaims {
   const subject = optionalString(readClaim(claims, provider.claims.subject), 'subject', MAX_SUBJECT);
   if (!subject) throw invalid('the token has no subject (sub) claim');

@@ -11,12 +11,13 @@ import {
   decodeJwt,
   decodeProtectedHeader,
   errors,
+  type JWSHeaderParameters,
   type JWTPayload,
   type JWTVerifyOptions,
   jwtVerify,
 } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
-import { PgwardError } from '../errors.js';
+import { PgwardError, type TokenErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type MappedClaims, mapClaims } from './claims.js';
 import { fetchJson } from './http_json.js';
@@ -28,6 +29,8 @@ export interface VerifiedIdentity extends MappedClaims {
 }
 
 const OUTBOUND_TIMEOUT_MS = 5_000;
+/** Same cap as a password message: nothing longer can be a token pgward accepts. */
+const MAX_TOKEN_CHARS = 65_535;
 /** Seconds of clock skew tolerated between pgward and the IdP. */
 const CLOCK_TOLERANCE_S = 30;
 /** How long a userinfo answer vouches for an opaque token. */
@@ -40,33 +43,88 @@ interface ProviderState {
   lastError?: string;
 }
 
-function tokenError(code: 'TOKEN_INVALID' | 'TOKEN_EXPIRED', message: string, cause?: unknown): PgwardError {
+export function tokenError(code: TokenErrorCode, message: string, cause?: unknown): PgwardError {
   return new PgwardError(code, message, { cause, hint: 'run `pgward login` for a fresh token' });
 }
 
-/** The issuer a token names, read before verification only to choose the provider. */
-function claimedIssuer(token: string): string {
-  if (!/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
-    throw tokenError('TOKEN_INVALID', 'the password is not a token (expected a JWT)');
+/** Header parameters that point at keys of the token's own choosing; only the IdP's keys count. */
+const KEY_REFERENCES = ['jku', 'x5u', 'jwk', 'x5c'] as const;
+
+/**
+ * Reads a JWT's header and payload without trusting them, only to choose who verifies it, and
+ * refuses outright what no verification could accept.
+ */
+export function inspectToken(token: string): { header: JWSHeaderParameters; payload: JWTPayload } {
+  if (token.length > MAX_TOKEN_CHARS || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
+    throw tokenError('TOKEN_MALFORMED', 'the password is not a token (expected a JWT)');
   }
-  let header: ReturnType<typeof decodeProtectedHeader>;
+  let header: JWSHeaderParameters;
   let payload: JWTPayload;
   try {
-    header = decodeProtectedHeader(token);
+    header = decodeProtectedHeader(token) as JWSHeaderParameters;
     payload = decodeJwt(token);
   } catch (err) {
-    throw tokenError('TOKEN_INVALID', 'the token is malformed', err);
+    throw tokenError('TOKEN_MALFORMED', 'the token is malformed', err);
   }
   if (!header.alg || header.alg === 'none')
-    throw tokenError('TOKEN_INVALID', 'unsigned tokens (alg "none") are refused');
+    throw tokenError('TOKEN_UNSIGNED', 'unsigned tokens (alg "none") are refused');
+  const reference = KEY_REFERENCES.find((name) => name in header);
+  if (reference) {
+    throw tokenError(
+      'TOKEN_KEY_REFERENCE',
+      `the token names its own key ("${reference}"); pgward only trusts the keys its providers publish`,
+    );
+  }
   // Access tokens (RFC 9068 "at+jwt") and ID-token-shaped ones ("JWT" or none, as Dex issues);
   // never another kind of JWT from the same IdP, such as a logout token.
   const typ = header.typ?.toLowerCase().replace(/^application\//, '');
   if (typ !== undefined && typ !== 'jwt' && typ !== 'at+jwt') {
-    throw tokenError('TOKEN_INVALID', `a "${header.typ}" token is not an access or ID token`);
+    throw tokenError('TOKEN_TYPE', `a "${header.typ}" token is not an access or ID token`);
   }
-  if (typeof payload.iss !== 'string') throw tokenError('TOKEN_INVALID', 'the token has no issuer (iss)');
-  return payload.iss;
+  if (typeof payload.iss !== 'string') throw tokenError('TOKEN_CLAIMS', 'the token has no issuer (iss)');
+  return { header, payload };
+}
+
+/** Translates jose's verification failures into pgward's token codes. */
+export function translateJoseError(err: unknown, audience: string, issuerName: string): PgwardError {
+  if (err instanceof PgwardError) return err;
+  if (err instanceof errors.JWTExpired) {
+    const exp =
+      typeof err.payload.exp === 'number' ? new Date(err.payload.exp * 1000).toISOString() : 'unknown';
+    return tokenError('TOKEN_EXPIRED', `token expired at ${exp}`, err);
+  }
+  if (err instanceof errors.JWTClaimValidationFailed) {
+    const known: Record<string, [TokenErrorCode, string]> = {
+      iss: ['TOKEN_ISSUER', 'the token issuer does not match'],
+      aud: ['TOKEN_AUDIENCE', `the token is not meant for this gateway (audience must be ${audience})`],
+      nbf: ['TOKEN_NOT_YET_VALID', 'the token is not valid yet (nbf is in the future)'],
+      iat: ['TOKEN_NOT_YET_VALID', 'the token was issued in the future'],
+      exp: ['TOKEN_CLAIMS', 'the token has no expiry (exp)'],
+      sub: ['TOKEN_CLAIMS', 'the token has no subject (sub)'],
+    };
+    const [code, message] = known[err.claim] ?? ['TOKEN_CLAIMS', `the token's ${err.claim} claim is invalid`];
+    return tokenError(code, message, err);
+  }
+  if (err instanceof errors.JOSEAlgNotAllowed) {
+    return tokenError(
+      'TOKEN_ALGORITHM',
+      `the token's signing algorithm is not allowed for ${issuerName}`,
+      err,
+    );
+  }
+  if (err instanceof errors.JWSSignatureVerificationFailed) {
+    return tokenError('TOKEN_SIGNATURE', 'the token signature does not verify', err);
+  }
+  if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
+    return tokenError(
+      'TOKEN_UNKNOWN_KEY',
+      `the token is signed with a key ${issuerName} does not publish`,
+      err,
+    );
+  }
+  if (err instanceof errors.JOSEError)
+    return tokenError('TOKEN_INVALID', `the token is invalid (${err.code})`, err);
+  return new PgwardError('INTERNAL', 'token verification failed', { cause: err });
 }
 
 export class TokenVerifier {
@@ -146,12 +204,13 @@ export class TokenVerifier {
     );
   }
 
-  /** Verifies a token; throws TOKEN_INVALID, TOKEN_EXPIRED or IDP_UNREACHABLE. */
+  /** Verifies a token; throws one of the TOKEN_* codes, or IDP_UNREACHABLE. */
   async verify(token: string): Promise<VerifiedIdentity> {
-    const issuer = claimedIssuer(token);
+    const issuer = inspectToken(token).payload.iss!;
     const state = this.states.find((s) => s.provider.issuer === issuer);
-    if (!state)
-      throw tokenError('TOKEN_INVALID', `tokens of issuer ${issuer} are not accepted by this gateway`);
+    if (!state) {
+      throw tokenError('TOKEN_UNKNOWN_ISSUER', `tokens of issuer ${issuer} are not accepted by this gateway`);
+    }
     if (state.provider.validation === 'userinfo') return this.verifyWithUserinfo(state, token);
     const provider = state.provider;
     const options: JWTVerifyOptions = {
@@ -181,49 +240,15 @@ export class TokenVerifier {
   }
 
   private translate(err: unknown, state: ProviderState): PgwardError {
-    if (err instanceof PgwardError) return err;
-    if (err instanceof errors.JWTExpired) {
-      const exp =
-        typeof err.payload.exp === 'number' ? new Date(err.payload.exp * 1000).toISOString() : 'unknown';
-      return tokenError('TOKEN_EXPIRED', `token expired at ${exp}`, err);
-    }
-    if (err instanceof errors.JWTClaimValidationFailed) {
-      const what: Record<string, string> = {
-        iss: 'the token issuer does not match',
-        aud: `the token is not meant for this gateway (audience must be ${state.provider.audience ?? state.provider.clientId})`,
-        nbf: 'the token is not valid yet',
-        exp: 'the token has no expiry (exp)',
-        sub: 'the token has no subject (sub)',
-        iat: 'the token was issued in the future',
-      };
-      return tokenError('TOKEN_INVALID', what[err.claim] ?? `the token's ${err.claim} claim is invalid`, err);
-    }
-    if (err instanceof errors.JOSEAlgNotAllowed) {
-      return tokenError(
-        'TOKEN_INVALID',
-        `the token's signing algorithm is not allowed for ${state.provider.name}`,
-        err,
-      );
-    }
-    if (err instanceof errors.JWSSignatureVerificationFailed) {
-      return tokenError('TOKEN_INVALID', 'the token signature does not verify', err);
-    }
-    if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
-      return tokenError('TOKEN_INVALID', 'the token is signed with a key the IdP does not publish', err);
-    }
     if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || err instanceof TypeError) {
       state.lastError = 'keys unreachable';
       return new PgwardError(
         'IDP_UNREACHABLE',
         `cannot reach the identity provider ${state.provider.name} to check the token`,
-        {
-          cause: err,
-        },
+        { cause: err, hint: 'try again shortly; if it persists, the IdP or the network to it is down' },
       );
     }
-    if (err instanceof errors.JOSEError)
-      return tokenError('TOKEN_INVALID', `the token is invalid (${err.code})`, err);
-    return new PgwardError('INTERNAL', 'token verification failed', { cause: err });
+    return translateJoseError(err, state.provider.audience ?? state.provider.clientId, state.provider.name);
   }
 
   private async verifyWithUserinfo(state: ProviderState, token: string): Promise<VerifiedIdentity> {

@@ -12,7 +12,7 @@ import type { StatementRecord } from '../audit/audit_writer.js';
 import { StatementTracker } from '../audit/statement_tracker.js';
 import type { Person } from '../directory/directory.js';
 import { asPgwardError, PgwardError } from '../errors.js';
-import type { VerifiedIdentity } from '../identity/token_verifier.js';
+import type { SignedIn } from '../session/authenticator.js';
 import type { Connection } from '../vault/connections.js';
 import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
@@ -179,9 +179,8 @@ export class ClientSession implements Cancellable {
     try {
       const startup = await this.startup();
       if (!startup) return;
-      const identity = await this.authenticate(startup);
-      stage = { email: identity.email, provider: identity.provider.name };
-      const person = await this.ctx.signIn(identity);
+      const { person } = await this.authenticate(startup);
+      stage = { email: person.email, provider: person.provider };
       const connection = await this.chooseConnection(startup, person);
       const roles = this.allowedRoles(connection, person);
       clearTimeout(deadline);
@@ -287,7 +286,7 @@ export class ClientSession implements Cancellable {
   }
 
   /** Asks for the password, which must be a token, and verifies it. */
-  private async authenticate(startup: StartupMessage): Promise<VerifiedIdentity> {
+  private async authenticate(startup: StartupMessage): Promise<SignedIn> {
     const plaintextAllowed = this.ctx.config.allowLoopbackPlaintext && isLoopback(this.remoteAddress);
     if (!this.tls && !plaintextAllowed) {
       throw new PgwardError('NOT_ALLOWED', 'pgward accepts tokens only over TLS', {
@@ -308,18 +307,19 @@ export class ClientSession implements Cancellable {
         hint: 'use a token from `pgward login` as the password',
       });
     }
-    const identity = await this.ctx.verify(token);
+    const signedIn = await this.ctx.authenticate(token);
+    const { email } = signedIn.person;
     const user = (startup.params.get('user') ?? '').toLowerCase();
-    if (user !== identity.email && user !== identity.preferredUsername?.toLowerCase()) {
+    if (user !== email && user !== signedIn.preferredUsername?.toLowerCase()) {
       throw new PgwardError(
         'NOT_ALLOWED',
-        `user name "${startup.params.get('user')}" does not match the token (signed in as ${identity.email})`,
+        `user name "${startup.params.get('user')}" does not match the token (signed in as ${email})`,
         {
-          hint: `connect as ${identity.email}`,
+          hint: `connect as ${email}`,
         },
       );
     }
-    return identity;
+    return signedIn;
   }
 
   /** Reads one regular message during authentication, capped at `max` bytes. */
@@ -583,7 +583,8 @@ export class ClientSession implements Cancellable {
           severity: 'FATAL',
           code: upstreamCode ?? err.sqlstate,
           message: internal ? 'pgward internal error' : err.message,
-          detail: internal ? undefined : err.detail,
+          // The stable code lets a person (or support) tell one refusal from another.
+          detail: internal ? undefined : (err.detail ?? `pgward error ${err.code}`),
           hint: err.hint,
         }),
       );

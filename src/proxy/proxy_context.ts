@@ -1,9 +1,8 @@
 /** What a client session needs from the rest of the gateway, in one place. */
 import type { SecureContext } from 'node:tls';
 import type { AuditWriter } from '../audit/audit_writer.js';
-import type { Person } from '../directory/directory.js';
-import type { VerifiedIdentity } from '../identity/token_verifier.js';
 import type { Logger } from '../log/logger.js';
+import type { SignedIn } from '../session/authenticator.js';
 import type { ConnectionRepository } from '../vault/connections.js';
 import type { CancelMap } from './cancel_map.js';
 import type { RoleProvisioner } from './role_provisioner.js';
@@ -19,8 +18,8 @@ export interface ProxyContext {
   log: Logger;
   /** TLS for clients; without it SSLRequest is answered "N". */
   tls: SecureContext | undefined;
-  verify(token: string): Promise<VerifiedIdentity>;
-  signIn(identity: VerifiedIdentity): Promise<Person>;
+  /** Who the token (the password) proves; throws a PgwardError to refuse. */
+  authenticate(token: string): Promise<SignedIn>;
   connections: ConnectionRepository;
   provisioner: RoleProvisioner;
   pool: UpstreamPool;

@@ -34,7 +34,8 @@ export interface ConnectionInput {
   sslmode?: SslMode;
   sslCa?: string;
   roleMode?: RoleMode;
-  credential: { user: string; password: string };
+  /** Required for a new connection; when updating, absent means "keep the stored one". */
+  credential?: { user: string; password: string };
   access?: Record<string, string[]>;
 }
 
@@ -51,6 +52,27 @@ interface ConnectionRow {
   access: Record<string, string[]> | null;
 }
 
+const SELECT_CONNECTION = `
+  SELECT c.connection_id, c.name, c.host, c.port, c.database, c.sslmode, c.ssl_ca, c.role_mode, c.credential_user,
+         (SELECT jsonb_object_agg(a.group_name, a.db_roles) FROM pgward.connection_access a
+           WHERE a.connection_id = c.connection_id) AS access
+    FROM pgward.connection c`;
+
+function toConnection(row: ConnectionRow): Connection {
+  return {
+    id: row.connection_id,
+    name: row.name,
+    host: row.host,
+    port: row.port,
+    database: row.database,
+    sslmode: row.sslmode,
+    sslCa: row.ssl_ca ?? undefined,
+    roleMode: row.role_mode,
+    credentialUser: row.credential_user,
+    access: new Map(Object.entries(row.access ?? {})),
+  };
+}
+
 /** How long a looked-up connection is reused before the store is asked again. */
 const CACHE_MS = 2_000;
 
@@ -65,18 +87,21 @@ export class ConnectionRepository {
     private readonly box: SecretBox,
   ) {}
 
-  /** Creates or replaces a connection by name, with its access map. */
+  /**
+   * Creates or replaces a connection by name, with its access map (when given). Without a
+   * credential the stored one is kept; a new connection must have one.
+   */
   async put(input: ConnectionInput): Promise<Connection> {
     const client = await this.pool.connect();
     try {
       await client.query('BEGIN');
-      const { rows } = await client.query<{ connection_id: string }>(
+      const { rows } = await client.query<{ connection_id: string; created: boolean }>(
         `INSERT INTO pgward.connection (tenant_id, name, host, port, database, sslmode, ssl_ca, role_mode,
            credential_user, credential_secret)
-         SELECT tenant_id, $1, $2, $3, $4, $5, $6, $7, $8, '\\x' FROM pgward.tenant WHERE code = 'default'
+         SELECT tenant_id, $1, $2, $3, $4, $5, $6, $7, COALESCE($8, '?'), '\\x' FROM pgward.tenant WHERE code = 'default'
          ON CONFLICT (name) DO UPDATE SET host = $2, port = $3, database = $4, sslmode = $5, ssl_ca = $6,
-           role_mode = $7, credential_user = $8, updated_at = now()
-         RETURNING connection_id`,
+           role_mode = $7, credential_user = COALESCE($8, pgward.connection.credential_user), updated_at = now()
+         RETURNING connection_id, (xmax = 0) AS created`,
         [
           input.name,
           input.host,
@@ -85,14 +110,21 @@ export class ConnectionRepository {
           input.sslmode ?? 'prefer',
           input.sslCa ?? null,
           input.roleMode ?? 'provision',
-          input.credential.user,
+          input.credential?.user ?? null,
         ],
       );
-      const id = rows[0]!.connection_id;
-      await client.query('UPDATE pgward.connection SET credential_secret = $2 WHERE connection_id = $1', [
-        id,
-        this.box.seal(input.credential.password, owner(id)),
-      ]);
+      const { connection_id: id, created } = rows[0]!;
+      if (input.credential) {
+        await client.query('UPDATE pgward.connection SET credential_secret = $2 WHERE connection_id = $1', [
+          id,
+          this.box.seal(input.credential.password, owner(id)),
+        ]);
+      } else if (created) {
+        throw new PgwardError(
+          'BAD_REQUEST',
+          `connection "${input.name}" needs a credential (user and password)`,
+        );
+      }
       if (input.access) {
         await client.query('DELETE FROM pgward.connection_access WHERE connection_id = $1', [id]);
         for (const [group, roles] of Object.entries(input.access)) {
@@ -113,30 +145,25 @@ export class ConnectionRepository {
     return (await this.find(input.name))!;
   }
 
+  /** Every connection, by name (credentials stay sealed in the store). */
+  async list(): Promise<Connection[]> {
+    const { rows } = await this.pool.query<ConnectionRow>(`${SELECT_CONNECTION} ORDER BY c.name`);
+    return rows.map(toConnection);
+  }
+
+  /** Deletes a connection (its login roles' records and access go with it); false when unknown. */
+  async remove(name: string): Promise<boolean> {
+    const { rowCount } = await this.pool.query('DELETE FROM pgward.connection WHERE name = $1', [name]);
+    this.cache.delete(name);
+    return rowCount === 1;
+  }
+
   /** The connection named `name`, or undefined. Cached for a moment: this is on every connect. */
   async find(name: string): Promise<Connection | undefined> {
     const cached = this.cache.get(name);
     if (cached && cached.until > Date.now()) return cached.connection;
-    const { rows } = await this.pool.query<ConnectionRow>(
-      `SELECT c.connection_id, c.name, c.host, c.port, c.database, c.sslmode, c.ssl_ca, c.role_mode, c.credential_user,
-              (SELECT jsonb_object_agg(a.group_name, a.db_roles) FROM pgward.connection_access a
-                WHERE a.connection_id = c.connection_id) AS access
-       FROM pgward.connection c WHERE c.name = $1`,
-      [name],
-    );
-    const row = rows[0];
-    const connection = row && {
-      id: row.connection_id,
-      name: row.name,
-      host: row.host,
-      port: row.port,
-      database: row.database,
-      sslmode: row.sslmode,
-      sslCa: row.ssl_ca ?? undefined,
-      roleMode: row.role_mode,
-      credentialUser: row.credential_user,
-      access: new Map(Object.entries(row.access ?? {})),
-    };
+    const { rows } = await this.pool.query<ConnectionRow>(`${SELECT_CONNECTION} WHERE c.name = $1`, [name]);
+    const connection = rows[0] && toConnection(rows[0]);
     if (this.cache.size > 1000) this.cache.clear();
     this.cache.set(name, { connection, until: Date.now() + CACHE_MS });
     return connection;

@@ -29,7 +29,7 @@ export interface TestStack {
   refusal(
     email: string,
     opts: { database?: string; password?: string },
-  ): Promise<{ code: string; message: string; hint?: string }>;
+  ): Promise<{ code: string; message: string; hint?: string; detail?: string }>;
   /** Sends a CancelRequest with the key the gateway gave `client`, as libpq's PQcancel does. */
   cancel(client: pg.Client): void;
   /** Runs psql through the gateway; resolves with its output and exit code. */
@@ -94,7 +94,7 @@ export async function startTestStack(
         const connected = await client(email, opts);
         await connected.end();
       } catch (err) {
-        return err as { code: string; message: string; hint?: string };
+        return err as { code: string; message: string; hint?: string; detail?: string };
       }
       throw new Error('the gateway accepted the connection');
     },

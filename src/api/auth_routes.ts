@@ -1,0 +1,316 @@
+/**
+ * Logging in to pgward. For the CLI: the device authorization grant, brokered by the gateway
+ * (it holds the client credentials), then pgward's own tokens, refreshed through the IdP and
+ * revocable. For browsers: a page of provider buttons, authorization code + PKCE with state and
+ * nonce, HttpOnly cookies, and logout (RP-initiated at the IdP when it supports it).
+ */
+import { randomBytes } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { PgwardError } from '../errors.js';
+import type { TokenGrant } from '../session/authenticator.js';
+import { LoginPending } from '../session/idp_client.js';
+import { escapeHtml, gatewayPage } from './html.js';
+import type { ApiContext } from './http_server.js';
+import { ACCESS_COOKIE, caller, presentedToken, REFRESH_COOKIE, requestGuards } from './request_auth.js';
+
+const LOGIN_COOKIE = 'pgward_login';
+const LOGIN_STATE_MS = 10 * 60_000;
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+
+const providerName = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected a provider name');
+
+export const personSchema = z.object({
+  userId: z.string(),
+  email: z.string(),
+  name: z.string().optional(),
+  provider: z.string(),
+  groups: z.array(z.string()),
+  isAdmin: z.boolean(),
+});
+
+const grantSchema = z.object({
+  access_token: z.string(),
+  token_type: z.literal('Bearer'),
+  expires_in: z.number(),
+  refresh_token: z.string(),
+  person: personSchema,
+});
+
+const loginState = z.object({
+  provider: providerName,
+  state: z.string(),
+  nonce: z.string(),
+  verifier: z.string(),
+  until: z.number(),
+});
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === 'localhost' || host === '[::1]' || /^127\./.test(host);
+}
+
+export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
+  return async (app) => {
+    const guards = requestGuards(ctx.auth);
+    const rateLimit = { max: ctx.config.api.loginRateLimit, timeWindow: '1 minute' };
+    // Cookies are Secure unless the gateway is reached on loopback (the dev stack).
+    const secure = () => !isLoopback(ctx.publicUrl());
+    const redirectUri = () => `${ctx.publicUrl()}/login/callback`;
+
+    function setSessionCookies(reply: FastifyReply, grant: TokenGrant): void {
+      reply.setCookie(ACCESS_COOKIE, grant.access_token, {
+        httpOnly: true,
+        secure: secure(),
+        sameSite: 'strict',
+        path: '/',
+        maxAge: grant.expires_in,
+      });
+      reply.setCookie(REFRESH_COOKIE, grant.refresh_token, {
+        httpOnly: true,
+        secure: secure(),
+        sameSite: 'strict',
+        path: '/api/v1/auth',
+        maxAge: ctx.config.tokens.sessionHours * 3600,
+      });
+    }
+
+    function clearSessionCookies(reply: FastifyReply): void {
+      reply.clearCookie(ACCESS_COOKIE, { path: '/' });
+      reply.clearCookie(REFRESH_COOKIE, { path: '/api/v1/auth' });
+    }
+
+    // ---- CLI: device login, token refresh, logout, revocation ---------------------------------
+
+    app.post(
+      '/api/v1/auth/device',
+      {
+        config: { rateLimit },
+        schema: {
+          summary: 'Start a device login at an identity provider',
+          tags: ['auth'],
+          security: [],
+          body: z.object({ provider: providerName.optional() }).default({}),
+          response: {
+            200: z.object({
+              provider: z.string(),
+              device_code: z.string(),
+              user_code: z.string(),
+              verification_uri: z.string(),
+              verification_uri_complete: z.string().optional(),
+              expires_in: z.number(),
+              interval: z.number(),
+            }),
+          },
+        },
+      },
+      async (req) => {
+        const provider = ctx.auth.provider(req.body.provider);
+        return { provider: provider.name, ...(await ctx.idp.startDevice(provider)) };
+      },
+    );
+
+    app.post(
+      '/api/v1/auth/token',
+      {
+        config: { rateLimit },
+        schema: {
+          summary: 'Finish a device login, or refresh a sign-in',
+          description:
+            'grant_type device_code answers LOGIN_PENDING until the person confirms; refresh_token re-reads the person at the IdP. Without refresh_token, the console cookie is used.',
+          tags: ['auth'],
+          security: [],
+          body: z.discriminatedUnion('grant_type', [
+            z.object({
+              grant_type: z.literal(DEVICE_GRANT),
+              provider: providerName.optional(),
+              device_code: z.string().min(1).max(4096),
+            }),
+            z.object({
+              grant_type: z.literal('refresh_token'),
+              refresh_token: z.string().min(1).max(4096).optional(),
+            }),
+          ]),
+          response: { 200: grantSchema },
+        },
+      },
+      async (req, reply) => {
+        const body = req.body;
+        if (body.grant_type === DEVICE_GRANT) {
+          const provider = ctx.auth.provider(body.provider);
+          try {
+            const login = await ctx.idp.pollDevice(provider, body.device_code);
+            return await ctx.auth.login(provider, login, 'cli');
+          } catch (err) {
+            if (err instanceof LoginPending) {
+              throw new PgwardError(
+                err.reason === 'slow_down' ? 'LOGIN_SLOW_DOWN' : 'LOGIN_PENDING',
+                'the login is not confirmed yet',
+              );
+            }
+            throw err;
+          }
+        }
+        const fromCookie = body.refresh_token === undefined;
+        const refreshToken = body.refresh_token ?? req.cookies[REFRESH_COOKIE];
+        if (!refreshToken) throw new PgwardError('UNAUTHENTICATED', 'no refresh token given');
+        const grant = await ctx.auth.refresh(refreshToken);
+        if (fromCookie) setSessionCookies(reply, grant);
+        return grant;
+      },
+    );
+
+    app.post(
+      '/api/v1/auth/logout',
+      {
+        preHandler: guards.signedIn,
+        schema: {
+          summary: "End the caller's sign-in: its refresh token and every access token of it stop working",
+          tags: ['auth'],
+          response: { 200: z.object({ revoked: z.boolean() }) },
+        },
+      },
+      async (req, reply) => {
+        const { sessionId } = caller(req);
+        clearSessionCookies(reply);
+        if (!sessionId) {
+          throw new PgwardError(
+            'BAD_REQUEST',
+            'this is an IdP token, not a pgward sign-in; log out at the IdP',
+          );
+        }
+        return { revoked: await ctx.sessions.revoke(sessionId, 'logout') };
+      },
+    );
+
+    app.post(
+      '/api/v1/auth/revoke',
+      {
+        preHandler: guards.signedIn,
+        schema: {
+          summary: "Revoke one pgward access token (yours, or anyone's for an administrator)",
+          tags: ['auth'],
+          body: z.object({ token: z.string().min(1).max(65_535) }),
+          response: { 200: z.object({ revoked: z.literal(true) }) },
+        },
+      },
+      async (req) => {
+        const me = caller(req);
+        const target = await ctx.auth.authenticate(req.body.token).catch((err: unknown) => {
+          if (err instanceof PgwardError && err.code === 'TOKEN_REVOKED') return undefined;
+          throw err;
+        });
+        if (target) {
+          if (!target.tokenId)
+            throw new PgwardError('BAD_REQUEST', 'only tokens pgward issued can be revoked here');
+          if (target.person.userId !== me.person.userId && !me.person.isAdmin) {
+            throw new PgwardError('NOT_ALLOWED', 'you may revoke only your own tokens');
+          }
+          await ctx.sessions.revokeToken(target.tokenId, target.expiresAt);
+        }
+        return { revoked: true as const };
+      },
+    );
+
+    // ---- Browsers: provider buttons, code + PKCE, logout ---------------------------------------
+
+    app.get('/login', { schema: { hide: true } }, async (_req, reply) => {
+      const buttons = ctx.config.providers
+        .map(
+          (p) =>
+            `<a class="provider" href="/login/${encodeURIComponent(p.name)}">Sign in with ${escapeHtml(p.displayName ?? p.name)}</a>`,
+        )
+        .join('\n');
+      reply.type('text/html; charset=utf-8');
+      return gatewayPage(
+        'Sign in to pgward',
+        buttons || '<p class="error">No identity provider is configured.</p>',
+      );
+    });
+
+    app.get(
+      '/login/:provider',
+      { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
+      async (req, reply) => {
+        const provider = ctx.auth.provider(req.params.provider);
+        const state = {
+          provider: provider.name,
+          state: randomBytes(24).toString('base64url'),
+          nonce: randomBytes(24).toString('base64url'),
+          verifier: randomBytes(32).toString('base64url'),
+          until: Date.now() + LOGIN_STATE_MS,
+        };
+        const url = await ctx.idp.authorizationUrl(provider, {
+          redirectUri: redirectUri(),
+          state: state.state,
+          nonce: state.nonce,
+          codeVerifier: state.verifier,
+        });
+        // The state, nonce and PKCE verifier ride in a sealed cookie: any gateway sharing the
+        // key can finish the login, and nothing waits in memory.
+        reply.setCookie(
+          LOGIN_COOKIE,
+          ctx.box.seal(JSON.stringify(state), LOGIN_COOKIE).toString('base64url'),
+          {
+            httpOnly: true,
+            secure: secure(),
+            // Lax: the IdP's redirect back is a top-level cross-site navigation.
+            sameSite: 'lax',
+            path: '/login',
+            maxAge: LOGIN_STATE_MS / 1000,
+          },
+        );
+        return reply.redirect(url.toString());
+      },
+    );
+
+    app.get('/login/callback', { config: { rateLimit }, schema: { hide: true } }, async (req, reply) => {
+      const sealed = req.cookies[LOGIN_COOKIE];
+      reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
+      let state: z.infer<typeof loginState>;
+      try {
+        if (!sealed) throw new Error('no login cookie');
+        state = loginState.parse(JSON.parse(ctx.box.open(Buffer.from(sealed, 'base64url'), LOGIN_COOKIE)));
+        if (state.until < Date.now()) throw new Error('expired');
+      } catch {
+        throw new PgwardError('LOGIN_FAILED', 'this login was not started here, or it took too long', {
+          hint: 'start again at /login',
+        });
+      }
+      const provider = ctx.auth.provider(state.provider);
+      const callbackUrl = new URL(req.url, ctx.publicUrl());
+      const login = await ctx.idp.finishCode(provider, callbackUrl, {
+        state: state.state,
+        nonce: state.nonce,
+        codeVerifier: state.verifier,
+        redirectUri: redirectUri(),
+      });
+      const grant = await ctx.auth.login(provider, login, 'browser');
+      setSessionCookies(reply, grant);
+      return reply.redirect('/login/done');
+    });
+
+    app.get('/login/done', { preHandler: guards.signedIn, schema: { hide: true } }, async (req, reply) => {
+      const { person } = caller(req);
+      reply.type('text/html; charset=utf-8');
+      return gatewayPage(
+        'Signed in',
+        `<p>Signed in as <b>${escapeHtml(person.email)}</b> with ${escapeHtml(person.provider)}.</p>
+<form method="post" action="/logout"><button type="submit">Sign out</button></form>`,
+      );
+    });
+
+    app.post('/logout', { schema: { hide: true } }, async (req: FastifyRequest, reply) => {
+      const token = presentedToken(req);
+      const signedIn = token ? await ctx.auth.authenticate(token).catch(() => undefined) : undefined;
+      clearSessionCookies(reply);
+      if (signedIn?.sessionId) await ctx.sessions.revoke(signedIn.sessionId, 'logout');
+      const provider = signedIn && ctx.config.providers.find((p) => p.name === signedIn.person.provider);
+      const endSession = provider
+        ? await ctx.idp.endSessionUrl(provider, `${ctx.publicUrl()}/`).catch(() => undefined)
+        : undefined;
+      return reply.redirect(endSession?.toString() ?? '/login', 303);
+    });
+  };
+}

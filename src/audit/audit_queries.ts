@@ -1,0 +1,103 @@
+/**
+ * Reading the audit trail: sessions and statements, filtered by person, connection, time and
+ * statement text, newest first and always bounded.
+ */
+import type pg from 'pg';
+
+export interface AuditFilter {
+  userId?: string | undefined;
+  email?: string | undefined;
+  connection?: string | undefined;
+  sessionId?: string | undefined;
+  since?: Date | undefined;
+  until?: Date | undefined;
+  /** Substring of the statement text (statements only). */
+  text?: string | undefined;
+  limit: number;
+}
+
+export interface SessionRecord {
+  sessionId: string;
+  userId: string | null;
+  email: string | null;
+  provider: string | null;
+  connection: string | null;
+  loginRole: string | null;
+  clientAddr: string | null;
+  applicationName: string | null;
+  startedAt: Date;
+  endedAt: Date | null;
+  bytesIn: number;
+  bytesOut: number;
+  endReason: string | null;
+}
+
+export interface StatementRecord {
+  sessionId: string;
+  seq: number;
+  kind: string;
+  text: string;
+  startedAt: Date;
+  durationMs: number | null;
+  commandTag: string | null;
+  rows: number | null;
+  sqlstate: string | null;
+  email: string | null;
+  connection: string | null;
+}
+
+/** Escapes LIKE wildcards so the text filter matches literally. */
+const literalLike = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+export class AuditQueries {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async sessions(f: AuditFilter): Promise<SessionRecord[]> {
+    const { rows } = await this.pool.query<SessionRecord>(
+      `SELECT session_id AS "sessionId", user_id AS "userId", email, provider, connection_name AS connection,
+              login_role AS "loginRole", client_addr AS "clientAddr", application_name AS "applicationName",
+              started_at AS "startedAt", ended_at AS "endedAt", bytes_in::float8 AS "bytesIn",
+              bytes_out::float8 AS "bytesOut", end_reason AS "endReason"
+         FROM pgward.session
+        WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR lower(email) = lower($2))
+          AND ($3::text IS NULL OR connection_name = $3) AND ($4::uuid IS NULL OR session_id = $4)
+          AND ($5::timestamptz IS NULL OR started_at >= $5) AND ($6::timestamptz IS NULL OR started_at < $6)
+        ORDER BY started_at DESC LIMIT $7`,
+      [
+        f.userId ?? null,
+        f.email ?? null,
+        f.connection ?? null,
+        f.sessionId ?? null,
+        f.since ?? null,
+        f.until ?? null,
+        f.limit,
+      ],
+    );
+    return rows;
+  }
+
+  async statements(f: AuditFilter): Promise<StatementRecord[]> {
+    const { rows } = await this.pool.query<StatementRecord>(
+      `SELECT st.session_id AS "sessionId", st.seq, st.kind, st.text, st.started_at AS "startedAt",
+              st.duration_ms AS "durationMs", st.command_tag AS "commandTag", st.rows::float8 AS rows,
+              st.sqlstate, s.email, s.connection_name AS connection
+         FROM pgward.statement st LEFT JOIN pgward.session s USING (session_id)
+        WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email) = lower($2))
+          AND ($3::text IS NULL OR s.connection_name = $3) AND ($4::uuid IS NULL OR st.session_id = $4)
+          AND ($5::timestamptz IS NULL OR st.started_at >= $5) AND ($6::timestamptz IS NULL OR st.started_at < $6)
+          AND ($7::text IS NULL OR st.text ILIKE $7)
+        ORDER BY st.started_at DESC, st.seq DESC LIMIT $8`,
+      [
+        f.userId ?? null,
+        f.email ?? null,
+        f.connection ?? null,
+        f.sessionId ?? null,
+        f.since ?? null,
+        f.until ?? null,
+        f.text === undefined ? null : literalLike(f.text),
+        f.limit,
+      ],
+    );
+    return rows;
+  }
+}

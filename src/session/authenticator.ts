@@ -1,0 +1,194 @@
+/**
+ * The one answer to "who presents this token, and what may they do": an IdP token (verified
+ * against its provider, then signed in to the directory) or a token pgward issued (verified with
+ * pgward's keys, then checked against its sign-in for revocation). It also turns an IdP login into
+ * pgward tokens, refreshes them through the IdP, and revokes them. The PostgreSQL endpoint and the
+ * API both ask here.
+ */
+import { createHash } from 'node:crypto';
+import type { ProviderConfig } from '../config/schema.js';
+import type { Directory, Person } from '../directory/directory.js';
+import { PgwardError } from '../errors.js';
+import { inspectToken, type TokenVerifier, tokenError } from '../identity/token_verifier.js';
+import { TtlCache } from '../proxy/ttl_cache.js';
+import type { AccessTokens } from './access_tokens.js';
+import type { IdpClient, IdpTokens } from './idp_client.js';
+import type { LoginClient, LoginSessions } from './login_sessions.js';
+
+/** A person proven by a token. */
+export interface SignedIn {
+  person: Person;
+  /** When the token stops being valid. */
+  expiresAt: Date;
+  /** The IdP's preferred_username, when the token came from an IdP. */
+  preferredUsername?: string | undefined;
+  /** Set for pgward's own tokens: the sign-in and token ids (to revoke them). */
+  sessionId?: string;
+  tokenId?: string;
+}
+
+/** What a login or refresh hands the client (OAuth token response shape). */
+export interface TokenGrant {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token: string;
+  person: Person;
+}
+
+/** A verified IdP token is trusted again without re-verification for at most this long. */
+const IDP_TOKEN_CACHE_MS = 60_000;
+/** A sign-in (directory lookup) is reused for this long: deactivation takes effect within it. */
+const SIGN_IN_CACHE_MS = 5_000;
+
+const hash = (text: string) => createHash('sha256').update(text).digest('base64url');
+
+export class Authenticator {
+  private readonly idpTokens = new TtlCache<SignedIn>();
+  private readonly people = new TtlCache<Person>();
+
+  constructor(
+    private readonly parts: {
+      providers: ProviderConfig[];
+      verifier: TokenVerifier;
+      directory: Directory;
+      tokens: AccessTokens;
+      sessions: LoginSessions;
+      idp: IdpClient;
+    },
+  ) {}
+
+  provider(name: string | undefined): ProviderConfig {
+    const { providers } = this.parts;
+    const provider = name === undefined ? providers[0] : providers.find((p) => p.name === name);
+    if (!provider) {
+      throw new PgwardError(
+        'NOT_FOUND',
+        name === undefined
+          ? 'this gateway has no identity provider configured'
+          : `no provider named "${name}"`,
+        { hint: `providers: ${providers.map((p) => p.name).join(', ') || 'none'}` },
+      );
+    }
+    return provider;
+  }
+
+  /** Verifies a token of an IdP or of pgward; throws a TOKEN_* error, NOT_ALLOWED or IDP_UNREACHABLE. */
+  async authenticate(token: string): Promise<SignedIn> {
+    const { payload } = inspectToken(token);
+    if (this.parts.tokens.issuedHere(payload.iss!)) return this.ownToken(token);
+    const key = hash(token);
+    const cached = this.idpTokens.get(key);
+    if (cached && cached.expiresAt.getTime() > Date.now()) return cached;
+    const identity = await this.parts.verifier.verify(token);
+    const person = await this.signIn(identity);
+    const signedIn = { person, expiresAt: identity.expiresAt, preferredUsername: identity.preferredUsername };
+    this.idpTokens.set(
+      key,
+      signedIn,
+      Math.min(IDP_TOKEN_CACHE_MS, identity.expiresAt.getTime() - Date.now()),
+    );
+    return signedIn;
+  }
+
+  private async ownToken(token: string): Promise<SignedIn> {
+    const access = await this.parts.tokens.verify(token);
+    // Not cached: a revoked sign-in or a deactivated person must stop working at once.
+    if (!(await this.parts.sessions.isLive(access.sessionId, access.tokenId))) {
+      throw tokenError('TOKEN_REVOKED', 'this token was revoked, or its sign-in ended');
+    }
+    return {
+      person: access.person,
+      expiresAt: access.expiresAt,
+      sessionId: access.sessionId,
+      tokenId: access.tokenId,
+    };
+  }
+
+  private async signIn(identity: Parameters<Directory['signIn']>[0]): Promise<Person> {
+    const key = hash(
+      JSON.stringify([
+        identity.provider.name,
+        identity.subject,
+        identity.email,
+        identity.groups,
+        identity.roles,
+      ]),
+    );
+    const cached = this.people.get(key);
+    if (cached) return cached;
+    const person = await this.parts.directory.signIn(identity);
+    this.people.set(key, person, SIGN_IN_CACHE_MS);
+    return person;
+  }
+
+  /** Turns a completed IdP login into a pgward sign-in and its first tokens. */
+  async login(provider: ProviderConfig, login: IdpTokens, client: LoginClient): Promise<TokenGrant> {
+    const person = await this.parts.directory.signIn({
+      ...login.identity,
+      provider,
+      expiresAt: new Date(Date.now() + this.parts.tokens.lifetimeMs),
+    });
+    const session = await this.parts.sessions.create({
+      userId: person.userId,
+      provider: provider.name,
+      client,
+      idpRefreshToken: login.refreshToken,
+    });
+    return this.grant(person, session.id, session.refreshToken);
+  }
+
+  /**
+   * Refreshes a sign-in: the IdP is asked again who the person is (so a group removed at the IdP
+   * is gone now), the directory re-reads their groups, and new tokens are issued.
+   */
+  async refresh(refreshToken: string): Promise<TokenGrant> {
+    const { sessions, directory, idp } = this.parts;
+    const session = await sessions.findByRefreshToken(refreshToken);
+    const provider = this.parts.providers.find((p) => p.name === session.provider);
+    if (!provider || !session.idpRefreshToken) {
+      await sessions.revoke(session.id, 'cannot be refreshed');
+      throw tokenError('TOKEN_REVOKED', 'this sign-in cannot be refreshed (the IdP gave no refresh token)');
+    }
+    let login: IdpTokens;
+    try {
+      login = await idp.refresh(provider, session.idpRefreshToken);
+    } catch (err) {
+      if (err instanceof PgwardError && err.code === 'LOGIN_FAILED') {
+        await sessions.revoke(session.id, 'the IdP refused the refresh');
+        throw tokenError('TOKEN_REVOKED', `${provider.name} ended this sign-in (${err.message})`);
+      }
+      throw err;
+    }
+    let person: Person;
+    try {
+      person = await directory.signIn({
+        ...login.identity,
+        provider,
+        expiresAt: new Date(Date.now() + this.parts.tokens.lifetimeMs),
+      });
+    } catch (err) {
+      if (err instanceof PgwardError && err.code === 'NOT_ALLOWED') {
+        await sessions.revoke(session.id, err.message);
+      }
+      throw err;
+    }
+    if (person.userId !== session.userId) {
+      await sessions.revoke(session.id, 'the IdP answered for someone else');
+      throw tokenError('TOKEN_REVOKED', 'the IdP answered for a different person; log in again');
+    }
+    const next = await sessions.rotate(session, refreshToken, login.refreshToken);
+    return this.grant(person, session.id, next);
+  }
+
+  private async grant(person: Person, sessionId: string, refreshToken: string): Promise<TokenGrant> {
+    const { token, expiresAt } = await this.parts.tokens.issue(person, sessionId);
+    return {
+      access_token: token,
+      token_type: 'Bearer',
+      expires_in: Math.floor((expiresAt.getTime() - Date.now()) / 1000),
+      refresh_token: refreshToken,
+      person,
+    };
+  }
+}

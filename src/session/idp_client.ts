@@ -1,0 +1,209 @@
+/**
+ * pgward as an OpenID Connect client of each provider (openid-client): the device authorization
+ * grant for the CLI, authorization code + PKCE for browsers, and refresh. What a login yields is
+ * an identity read from the provider's validated ID token (or its userinfo endpoint), mapped
+ * with the provider's claim rules exactly like a token presented at the PostgreSQL endpoint.
+ */
+import * as oidc from 'openid-client';
+import type { ProviderConfig } from '../config/schema.js';
+import { PgwardError } from '../errors.js';
+import { type MappedClaims, mapClaims } from '../identity/claims.js';
+
+const TIMEOUT_MS = 10_000;
+
+export interface IdpTokens {
+  identity: MappedClaims;
+  /** The IdP's refresh token, when it gave one (needed to refresh pgward's session). */
+  refreshToken: string | undefined;
+}
+
+export interface DeviceStart {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete?: string;
+  expires_in: number;
+  interval: number;
+}
+
+/** Device-grant polling answers that mean "not yet" rather than failure (RFC 8628 §3.5). */
+export class LoginPending extends Error {
+  constructor(readonly reason: 'authorization_pending' | 'slow_down') {
+    super(reason);
+  }
+}
+
+export class IdpClient {
+  private readonly configs = new Map<string, Promise<oidc.Configuration>>();
+
+  private config(provider: ProviderConfig): Promise<oidc.Configuration> {
+    let config = this.configs.get(provider.name);
+    if (!config) {
+      const issuer = new URL(provider.issuer);
+      config = oidc
+        .discovery(
+          issuer,
+          provider.clientId,
+          undefined,
+          provider.clientSecret ? oidc.ClientSecretPost(provider.clientSecret) : oidc.None(),
+          {
+            timeout: TIMEOUT_MS / 1000,
+            // The operator configured an http:// issuer (a loopback dev IdP, or a sidecar).
+            ...(issuer.protocol === 'http:' ? { execute: [oidc.allowInsecureRequests] } : {}),
+          },
+        )
+        .catch((err: unknown) => {
+          this.configs.delete(provider.name);
+          throw unreachable(provider, err);
+        });
+      this.configs.set(provider.name, config);
+    }
+    return config;
+  }
+
+  /** Starts a device login (RFC 8628): the code the person confirms, and where. */
+  async startDevice(provider: ProviderConfig): Promise<DeviceStart> {
+    const config = await this.config(provider);
+    if (!config.serverMetadata().device_authorization_endpoint) {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} does not support device login`, {
+        hint: 'use `pgward login --browser`',
+      });
+    }
+    const res = await this.call(provider, () =>
+      oidc.initiateDeviceAuthorization(config, { scope: provider.scopes.join(' ') }),
+    );
+    return {
+      device_code: res.device_code,
+      user_code: res.user_code,
+      verification_uri: res.verification_uri,
+      ...(res.verification_uri_complete ? { verification_uri_complete: res.verification_uri_complete } : {}),
+      expires_in: res.expires_in,
+      interval: res.interval ?? 5,
+    };
+  }
+
+  /** One poll of a device login: the tokens, or LoginPending while the person has not confirmed. */
+  async pollDevice(provider: ProviderConfig, deviceCode: string): Promise<IdpTokens> {
+    const config = await this.config(provider);
+    const tokens = await this.call(provider, () =>
+      oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:device_code', {
+        device_code: deviceCode,
+      }),
+    );
+    return this.identity(provider, config, tokens);
+  }
+
+  /** Where to send a browser to log in, with PKCE, state and nonce. */
+  async authorizationUrl(
+    provider: ProviderConfig,
+    checks: { redirectUri: string; state: string; nonce: string; codeVerifier: string },
+  ): Promise<URL> {
+    const config = await this.config(provider);
+    return oidc.buildAuthorizationUrl(config, {
+      redirect_uri: checks.redirectUri,
+      scope: provider.scopes.join(' '),
+      state: checks.state,
+      nonce: checks.nonce,
+      code_challenge: await oidc.calculatePKCECodeChallenge(checks.codeVerifier),
+      code_challenge_method: 'S256',
+    });
+  }
+
+  /** Completes a browser login from the callback URL, checking state, nonce and PKCE. */
+  async finishCode(
+    provider: ProviderConfig,
+    callbackUrl: URL,
+    checks: { state: string; nonce: string; codeVerifier: string; redirectUri: string },
+  ): Promise<IdpTokens> {
+    const config = await this.config(provider);
+    const tokens = await this.call(provider, () =>
+      oidc.authorizationCodeGrant(
+        config,
+        callbackUrl,
+        { expectedState: checks.state, expectedNonce: checks.nonce, pkceCodeVerifier: checks.codeVerifier },
+        { redirect_uri: checks.redirectUri },
+      ),
+    );
+    return this.identity(provider, config, tokens);
+  }
+
+  /** Refreshes at the IdP, re-reading who the person is now (their groups may have changed). */
+  async refresh(provider: ProviderConfig, refreshToken: string): Promise<IdpTokens> {
+    const config = await this.config(provider);
+    const tokens = await this.call(provider, () => oidc.refreshTokenGrant(config, refreshToken));
+    return this.identity(provider, config, tokens, refreshToken);
+  }
+
+  /** The IdP's logout URL for a browser (RP-initiated logout), when it has one. */
+  async endSessionUrl(provider: ProviderConfig, postLogoutRedirectUri: string): Promise<URL | undefined> {
+    const config = await this.config(provider);
+    if (!config.serverMetadata().end_session_endpoint) return undefined;
+    return oidc.buildEndSessionUrl(config, {
+      client_id: provider.clientId,
+      post_logout_redirect_uri: postLogoutRedirectUri,
+    });
+  }
+
+  private async identity(
+    provider: ProviderConfig,
+    config: oidc.Configuration,
+    tokens: oidc.TokenEndpointResponse & oidc.TokenEndpointResponseHelpers,
+    previousRefreshToken?: string,
+  ): Promise<IdpTokens> {
+    // The ID token was validated by openid-client (signature, issuer, audience, expiry, nonce).
+    const idClaims = tokens.claims() as Record<string, unknown> | undefined;
+    let claims: Record<string, unknown>;
+    if (provider.validation === 'userinfo' || !idClaims) {
+      const subject = typeof idClaims?.['sub'] === 'string' ? idClaims['sub'] : oidc.skipSubjectCheck;
+      claims = await this.call(provider, () => oidc.fetchUserInfo(config, tokens.access_token, subject));
+    } else {
+      claims = idClaims;
+    }
+    return {
+      identity: mapClaims(provider, claims),
+      refreshToken: tokens.refresh_token ?? previousRefreshToken,
+    };
+  }
+
+  /** Runs one request to the IdP, translating its refusals and outages. */
+  private async call<T>(provider: ProviderConfig, request: () => Promise<T>): Promise<T> {
+    try {
+      return await request();
+    } catch (err) {
+      if (err instanceof PgwardError) throw err;
+      if (err instanceof oidc.ResponseBodyError) {
+        if (err.error === 'authorization_pending' || err.error === 'slow_down')
+          throw new LoginPending(err.error);
+        const reason = err.error_description ? `${err.error}: ${err.error_description}` : err.error;
+        throw new PgwardError('LOGIN_FAILED', `${provider.name} refused the login (${reason})`, {
+          cause: err,
+          hint: 'run `pgward login` again',
+        });
+      }
+      if (err instanceof oidc.AuthorizationResponseError) {
+        throw new PgwardError('LOGIN_FAILED', `${provider.name} refused the login (${err.error})`, {
+          cause: err,
+        });
+      }
+      if (err instanceof oidc.ClientError) {
+        // State, nonce, PKCE, ID token signature or claims did not check out.
+        throw new PgwardError(
+          'LOGIN_FAILED',
+          `the login response from ${provider.name} is invalid: ${err.message}`,
+          {
+            cause: err,
+            hint: 'start the login again',
+          },
+        );
+      }
+      throw unreachable(provider, err);
+    }
+  }
+}
+
+function unreachable(provider: ProviderConfig, cause: unknown): PgwardError {
+  return new PgwardError('IDP_UNREACHABLE', `cannot reach the identity provider ${provider.name}`, {
+    cause,
+    hint: 'try again shortly; if it persists, the IdP or the network to it is down',
+  });
+}
