@@ -7,7 +7,14 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import Provider, { type Configuration, errors } from 'oidc-provider';
 import type { Logger } from '../log/logger.js';
-import { DEV_AUDIENCE, DEV_CLIENT_ID, DEV_PASSWORD, findDevUser } from './dev_users.js';
+import {
+  DEV_AUDIENCE,
+  DEV_CLIENT_ID,
+  DEV_PASSWORD,
+  DEV_USERS,
+  type DevUser,
+  findDevUser,
+} from './dev_users.js';
 import { loadIdpKeys } from './idp_keys.js';
 import {
   codeConfirmPage,
@@ -35,6 +42,15 @@ export interface DevIdpOptions {
   port: number;
   /** Redirect URIs of the gateway's browser login, besides the CLI's loopback one. */
   redirectUris: string[];
+  /** The people who can sign in; the static dev users when absent. Read at each sign-in and token. */
+  users?: readonly DevUser[];
+  /**
+   * `jwt`: access tokens are RFC 9068 JWTs for the gateway (the dev default). `opaque`: they are
+   * opaque and only the userinfo endpoint can vouch for them (a provider validated by userinfo).
+   */
+  accessTokens?: 'jwt' | 'opaque';
+  /** Claim that carries the groups (e.g. a namespaced `https://app.example/groups`); `groups` by default. */
+  groupsClaim?: string;
   /** Storage of sessions, grants and tokens; the library's memory adapter when absent. */
   adapter?: Configuration['adapter'];
   log: Logger;
@@ -60,7 +76,9 @@ async function readForm(req: IncomingMessage): Promise<URLSearchParams> {
 function buildConfiguration(
   opts: DevIdpOptions,
   keys: Awaited<ReturnType<typeof loadIdpKeys>>,
+  findUser: (idOrEmail: string) => DevUser | undefined,
 ): Configuration {
+  const groupsClaim = opts.groupsClaim ?? 'groups';
   return {
     ...(opts.adapter ? { adapter: opts.adapter } : {}),
     clients: [
@@ -75,7 +93,7 @@ function buildConfiguration(
       },
     ],
     async findAccount(_ctx, id) {
-      const user = findDevUser(id);
+      const user = findUser(id);
       if (!user) return undefined;
       return {
         accountId: user.sub,
@@ -85,7 +103,7 @@ function buildConfiguration(
           email_verified: true,
           name: user.name,
           preferred_username: user.email,
-          groups: user.groups,
+          [groupsClaim]: user.groups,
         }),
       };
     },
@@ -93,7 +111,7 @@ function buildConfiguration(
       openid: ['sub'],
       email: ['email', 'email_verified'],
       profile: ['name', 'preferred_username'],
-      groups: ['groups'],
+      groups: [groupsClaim],
     },
     scopes: SCOPES,
     // ID tokens carry the profile and groups even when an access token is issued alongside.
@@ -126,7 +144,7 @@ function buildConfiguration(
       },
       revocation: { enabled: true },
       resourceIndicators: {
-        enabled: true,
+        enabled: opts.accessTokens !== 'opaque',
         defaultResource: () => GATEWAY_RESOURCE,
         useGrantedResource: () => true,
         getResourceServerInfo: (_ctx, indicator) => {
@@ -143,8 +161,8 @@ function buildConfiguration(
     },
     async extraTokenClaims(_ctx, token) {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
-      const user = findDevUser(token.accountId);
-      return user ? { email: user.email, name: user.name, groups: user.groups } : undefined;
+      const user = findUser(token.accountId);
+      return user ? { email: user.email, name: user.name, [groupsClaim]: user.groups } : undefined;
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     jwks: { keys: [keys.signing as never] },
@@ -170,7 +188,8 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   if (opts.port === 0) throw new Error('the dev IdP needs a fixed port');
   const keys = await loadIdpKeys(opts.dir);
   const issuer = `http://${opts.host}:${opts.port}`;
-  const provider = new Provider(issuer, buildConfiguration(opts, keys));
+  const findUser = (idOrEmail: string) => findDevUser(idOrEmail, opts.users ?? DEV_USERS);
+  const provider = new Provider(issuer, buildConfiguration(opts, keys, findUser));
   provider.on('server_error', (_ctx, err) => log.error({ err }, 'dev IdP error'));
   const oidc = provider.callback();
 
@@ -186,7 +205,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     if (details.prompt.name === 'login') {
       if (req.method === 'POST' && action === 'login') {
         const form = await readForm(req);
-        const user = findDevUser(form.get('email') ?? '');
+        const user = findUser(form.get('email') ?? '');
         if (user && samePassword(form.get('password') ?? '')) {
           log.info({ email: user.email }, 'dev user signed in');
           await provider.interactionFinished(

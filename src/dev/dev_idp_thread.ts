@@ -29,13 +29,17 @@ export function startDevIdpThread(opts: DevIdpThreadOptions): Promise<DevIdp> {
         return;
       }
       worker.removeAllListeners('exit');
+      // Closing twice (a test stops the IdP, then the whole stack) waits for the same exit.
+      let closed: Promise<void> | undefined;
       resolve({
         issuer: message.ready!,
-        close: () =>
-          new Promise<void>((done) => {
+        close: () => {
+          closed ??= new Promise<void>((done) => {
             worker.once('exit', () => done());
             worker.postMessage('close');
-          }),
+          });
+          return closed;
+        },
       });
     });
   });

@@ -40,7 +40,7 @@ export const DEV_USERS: readonly DevUser[] = [
 ];
 
 /** Finds a dev user by subject or (case-insensitive) email. */
-export function findDevUser(idOrEmail: string): DevUser | undefined {
+export function findDevUser(idOrEmail: string, users: readonly DevUser[] = DEV_USERS): DevUser | undefined {
   const needle = idOrEmail.toLowerCase();
-  return DEV_USERS.find((u) => u.sub === idOrEmail || u.email === needle);
+  return users.find((u) => u.sub === idOrEmail || u.email === needle);
 }
