@@ -22,16 +22,24 @@ const dbRole = z.string().min(1).max(63);
 const accessGroup = z.string().min(1).max(264);
 const accessMap = z.record(accessGroup, z.array(dbRole).min(1).max(64));
 
-const connectionInput = z.object({
+/** A connection's fields; without defaults, so that a PATCH leaves out what it does not change. */
+const connectionFields = z.object({
   host: z.string().min(1).max(255),
-  port: z.coerce.number().int().min(1).max(65535).default(5432),
+  port: z.coerce.number().int().min(1).max(65535),
   database: z.string().min(1).max(63),
-  sslmode: z.enum(SSL_MODES).default('prefer'),
+  sslmode: z.enum(SSL_MODES),
   sslCa: z.string().min(1).max(100_000).optional(),
-  roleMode: z.enum(['provision', 'shared']).default('provision'),
+  roleMode: z.enum(['provision', 'shared']),
   /** Write-only. */
   credential: z.object({ user: z.string().min(1).max(63), password: z.string().min(1).max(1024) }).optional(),
   access: accessMap.optional(),
+});
+
+const newConnection = connectionFields.extend({
+  name: connectionName,
+  port: connectionFields.shape.port.default(5432),
+  sslmode: connectionFields.shape.sslmode.default('prefer'),
+  roleMode: connectionFields.shape.roleMode.default('provision'),
 });
 
 const connectionOutput = z.object({
@@ -140,7 +148,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         schema: {
           summary: 'Create a connection (the credential is required, and never returned)',
           tags: ['connections'],
-          body: connectionInput.extend({ name: connectionName }),
+          body: newConnection,
           response: { 201: connectionOutput },
         },
       },
@@ -164,7 +172,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           summary: 'Change a connection; fields left out keep their value (the credential too)',
           tags: ['connections'],
           params: z.object({ name: connectionName }),
-          body: connectionInput.partial(),
+          body: connectionFields.partial(),
           response: { 200: connectionOutput },
         },
       },
