@@ -98,6 +98,17 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
   return async (app) => {
     const { signedIn, adminOnly } = requestGuards(ctx.auth);
+    // A change to who belongs where applies at the next connect on this gateway (others within
+    // their sign-in cache time, a few seconds).
+    app.addHook('onResponse', async (req, reply) => {
+      if (
+        req.method !== 'GET' &&
+        reply.statusCode < 300 &&
+        /^\/api\/v1\/(groups|mappings|users)/.test(req.url)
+      ) {
+        ctx.auth.forgetSignIns();
+      }
+    });
 
     // ---- connections ---------------------------------------------------------------------------
 

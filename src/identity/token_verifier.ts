@@ -47,6 +47,11 @@ export function tokenError(code: TokenErrorCode, message: string, cause?: unknow
   return new PgwardError(code, message, { cause, hint: 'run `pgward login` for a fresh token' });
 }
 
+/** Three base64url parts: a JWT (compact JWS), as opposed to an opaque token. */
+export function looksLikeJwt(token: string): boolean {
+  return token.length <= MAX_TOKEN_CHARS && /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token);
+}
+
 /** Header parameters that point at keys of the token's own choosing; only the IdP's keys count. */
 const KEY_REFERENCES = ['jku', 'x5u', 'jwk', 'x5c'] as const;
 
@@ -55,7 +60,7 @@ const KEY_REFERENCES = ['jku', 'x5u', 'jwk', 'x5c'] as const;
  * refuses outright what no verification could accept.
  */
 export function inspectToken(token: string): { header: JWSHeaderParameters; payload: JWTPayload } {
-  if (token.length > MAX_TOKEN_CHARS || !/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/.test(token)) {
+  if (!looksLikeJwt(token)) {
     throw tokenError('TOKEN_MALFORMED', 'the password is not a token (expected a JWT)');
   }
   let header: JWSHeaderParameters;
@@ -206,6 +211,7 @@ export class TokenVerifier {
 
   /** Verifies a token; throws one of the TOKEN_* codes, or IDP_UNREACHABLE. */
   async verify(token: string): Promise<VerifiedIdentity> {
+    if (!looksLikeJwt(token)) return this.verifyOpaque(token);
     const issuer = inspectToken(token).payload.iss!;
     const state = this.states.find((s) => s.provider.issuer === issuer);
     if (!state) {
@@ -249,6 +255,23 @@ export class TokenVerifier {
       );
     }
     return translateJoseError(err, state.provider.audience ?? state.provider.clientId, state.provider.name);
+  }
+
+  /**
+   * An opaque token names no issuer, so only the one provider validated by userinfo may vouch
+   * for it: sending a token to several IdPs would hand one IdP's token to another.
+   */
+  private verifyOpaque(token: string): Promise<VerifiedIdentity> {
+    const candidates = this.states.filter((s) => s.provider.validation === 'userinfo');
+    if (candidates.length !== 1 || token.length > MAX_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
+      throw tokenError(
+        'TOKEN_MALFORMED',
+        candidates.length > 1
+          ? 'an opaque token is accepted only when one provider validates by userinfo; use a JWT'
+          : 'the password is not a token (expected a JWT)',
+      );
+    }
+    return this.verifyWithUserinfo(candidates[0]!, token);
   }
 
   private async verifyWithUserinfo(state: ProviderState, token: string): Promise<VerifiedIdentity> {

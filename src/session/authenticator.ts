@@ -9,7 +9,13 @@ import { createHash } from 'node:crypto';
 import type { ProviderConfig } from '../config/schema.js';
 import type { Directory, Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
-import { inspectToken, type TokenVerifier, tokenError } from '../identity/token_verifier.js';
+import {
+  inspectToken,
+  looksLikeJwt,
+  type TokenVerifier,
+  tokenError,
+  type VerifiedIdentity,
+} from '../identity/token_verifier.js';
 import { TtlCache } from '../proxy/ttl_cache.js';
 import type { AccessTokens } from './access_tokens.js';
 import type { IdpClient, IdpTokens } from './idp_client.js';
@@ -44,7 +50,7 @@ const SIGN_IN_CACHE_MS = 5_000;
 const hash = (text: string) => createHash('sha256').update(text).digest('base64url');
 
 export class Authenticator {
-  private readonly idpTokens = new TtlCache<SignedIn>();
+  private readonly idpTokens = new TtlCache<VerifiedIdentity>();
   private readonly people = new TtlCache<Person>();
 
   constructor(
@@ -75,20 +81,26 @@ export class Authenticator {
 
   /** Verifies a token of an IdP or of pgward; throws a TOKEN_* error, NOT_ALLOWED or IDP_UNREACHABLE. */
   async authenticate(token: string): Promise<SignedIn> {
-    const { payload } = inspectToken(token);
-    if (this.parts.tokens.issuedHere(payload.iss!)) return this.ownToken(token);
+    if (looksLikeJwt(token) && this.parts.tokens.issuedHere(inspectToken(token).payload.iss!)) {
+      return this.ownToken(token);
+    }
     const key = hash(token);
-    const cached = this.idpTokens.get(key);
-    if (cached && cached.expiresAt.getTime() > Date.now()) return cached;
-    const identity = await this.parts.verifier.verify(token);
+    let identity = this.idpTokens.get(key);
+    if (!identity || identity.expiresAt.getTime() <= Date.now()) {
+      identity = await this.parts.verifier.verify(token);
+      this.idpTokens.set(
+        key,
+        identity,
+        Math.min(IDP_TOKEN_CACHE_MS, identity.expiresAt.getTime() - Date.now()),
+      );
+    }
     const person = await this.signIn(identity);
-    const signedIn = { person, expiresAt: identity.expiresAt, preferredUsername: identity.preferredUsername };
-    this.idpTokens.set(
-      key,
-      signedIn,
-      Math.min(IDP_TOKEN_CACHE_MS, identity.expiresAt.getTime() - Date.now()),
-    );
-    return signedIn;
+    return { person, expiresAt: identity.expiresAt, preferredUsername: identity.preferredUsername };
+  }
+
+  /** Forgets cached sign-ins, so a change to groups, mappings or people applies at the next connect. */
+  forgetSignIns(): void {
+    this.people.clear();
   }
 
   private async ownToken(token: string): Promise<SignedIn> {
