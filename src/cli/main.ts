@@ -4,6 +4,7 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { PgwardError } from '../errors.js';
+import type { AdminOptions } from './admin_command.js';
 
 function portOption(value: string): number {
   const n = Number(value);
@@ -122,5 +123,196 @@ program
       process.stdout.write(`${JSON.stringify(redactConfig(loadConfig({ file: opts.config })), null, 2)}\n`);
     }),
   );
+
+const gatewayOption = '--gateway <url>';
+const gatewayHelp = 'gateway URL (else PGWARD_GATEWAY, else the last one logged in to)';
+
+program
+  .command('login')
+  .description('sign in with your identity provider (device login: confirm a code in any browser)')
+  .option(gatewayOption, gatewayHelp)
+  .option('--provider <name>', 'identity provider to use (default: the first the gateway lists)')
+  .addHelpText('after', '\nExample:\n  $ pgward login --gateway https://pgward.example.com')
+  .action(
+    run(async (opts: { gateway?: string; provider?: string }) => {
+      const { runLogin } = await import('./session_commands.js');
+      await runLogin(opts);
+    }),
+  );
+
+program
+  .command('logout')
+  .description('end your sign-in at the gateway and forget the cached credentials')
+  .option(gatewayOption, gatewayHelp)
+  .addHelpText('after', '\nExample:\n  $ pgward logout')
+  .action(
+    run(async (opts: { gateway?: string }) => {
+      const { runLogout } = await import('./session_commands.js');
+      await runLogout(opts);
+    }),
+  );
+
+program
+  .command('whoami')
+  .description('show who you are signed in as, your groups, and until when')
+  .option(gatewayOption, gatewayHelp)
+  .option('--json', 'machine-readable output')
+  .addHelpText('after', '\nExample:\n  $ pgward whoami --json')
+  .action(
+    run(async (opts: { gateway?: string; json?: boolean }) => {
+      const { runWhoami } = await import('./session_commands.js');
+      await runWhoami(opts);
+    }),
+  );
+
+program
+  .command('token')
+  .description('print a fresh access token (refreshed when needed), to use as PGPASSWORD')
+  .option(gatewayOption, gatewayHelp)
+  .addHelpText(
+    'after',
+    '\nExample:\n  $ PGPASSWORD=$(pgward token) psql "postgresql://me@example.com@127.0.0.1:55432/demo?sslmode=require"',
+  )
+  .action(
+    run(async (opts: { gateway?: string }) => {
+      const { runToken } = await import('./session_commands.js');
+      await runToken(opts);
+    }),
+  );
+
+program
+  .command('exec')
+  .description('run SQL on a connection through the gateway, as yourself')
+  .argument('<connection>', 'connection name (the database name at the gateway)')
+  .option(gatewayOption, gatewayHelp)
+  .option('-c, --command <sql>', 'SQL to run')
+  .option('-f, --file <file>', 'file of SQL to run (else the SQL is read from stdin)')
+  .option('--format <format>', 'table, json or csv', 'table')
+  .option('--sslmode <mode>', 'disable, require or verify-full (default: verify-full, require on loopback)')
+  .addHelpText('after', '\nExample:\n  $ pgward exec demo -c "select count(*) from users" --format json')
+  .action(
+    run(
+      async (
+        connection: string,
+        opts: { gateway?: string; command?: string; file?: string; format: string; sslmode?: string },
+      ) => {
+        if (!['table', 'json', 'csv'].includes(opts.format)) {
+          throw new PgwardError('BAD_REQUEST', `--format ${opts.format}: expected table, json or csv`);
+        }
+        if (opts.sslmode && !['disable', 'require', 'verify-full'].includes(opts.sslmode)) {
+          throw new PgwardError(
+            'BAD_REQUEST',
+            `--sslmode ${opts.sslmode}: expected disable, require or verify-full`,
+          );
+        }
+        const { runExec } = await import('./exec_command.js');
+        await runExec(connection, opts as Parameters<typeof runExec>[1]);
+      },
+    ),
+  );
+
+const admin = program
+  .command('admin')
+  .description('administer connections, groups, mappings, providers, users and sessions (administrators)');
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+const adminFlags = (cmd: Command) =>
+  cmd.option(gatewayOption, gatewayHelp).option('--json', 'machine-readable output');
+
+adminFlags(
+  admin
+    .command('create')
+    .description('create a conn, group, member or mapping')
+    .argument('<resource>', 'conn | group | member | mapping')
+    .argument('[name]', 'its name (the group, for member)')
+    .option('--type <type>', 'connection type (postgres)', 'postgres')
+    .option(
+      '-e, --env <KEY=VALUE>',
+      'HOST, PORT, USER, PASS (- reads stdin), DB, SSLMODE, ROLE_MODE',
+      collect,
+    )
+    .option('--access <GROUP=ROLE[,ROLE]>', 'who may use the connection, as which database roles', collect)
+    .option('--user <email>', 'the person (member)')
+    .option('--provider <name>', 'the provider (mapping)')
+    .option('--external-group <name>', 'IdP group (mapping)')
+    .option('--external-role <name>', 'IdP role (mapping)')
+    .option('--group <name>', 'pgward group (mapping)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ echo "$DB_PASSWORD" | pgward admin create conn orders --type postgres -e HOST=db.internal \\\n      -e PORT=5432 -e USER=pgward_admin -e PASS=- -e DB=orders -e SSLMODE=verify-full --access viewer=app_readonly',
+    ),
+).action(
+  run(
+    async (resource: string, name: string | undefined, opts: { type: string } & Record<string, unknown>) => {
+      if (opts.type !== 'postgres')
+        throw new PgwardError('BAD_REQUEST', `--type ${opts.type}: only postgres is supported`);
+      const { runAdminCreate } = await import('./admin_command.js');
+      await runAdminCreate(resource, name, opts as AdminOptions);
+    },
+  ),
+);
+
+adminFlags(
+  admin
+    .command('get')
+    .description(
+      'list or show conns, conn, groups, members, mappings, providers, users, user, sessions, statements, provider-usage, stale-identities',
+    )
+    .argument('<resource>', 'what to show')
+    .argument('[name]', 'which one (conn, members, user)')
+    .option('--provider <name>', 'only this provider (mappings)')
+    .option('--user <email>', 'only this person (sessions, statements)')
+    .option('--connection <name>', 'only this connection (sessions, statements)')
+    .option('--limit <n>', 'at most this many (sessions, statements)')
+    .addHelpText('after', '\nExample:\n  $ pgward admin get sessions --user viewer@example.com --json'),
+).action(
+  run(async (resource: string, name: string | undefined, opts: Record<string, unknown>) => {
+    const { runAdminGet } = await import('./admin_command.js');
+    await runAdminGet(resource, name, opts as AdminOptions);
+  }),
+);
+
+adminFlags(
+  admin
+    .command('update')
+    .description('change a conn (-e, --access) or (de)activate a user')
+    .argument('<resource>', 'conn | user')
+    .argument('<name>', 'which one')
+    .option(
+      '-e, --env <KEY=VALUE>',
+      'HOST, PORT, USER, PASS (- reads stdin), DB, SSLMODE, ROLE_MODE',
+      collect,
+    )
+    .option('--access <GROUP=ROLE[,ROLE]>', 'replaces who may use the connection', collect)
+    .option('--active', 'reactivate the user')
+    .option('--inactive', 'deactivate the user (ends their sign-ins)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgward admin update conn demo --access viewer=app_readonly --access editor=app_readwrite',
+    ),
+).action(
+  run(async (resource: string, name: string, opts: Record<string, unknown>) => {
+    const active = opts['active'] ? true : opts['inactive'] ? false : undefined;
+    const { runAdminUpdate } = await import('./admin_command.js');
+    await runAdminUpdate(resource, name, {
+      ...(opts as AdminOptions),
+      ...(active === undefined ? {} : { active }),
+    });
+  }),
+);
+
+adminFlags(
+  admin
+    .command('delete')
+    .description('delete a conn, group, mapping (by id) or member')
+    .argument('<resource>', 'conn | group | mapping | member')
+    .argument('<name>', 'which one (the group, for member)')
+    .option('--user <email>', 'the person (member)')
+    .addHelpText('after', '\nExample:\n  $ pgward admin delete conn orders'),
+).action(
+  run(async (resource: string, name: string, opts: Record<string, unknown>) => {
+    const { runAdminDelete } = await import('./admin_command.js');
+    await runAdminDelete(resource, name, opts as AdminOptions);
+  }),
+);
 
 await program.parseAsync(process.argv);

@@ -1,0 +1,240 @@
+/**
+ * `pgward admin create|get|update|delete RESOURCE`: the REST API for administrators, from a
+ * terminal. Connections take seed 000's `-e KEY=VALUE` form; `-e PASS=-` reads the password
+ * from stdin so it never shows in the process list or shell history.
+ */
+import { PgwardError } from '../errors.js';
+import { accessToken, api, gatewayUrl } from './gateway_client.js';
+import { render } from './output.js';
+
+export interface AdminOptions {
+  gateway?: string;
+  json?: boolean;
+  env?: string[];
+  access?: string[];
+  provider?: string;
+  externalGroup?: string;
+  externalRole?: string;
+  group?: string;
+  user?: string;
+  connection?: string;
+  limit?: string;
+}
+
+const ENV_KEYS = ['HOST', 'PORT', 'USER', 'PASS', 'DB', 'SSLMODE', 'ROLE_MODE'] as const;
+
+async function readSecretFromStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks)
+    .toString('utf8')
+    .replace(/\r?\n$/, '');
+}
+
+/** `-e HOST=db -e PORT=5432 ...` → the API's connection fields. */
+async function connectionFields(env: string[] = [], access: string[] = []) {
+  const values: Record<string, string> = {};
+  for (const item of env) {
+    const eq = item.indexOf('=');
+    const key = item.slice(0, eq).toUpperCase();
+    if (eq < 1 || !(ENV_KEYS as readonly string[]).includes(key)) {
+      throw new PgwardError(
+        'BAD_REQUEST',
+        `-e ${item.slice(0, 40)}: expected KEY=VALUE with KEY one of ${ENV_KEYS.join(', ')}`,
+      );
+    }
+    values[key] = item.slice(eq + 1);
+  }
+  if (values['PASS'] === '-') values['PASS'] = await readSecretFromStdin();
+  const body: Record<string, unknown> = {};
+  if (values['HOST']) body['host'] = values['HOST'];
+  if (values['PORT']) body['port'] = Number(values['PORT']);
+  if (values['DB']) body['database'] = values['DB'];
+  if (values['SSLMODE']) body['sslmode'] = values['SSLMODE'];
+  if (values['ROLE_MODE']) body['roleMode'] = values['ROLE_MODE'];
+  if (values['USER'] !== undefined || values['PASS'] !== undefined) {
+    if (!values['USER'] || !values['PASS']) throw new PgwardError('BAD_REQUEST', 'USER and PASS go together');
+    body['credential'] = { user: values['USER'], password: values['PASS'] };
+  }
+  if (access.length > 0) {
+    const map: Record<string, string[]> = {};
+    for (const item of access) {
+      const eq = item.indexOf('=');
+      if (eq < 1) throw new PgwardError('BAD_REQUEST', `--access ${item}: expected GROUP=ROLE[,ROLE]`);
+      map[item.slice(0, eq)] = item
+        .slice(eq + 1)
+        .split(',')
+        .filter((r) => r !== '');
+    }
+    body['access'] = map;
+  }
+  return body;
+}
+
+const enc = encodeURIComponent;
+
+/** GET routes by resource name (singular takes a NAME). */
+const READS: Record<
+  string,
+  { route: (name?: string, o?: AdminOptions) => string; columns?: string[]; needsName?: boolean }
+> = {
+  conns: {
+    route: () => '/api/v1/connections',
+    columns: ['name', 'host', 'port', 'database', 'sslmode', 'roleMode', 'access'],
+  },
+  conn: { route: (n) => `/api/v1/connections/${enc(n!)}`, needsName: true },
+  groups: { route: () => '/api/v1/groups' },
+  members: {
+    route: (n) => `/api/v1/groups/${enc(n!)}/members`,
+    needsName: true,
+    columns: ['email', 'name', 'isActive'],
+  },
+  mappings: { route: (_n, o) => `/api/v1/mappings${o?.provider ? `?provider=${enc(o.provider)}` : ''}` },
+  providers: {
+    route: () => '/api/v1/providers',
+    columns: ['name', 'displayName', 'isActive', 'source', 'configuration'],
+  },
+  users: {
+    route: () => '/api/v1/users',
+    columns: ['email', 'name', 'tenant', 'isActive', 'isAdmin', 'userId'],
+  },
+  user: { route: (n) => `/api/v1/users/${enc(n!)}`, needsName: true },
+  sessions: {
+    route: (_n, o) => `/api/v1/sessions?${auditQuery(o)}`,
+    columns: ['startedAt', 'email', 'connection', 'loginRole', 'applicationName', 'endedAt', 'endReason'],
+  },
+  statements: {
+    route: (_n, o) => `/api/v1/statements?${auditQuery(o)}`,
+    columns: ['startedAt', 'email', 'connection', 'text', 'durationMs', 'commandTag', 'sqlstate'],
+  },
+  'provider-usage': { route: () => '/api/v1/reports/provider-usage' },
+  'stale-identities': { route: () => '/api/v1/reports/stale-identities' },
+};
+
+function auditQuery(o: AdminOptions | undefined): string {
+  const q = new URLSearchParams();
+  if (o?.user) q.set('user', o.user);
+  if (o?.connection) q.set('connection', o.connection);
+  if (o?.limit) q.set('limit', o.limit);
+  return q.toString();
+}
+
+export const ADMIN_RESOURCES = Object.keys(READS);
+
+function print(value: unknown, opts: AdminOptions, columns?: string[]): void {
+  if (opts.json || !Array.isArray(value)) {
+    process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(render(value as Record<string, unknown>[], 'table', columns));
+}
+
+async function session(opts: AdminOptions) {
+  const gateway = await gatewayUrl(opts.gateway);
+  return { gateway, token: await accessToken(gateway) };
+}
+
+export async function runAdminGet(
+  resource: string,
+  name: string | undefined,
+  opts: AdminOptions,
+): Promise<void> {
+  const read = READS[resource];
+  if (!read)
+    throw new PgwardError('BAD_REQUEST', `unknown resource "${resource}"`, {
+      hint: `one of: ${ADMIN_RESOURCES.join(', ')}`,
+    });
+  if (read.needsName && !name) throw new PgwardError('BAD_REQUEST', `admin get ${resource} needs a NAME`);
+  const { gateway, token } = await session(opts);
+  print(await api(gateway, 'GET', read.route(name, opts), { token }), opts, read.columns);
+}
+
+export async function runAdminCreate(
+  resource: string,
+  name: string | undefined,
+  opts: AdminOptions,
+): Promise<void> {
+  const { gateway, token } = await session(opts);
+  switch (resource) {
+    case 'conn': {
+      if (!name) throw new PgwardError('BAD_REQUEST', 'admin create conn needs a NAME');
+      const body = { name, ...(await connectionFields(opts.env, opts.access)) };
+      print(await api(gateway, 'POST', '/api/v1/connections', { token, body }), opts);
+      return;
+    }
+    case 'group':
+      if (!name) throw new PgwardError('BAD_REQUEST', 'admin create group needs a NAME');
+      print(await api(gateway, 'POST', '/api/v1/groups', { token, body: { name } }), opts);
+      return;
+    case 'member':
+      if (!name || !opts.user)
+        throw new PgwardError('BAD_REQUEST', 'usage: admin create member GROUP --user EMAIL');
+      await api(gateway, 'PUT', `/api/v1/groups/${enc(name)}/members/${enc(opts.user)}`, { token });
+      process.stdout.write(`${opts.user} is now a member of ${name}.\n`);
+      return;
+    case 'mapping':
+      if (!opts.provider || !opts.group) {
+        throw new PgwardError(
+          'BAD_REQUEST',
+          'usage: admin create mapping --provider P (--external-group G | --external-role R) --group GROUP',
+        );
+      }
+      print(
+        await api(gateway, 'POST', '/api/v1/mappings', {
+          token,
+          body: {
+            provider: opts.provider,
+            externalGroup: opts.externalGroup,
+            externalRole: opts.externalRole,
+            group: opts.group,
+          },
+        }),
+        opts,
+      );
+      return;
+    default:
+      throw new PgwardError('BAD_REQUEST', `cannot create "${resource}"`, {
+        hint: 'one of: conn, group, member, mapping',
+      });
+  }
+}
+
+export async function runAdminUpdate(
+  resource: string,
+  name: string,
+  opts: AdminOptions & { active?: boolean },
+): Promise<void> {
+  const { gateway, token } = await session(opts);
+  if (resource === 'conn') {
+    const body = await connectionFields(opts.env, opts.access);
+    print(await api(gateway, 'PATCH', `/api/v1/connections/${enc(name)}`, { token, body }), opts);
+    return;
+  }
+  if (resource === 'user' && opts.active !== undefined) {
+    print(
+      await api(gateway, 'PATCH', `/api/v1/users/${enc(name)}`, { token, body: { isActive: opts.active } }),
+      opts,
+    );
+    return;
+  }
+  throw new PgwardError('BAD_REQUEST', `cannot update "${resource}" that way`, {
+    hint: 'admin update conn NAME -e KEY=VALUE | admin update user EMAIL --active|--inactive',
+  });
+}
+
+export async function runAdminDelete(resource: string, name: string, opts: AdminOptions): Promise<void> {
+  const routes: Record<string, string> = {
+    conn: `/api/v1/connections/${enc(name)}`,
+    group: `/api/v1/groups/${enc(name)}`,
+    mapping: `/api/v1/mappings/${enc(name)}`,
+    member: `/api/v1/groups/${enc(name)}/members/${enc(opts.user ?? '')}`,
+  };
+  const route = routes[resource];
+  if (!route)
+    throw new PgwardError('BAD_REQUEST', `cannot delete "${resource}"`, {
+      hint: 'one of: conn, group, mapping, member',
+    });
+  const { gateway, token } = await session(opts);
+  await api(gateway, 'DELETE', route, { token });
+  process.stdout.write(`Deleted ${resource} ${name}.\n`);
+}
