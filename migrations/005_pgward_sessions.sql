@@ -41,3 +41,6 @@ ALTER TABLE pgward.user_group_mapping
   ADD COLUMN source text NOT NULL DEFAULT 'api' CHECK (source IN ('config', 'api'));
 -- Internal group names never contain ":", which marks a provider's own (namespaced) groups.
 ALTER TABLE pgward.user_group ADD CONSTRAINT user_group_plain_name CHECK (position(':' in name) = 0);
+
+-- Providers added through the API keep their client secret sealed (bound to the provider id).
+ALTER TABLE pgward.provider ADD COLUMN client_secret bytea;

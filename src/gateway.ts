@@ -13,6 +13,7 @@ import { type Config, decodeSecretKey } from './config/schema.js';
 import { Directory } from './directory/directory.js';
 import { DirectoryAdmin } from './directory/directory_admin.js';
 import { PgwardError } from './errors.js';
+import { ProviderRegistry } from './identity/provider_registry.js';
 import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
@@ -36,6 +37,9 @@ export interface Gateway {
   readonly audit: AuditWriter;
   close(): Promise<void>;
 }
+
+/** How often providers added through the API (by any gateway) are re-read. */
+const PROVIDER_RELOAD_MS = 60_000;
 
 export interface GatewayOptions {
   config: Config;
@@ -84,8 +88,19 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const directory = new Directory(store.pool, config.tenancy);
     await directory.syncProviders(config.providers);
     const verifier = new TokenVerifier(config.providers, log);
-    void verifier.prewarm();
     const box = new SecretBox(key);
+    const providers = new ProviderRegistry(config.providers, store.pool, box, (all) => {
+      verifier.setProviders(all);
+      void verifier.prewarm();
+    });
+    for (const problem of await providers.reload())
+      log.error({ problem }, 'a provider added through the API is invalid');
+    // Other gateways sharing the store add or deactivate providers too.
+    const providerReload = setInterval(() => {
+      providers.reload().catch((err: unknown) => log.warn({ err }, 'cannot reload providers'));
+    }, PROVIDER_RELOAD_MS);
+    providerReload.unref();
+    cleanup.unshift(() => clearInterval(providerReload));
     const connections = new ConnectionRepository(store.pool, box);
     const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000);
     const pool = new UpstreamPool(
@@ -108,7 +123,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000);
     const idp = new IdpClient();
     const auth = new Authenticator({
-      providers: config.providers,
+      providers: () => providers.all(),
       verifier,
       directory,
       tokens: accessTokens,
@@ -143,6 +158,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         log,
         publicUrl: () => issuer,
         auth,
+        providers,
         idp,
         sessions,
         signingKeys,
@@ -159,17 +175,20 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           detail: `${config.pg.host}:${pgAddress.port}, ${listener.sessionCount} sessions, ${pool.size} idle upstream`,
         }),
         audit: async () => ({ ok: audit.backlog < 100_000, detail: `${audit.backlog} records queued` }),
-        ...Object.fromEntries(
-          config.providers.map((p) => [
-            `idp_${p.name}`,
-            async () => verifier.health()[p.name] ?? { ok: false },
-          ]),
-        ),
+        identity_providers: async () => {
+          const down = Object.entries(verifier.health()).filter(([, h]) => !h.ok);
+          return down.length === 0
+            ? { ok: true, detail: `${providers.all().length} provider(s), keys loaded` }
+            : {
+                ok: false,
+                detail: down.map(([name, h]) => `${name}: ${h.detail ?? 'keys not loaded'}`).join('; '),
+              };
+        },
         ...opts.extraHealth,
       },
       discovery: () => ({
         pg: { host: config.pg.host, port: pgAddress.port, tls: tls !== undefined },
-        providers: config.providers.map((p) => ({
+        providers: providers.all().map((p) => ({
           name: p.name,
           displayName: p.displayName ?? p.name,
           issuer: p.issuer,

@@ -101,7 +101,7 @@ describe('pgward dev', () => {
       'audit',
       'demo_target',
       'dev_idp',
-      'idp_dev',
+      'identity_providers',
       'postgres_endpoint',
       'store',
     ]);

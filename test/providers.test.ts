@@ -54,20 +54,23 @@ describe('a second, differently configured provider', () => {
   });
 
   /** An opaque access token straight from the corp IdP (device grant walked through its pages). */
-  async function corpToken(email: string): Promise<string> {
+  const corpToken = (email: string) => idpToken(corp.issuer, email);
+
+  /** An access token straight from an IdP (device grant walked through its pages). */
+  async function idpToken(issuer: string, email: string): Promise<string> {
     const started = (await (
-      await fetch(`${corp.issuer}/device/auth`, {
+      await fetch(`${issuer}/device/auth`, {
         method: 'POST',
         body: new URLSearchParams({ client_id: 'pgward', scope: 'openid email profile groups' }),
       })
     ).json()) as { device_code: string; verification_uri_complete: string };
-    await new IdpPageWalker(corp.issuer).walk(
+    await new IdpPageWalker(issuer).walk(
       started.verification_uri_complete,
       { email, password: 'password' },
       () => false,
     );
     const tokens = (await (
-      await fetch(`${corp.issuer}/token`, {
+      await fetch(`${issuer}/token`, {
         method: 'POST',
         body: new URLSearchParams({
           grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
@@ -151,5 +154,65 @@ describe('a second, differently configured provider', () => {
     assert.equal(err.code, '28P01');
     assert.equal(err.detail, 'pgward error TOKEN_INVALID');
     assert.match(err.message, /identity provider does not accept this token/);
+  });
+
+  it('adds a provider at run time through the API, and refuses its tokens once deactivated', async () => {
+    const later = await startDevIdp({
+      dir: tempDir('later-idp'),
+      host: '127.0.0.1',
+      port: await freePort(),
+      redirectUris: [],
+      users: [{ sub: 'l-1', email: 'lee@later.example', name: 'Lee', groups: ['viewer'] }],
+      log: quietLog,
+    });
+    try {
+      const body = {
+        name: 'later',
+        issuer: later.issuer,
+        clientId: 'pgward',
+        audience: 'pgward',
+        clientSecret: 's3cret-never-shown',
+      };
+      const viewer = (await deviceLogin(http, t.stack.info.idp, 'viewer@example.com')).access_token;
+      assert.equal((await call(http, 'POST', '/api/v1/providers', { token: viewer, body })).status, 403);
+      const bad = await call(http, 'POST', '/api/v1/providers', {
+        token: admin,
+        body: { ...body, algorithms: ['HS256'] },
+      });
+      assert.equal(bad.status, 400);
+      const created = await call(http, 'POST', '/api/v1/providers', { token: admin, body });
+      assert.equal(created.status, 201, JSON.stringify(created.body));
+      const listed = await call(http, 'GET', '/api/v1/providers', { token: admin });
+      assert.match(JSON.stringify(listed.body), /"name":"later".*"source":"api"/);
+      assert.doesNotMatch(JSON.stringify(listed.body), /s3cret/);
+
+      const token = await idpToken(later.issuer, 'lee@later.example');
+      const client = await t
+        .client('lee@later.example', { database: 'demo', password: token })
+        .catch((err) => err);
+      assert.equal(client.code, '28000', 'known now, but "later:viewer" has no access yet');
+      await call(http, 'POST', '/api/v1/mappings', {
+        token: admin,
+        body: { provider: 'later', externalGroup: 'viewer', group: 'viewer' },
+      });
+      const ok = await t.client('lee@later.example', { password: token });
+      assert.equal((await ok.query('select current_user')).rows[0].current_user, 'lee@later.example');
+      await ok.end();
+
+      const off = await call(http, 'PATCH', '/api/v1/providers/later', {
+        token: admin,
+        body: { isActive: false },
+      });
+      assert.equal(off.status, 204);
+      const refused = await t.refusal('lee@later.example', { password: token });
+      assert.equal(refused.detail, 'pgward error TOKEN_UNKNOWN_ISSUER');
+      const configured = await call(http, 'PATCH', '/api/v1/providers/dev', {
+        token: admin,
+        body: { isActive: false },
+      });
+      assert.equal(configured.status, 400, 'configured providers change in the configuration');
+    } finally {
+      await later.close();
+    }
   });
 });

@@ -417,6 +417,48 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async () => ctx.directory.providers() as never,
     );
+    app.post(
+      '/providers',
+      {
+        preHandler: adminOnly,
+        schema: {
+          summary: 'Add an OpenID Connect provider at run time (same settings as a configured one)',
+          description:
+            'Validated like the configuration file; clientSecret is sealed in the store and never returned.',
+          tags: ['providers'],
+          body: z.looseObject({
+            name: z.string(),
+            issuer: z.string(),
+            clientId: z.string(),
+            clientSecret: z.string().optional(),
+          }),
+          response: { 201: z.object({ name: z.string(), issuer: z.string() }) },
+        },
+      },
+      async (req, reply) => {
+        const provider = await ctx.providers.create(req.body as never);
+        reply.status(201);
+        return { name: provider.name, issuer: provider.issuer };
+      },
+    );
+    app.patch(
+      '/providers/:name',
+      {
+        preHandler: adminOnly,
+        schema: {
+          summary:
+            'Activate or deactivate a provider added through the API (its tokens are refused while inactive)',
+          tags: ['providers'],
+          params: z.object({ name: z.string().max(63) }),
+          body: z.object({ isActive: z.boolean() }),
+          response: { 204: z.null() },
+        },
+      },
+      async (req, reply) => {
+        await ctx.providers.setActive(req.params.name, req.body.isActive);
+        return reply.status(204).send(null);
+      },
+    );
 
     // ---- people ------------------------------------------------------------------------------
 

@@ -216,7 +216,8 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     // ---- Browsers: provider buttons, code + PKCE, logout ---------------------------------------
 
     app.get('/login', { schema: { hide: true } }, async (_req, reply) => {
-      const buttons = ctx.config.providers
+      const buttons = ctx.providers
+        .all()
         .map(
           (p) =>
             `<a class="provider" href="/login/${encodeURIComponent(p.name)}">Sign in with ${escapeHtml(p.displayName ?? p.name)}</a>`,
@@ -306,7 +307,7 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       const signedIn = token ? await ctx.auth.authenticate(token).catch(() => undefined) : undefined;
       clearSessionCookies(reply);
       if (signedIn?.sessionId) await ctx.sessions.revoke(signedIn.sessionId, 'logout');
-      const provider = signedIn && ctx.config.providers.find((p) => p.name === signedIn.person.provider);
+      const provider = signedIn && ctx.providers.all().find((p) => p.name === signedIn.person.provider);
       const endSession = provider
         ? await ctx.idp.endSessionUrl(provider, `${ctx.publicUrl()}/`).catch(() => undefined)
         : undefined;

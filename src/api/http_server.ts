@@ -21,6 +21,7 @@ import type { AuditQueries } from '../audit/audit_queries.js';
 import type { Config } from '../config/schema.js';
 import type { DirectoryAdmin } from '../directory/directory_admin.js';
 import { asPgwardError, PgwardError } from '../errors.js';
+import type { ProviderRegistry } from '../identity/provider_registry.js';
 import type { Logger } from '../log/logger.js';
 import type { Authenticator } from '../session/authenticator.js';
 import type { IdpClient } from '../session/idp_client.js';
@@ -61,6 +62,7 @@ export interface ApiContext {
   /** The gateway's public base URL (issuer of its tokens, base of redirect URIs). */
   publicUrl: () => string;
   auth: Authenticator;
+  providers: ProviderRegistry;
   idp: IdpClient;
   sessions: LoginSessions;
   signingKeys: SigningKeys;

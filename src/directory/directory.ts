@@ -124,9 +124,21 @@ export class Directory {
     return rows[0]!.group_id;
   }
 
+  /** The id of an active provider (configured, or added through the API). */
+  private async providerId(name: string): Promise<string | undefined> {
+    const known = this.providerIds.get(name);
+    if (known) return known;
+    const { rows } = await this.pool.query<{ provider_id: string }>(
+      'SELECT provider_id FROM pgward.provider WHERE code = $1 AND is_active',
+      [name],
+    );
+    if (rows[0]) this.providerIds.set(name, rows[0].provider_id);
+    return rows[0]?.provider_id;
+  }
+
   /** Signs a verified identity in: JIT sign-up or update, then the person's effective groups. */
   async signIn(identity: VerifiedIdentity): Promise<Person> {
-    const providerId = this.providerIds.get(identity.provider.name);
+    const providerId = await this.providerId(identity.provider.name);
     if (!providerId)
       throw new PgwardError('INTERNAL', `provider ${identity.provider.name} is not in the directory`);
     const client = await this.pool.connect();
@@ -220,7 +232,7 @@ export class Directory {
       `SELECT DISTINCT u.user_id FROM pgward.user_info u JOIN pgward.user_identity i USING (user_id)
        WHERE lower(u.email) = lower($1) AND u.is_active AND i.is_active
          AND i.provider_id <> $2 AND (i.provider_data->>'email_verified')::boolean`,
-      [identity.email, this.providerIds.get(identity.provider.name)],
+      [identity.email, await this.providerId(identity.provider.name)],
     );
     // Two people with one verified email is ambiguous: link to neither.
     return rows.length === 1 ? rows[0]!.user_id : undefined;

@@ -133,7 +133,7 @@ export function translateJoseError(err: unknown, audience: string, issuerName: s
 }
 
 export class TokenVerifier {
-  private readonly states: ProviderState[];
+  private states: ProviderState[];
   private readonly userinfoCache = new Map<string, { identity: VerifiedIdentity; until: number }>();
 
   constructor(
@@ -143,6 +143,14 @@ export class TokenVerifier {
     private readonly jwksTiming = { cacheMaxAgeMs: 10 * 60_000, cooldownMs: 30_000 },
   ) {
     this.states = providers.map((provider) => ({ provider }));
+  }
+
+  /** Replaces the provider list; a provider whose settings did not change keeps its cached keys. */
+  setProviders(providers: ProviderConfig[]): void {
+    const same = (a: ProviderConfig, b: ProviderConfig) => JSON.stringify(a) === JSON.stringify(b);
+    this.states = providers.map(
+      (provider) => this.states.find((s) => same(s.provider, provider)) ?? { provider },
+    );
   }
 
   private discovery(state: ProviderState) {

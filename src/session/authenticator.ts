@@ -55,7 +55,8 @@ export class Authenticator {
 
   constructor(
     private readonly parts: {
-      providers: ProviderConfig[];
+      /** The live provider list (configured, plus those added through the API). */
+      providers: () => ProviderConfig[];
       verifier: TokenVerifier;
       directory: Directory;
       tokens: AccessTokens;
@@ -65,7 +66,7 @@ export class Authenticator {
   ) {}
 
   provider(name: string | undefined): ProviderConfig {
-    const { providers } = this.parts;
+    const providers = this.parts.providers();
     const provider = name === undefined ? providers[0] : providers.find((p) => p.name === name);
     if (!provider) {
       throw new PgwardError(
@@ -86,7 +87,13 @@ export class Authenticator {
     }
     const key = hash(token);
     let identity = this.idpTokens.get(key);
-    if (!identity || identity.expiresAt.getTime() <= Date.now()) {
+    // A provider deactivated (or changed) since then no longer vouches for the cached identity.
+    const stillTrusted =
+      identity &&
+      this.parts
+        .providers()
+        .some((p) => p.name === identity!.provider.name && p.issuer === identity!.provider.issuer);
+    if (!identity || !stillTrusted || identity.expiresAt.getTime() <= Date.now()) {
       identity = await this.parts.verifier.verify(token);
       this.idpTokens.set(
         key,
@@ -157,7 +164,7 @@ export class Authenticator {
   async refresh(refreshToken: string): Promise<TokenGrant> {
     const { sessions, directory, idp } = this.parts;
     const session = await sessions.findByRefreshToken(refreshToken);
-    const provider = this.parts.providers.find((p) => p.name === session.provider);
+    const provider = this.parts.providers().find((p) => p.name === session.provider);
     if (!provider || !session.idpRefreshToken) {
       await sessions.revoke(session.id, 'cannot be refreshed');
       throw tokenError('TOKEN_REVOKED', 'this sign-in cannot be refreshed (the IdP gave no refresh token)');

@@ -1,0 +1,113 @@
+/**
+ * The live list of identity providers: those of the configuration, plus those administrators add
+ * through the API (stored in the `provider` table, client secret sealed). Gateways sharing a
+ * store pick up each other's changes within a minute; the one that made a change at once.
+ */
+import type pg from 'pg';
+import { type ProviderConfig, type ProviderInput, providerSchema } from '../config/schema.js';
+import { PgwardError } from '../errors.js';
+import type { SecretBox } from '../vault/secret_box.js';
+
+const owner = (id: string) => `provider:${id}`;
+
+export class ProviderRegistry {
+  private added: ProviderConfig[] = [];
+
+  constructor(
+    private readonly configured: ProviderConfig[],
+    private readonly pool: pg.Pool,
+    private readonly box: SecretBox,
+    /** Told the whole list after each change (the token verifier rebuilds its key sets). */
+    private readonly onChange: (providers: ProviderConfig[]) => void,
+  ) {}
+
+  all(): ProviderConfig[] {
+    return [...this.configured, ...this.added];
+  }
+
+  /** Reads the active API providers again. A row that no longer validates is skipped, loudly. */
+  async reload(): Promise<string[]> {
+    const { rows } = await this.pool.query<{
+      provider_id: string;
+      configuration: ProviderInput;
+      client_secret: Buffer | null;
+    }>(
+      "SELECT provider_id, configuration, client_secret FROM pgward.provider WHERE source = 'api' AND is_active ORDER BY code",
+    );
+    const problems: string[] = [];
+    const added: ProviderConfig[] = [];
+    for (const row of rows) {
+      const secret = row.client_secret ? this.box.open(row.client_secret, owner(row.provider_id)) : undefined;
+      const parsed = providerSchema.safeParse({
+        ...row.configuration,
+        ...(secret ? { clientSecret: secret } : {}),
+      });
+      if (parsed.success) added.push(parsed.data);
+      else problems.push(`${row.configuration.name}: ${parsed.error.issues[0]?.message}`);
+    }
+    this.added = added;
+    this.onChange(this.all());
+    return problems;
+  }
+
+  /** Adds a provider at run time; its name must be new. */
+  async create(input: ProviderInput): Promise<ProviderConfig> {
+    const parsed = providerSchema.safeParse(input);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new PgwardError('BAD_REQUEST', `${issue.path.join('.') || 'provider'}: ${issue.message}`);
+    }
+    const provider = parsed.data;
+    const { groups, roles } = provider.mappings;
+    if (Object.keys(groups).length + Object.keys(roles).length > 0) {
+      throw new PgwardError(
+        'BAD_REQUEST',
+        'mappings of a provider added at run time are made with POST /api/v1/mappings',
+      );
+    }
+    if (this.all().some((p) => p.issuer === provider.issuer)) {
+      throw new PgwardError('CONFLICT', `a provider with issuer ${provider.issuer} exists already`);
+    }
+    const { clientSecret, ...stored } = input;
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      const { rows } = await client.query<{ provider_id: string }>(
+        `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
+         VALUES ($1, $2, 'oidc', $3, 'api') ON CONFLICT (code) DO NOTHING RETURNING provider_id`,
+        [provider.name, provider.displayName ?? provider.name, stored],
+      );
+      if (!rows[0]) throw new PgwardError('CONFLICT', `a provider named "${provider.name}" exists already`);
+      if (clientSecret) {
+        await client.query('UPDATE pgward.provider SET client_secret = $2 WHERE provider_id = $1', [
+          rows[0].provider_id,
+          this.box.seal(clientSecret, owner(rows[0].provider_id)),
+        ]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    } finally {
+      client.release();
+    }
+    await this.reload();
+    return provider;
+  }
+
+  /** (De)activates a provider added through the API; its tokens are refused while inactive. */
+  async setActive(name: string, active: boolean): Promise<void> {
+    if (this.configured.some((p) => p.name === name)) {
+      throw new PgwardError(
+        'BAD_REQUEST',
+        `provider "${name}" comes from the configuration; change it there`,
+      );
+    }
+    const { rowCount } = await this.pool.query(
+      "UPDATE pgward.provider SET is_active = $2, updated_at = now() WHERE code = $1 AND source = 'api'",
+      [name, active],
+    );
+    if (rowCount !== 1) throw new PgwardError('NOT_FOUND', `provider "${name}" does not exist`);
+    await this.reload();
+  }
+}
