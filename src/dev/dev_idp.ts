@@ -162,7 +162,9 @@ function buildConfiguration(
     async extraTokenClaims(_ctx, token) {
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const user = findUser(token.accountId);
-      return user ? { email: user.email, name: user.name, [groupsClaim]: user.groups } : undefined;
+      return user
+        ? { email: user.email, email_verified: true, name: user.name, [groupsClaim]: user.groups }
+        : undefined;
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
     jwks: { keys: [keys.signing as never] },

@@ -16,10 +16,12 @@ import { TtlCache } from './ttl_cache.js';
 const MAX_IDENTIFIER_BYTES = 63;
 
 /** The login role of a person: their email, shortened with a hash suffix when over 63 bytes. */
-export function loginRoleName(email: string): string {
-  if (Buffer.byteLength(email) <= MAX_IDENTIFIER_BYTES) return email;
-  const hash = createHash('sha256').update(email).digest('hex').slice(0, 8);
-  let prefix = email;
+export function loginRoleName(email: string, userId?: string): string {
+  // A second person with the same email (identities not linked) gets their id as a suffix.
+  const name = userId === undefined ? email : `${email}~${userId.replace(/-/g, '').slice(0, 8)}`;
+  if (Buffer.byteLength(name) <= MAX_IDENTIFIER_BYTES) return name;
+  const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
+  let prefix = name;
   while (Buffer.byteLength(prefix) > MAX_IDENTIFIER_BYTES - 9) prefix = prefix.slice(0, -1);
   return `${prefix}~${hash}`;
 }
@@ -100,8 +102,12 @@ export class RoleProvisioner {
   private readonly admins = new Map<string, Promise<pg.Pool>>();
   /** Login roles (name and password) already read from the vault, per connection and person. */
   private readonly logins = new Map<string, { roleName: string; password: string }>();
-  /** When each (connection, role, wanted roles) was last made exactly right. */
-  private readonly synced = new TtlCache<true>();
+  /**
+   * Per (connection, person): the role set last made exactly right, until it must be re-checked.
+   * One entry per login role, so that applying another set (the person switched identity)
+   * replaces it and switching back is applied again.
+   */
+  private readonly synced = new TtlCache<string>();
 
   /**
    * @param syncIntervalMs grants are re-checked at a connect when the last check of the same
@@ -153,18 +159,29 @@ export class RoleProvisioner {
     let login: { roleName: string; password: string; created?: boolean } | undefined =
       this.logins.get(loginKey);
     if (!login) {
-      login = await this.connections.loginRole(connection, person.userId, loginRoleName(person.email));
+      login = await this.connections
+        .loginRole(connection, person.userId, loginRoleName(person.email))
+        .catch((err: unknown) => {
+          if (!(err instanceof PgwardError && err.code === 'CONFLICT')) throw err;
+          return this.connections.loginRole(
+            connection,
+            person.userId,
+            loginRoleName(person.email, person.userId),
+          );
+        });
       if (this.logins.size > 10_000) this.logins.clear();
       this.logins.set(loginKey, { roleName: login.roleName, password: login.password });
     }
     const verifier = login.created || resetPassword ? await scramVerifier(login.password) : undefined;
     const syncKey = `${loginKey}\0${roles.join('\0')}`;
-    if (!verifier && this.synced.get(syncKey)) return { roleName: login.roleName, password: login.password };
+    if (!verifier && this.synced.get(loginKey) === syncKey) {
+      return { roleName: login.roleName, password: login.password };
+    }
     try {
       await (await this.admin(connection)).query(syncRoleSql(login.roleName, roles, verifier));
-      this.synced.set(syncKey, true, this.syncIntervalMs);
+      this.synced.set(loginKey, syncKey, this.syncIntervalMs);
     } catch (err) {
-      this.synced.delete(syncKey);
+      this.synced.delete(loginKey);
       const e = err as { code?: string; message?: string };
       if (e.code === '42704' || e.code === '42501') {
         throw new PgwardError(

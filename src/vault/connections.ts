@@ -200,12 +200,19 @@ export class ConnectionRepository {
       };
     }
     const password = randomBytes(32).toString('base64url');
-    const inserted = await this.pool.query<{ role_name: string; secret: Buffer }>(
-      `INSERT INTO pgward.login_role (connection_id, user_id, role_name, secret) VALUES ($1, $2, $3, $4)
-       ON CONFLICT (connection_id, user_id) DO UPDATE SET connection_id = EXCLUDED.connection_id
-       RETURNING role_name, secret`,
-      [connection.id, userId, roleName, this.box.seal(password, loginOwner(connection.id, userId))],
-    );
+    const inserted = await this.pool
+      .query<{ role_name: string; secret: Buffer }>(
+        `INSERT INTO pgward.login_role (connection_id, user_id, role_name, secret) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (connection_id, user_id) DO UPDATE SET connection_id = EXCLUDED.connection_id
+         RETURNING role_name, secret`,
+        [connection.id, userId, roleName, this.box.seal(password, loginOwner(connection.id, userId))],
+      )
+      .catch((err: { code?: string; constraint?: string }) => {
+        if (err.code === '23505' && err.constraint === 'login_role_connection_id_role_name_key') {
+          throw new PgwardError('CONFLICT', `the login role name ${roleName} belongs to someone else`);
+        }
+        throw err;
+      });
     const row = inserted.rows[0]!;
     // Another gateway may have won the race: use what is stored.
     return {
