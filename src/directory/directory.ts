@@ -8,6 +8,7 @@ import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import type { VerifiedIdentity } from '../identity/token_verifier.js';
+import { withTransaction } from '../store/transaction.js';
 
 /** A signed-in person and what they may do now. */
 export interface Person {
@@ -55,9 +56,7 @@ export class Directory {
    * group and role mappings; mappings made through the API are left alone.
    */
   async syncProviders(providers: ProviderConfig[]): Promise<void> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await withTransaction(this.pool, async (client) => {
       for (const p of providers) {
         const { rows } = await client.query<{ provider_id: string }>(
           `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
@@ -99,13 +98,7 @@ export class Directory {
           }
         }
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** The id of the default tenant's group `name`, creating it when missing. */
@@ -141,9 +134,7 @@ export class Directory {
     const providerId = await this.providerId(identity.provider.name);
     if (!providerId)
       throw new PgwardError('INTERNAL', `provider ${identity.provider.name} is not in the directory`);
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    return withTransaction(this.pool, async (client) => {
       const found = await client.query<{ user_id: string; user_active: boolean; identity_active: boolean }>(
         `SELECT u.user_id, u.is_active AS user_active, i.is_active AS identity_active
          FROM pgward.user_identity i JOIN pgward.user_info u USING (user_id)
@@ -204,7 +195,6 @@ export class Directory {
         userId,
         isAdmin,
       ]);
-      await client.query('COMMIT');
       return {
         userId,
         email: identity.email,
@@ -213,12 +203,7 @@ export class Directory {
         groups,
         isAdmin,
       };
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /**

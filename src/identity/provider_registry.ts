@@ -6,6 +6,7 @@
 import type pg from 'pg';
 import { type ProviderConfig, type ProviderInput, providerSchema } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
+import { withTransaction } from '../store/transaction.js';
 import type { SecretBox } from '../vault/secret_box.js';
 
 const owner = (id: string) => `provider:${id}`;
@@ -69,9 +70,7 @@ export class ProviderRegistry {
       throw new PgwardError('CONFLICT', `a provider with issuer ${provider.issuer} exists already`);
     }
     const { clientSecret, ...stored } = input;
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await withTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ provider_id: string }>(
         `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
          VALUES ($1, $2, 'oidc', $3, 'api') ON CONFLICT (code) DO NOTHING RETURNING provider_id`,
@@ -84,13 +83,7 @@ export class ProviderRegistry {
           this.box.seal(clientSecret, owner(rows[0].provider_id)),
         ]);
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     await this.reload();
     return provider;
   }

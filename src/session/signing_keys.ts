@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type pg from 'pg';
 import { PgwardError } from '../errors.js';
+import { withTransaction } from '../store/transaction.js';
 import type { SecretBox } from '../vault/secret_box.js';
 
 export const TOKEN_ALG = 'ES256';
@@ -103,32 +104,28 @@ export class SigningKeys {
   }
 
   private async rotate(): Promise<void> {
-    const client = await this.pool.connect();
     try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1)', [ROTATION_LOCK]);
-      // Another gateway may have rotated while this one waited for the lock.
-      const { rows } = await client.query<{ fresh: boolean }>(
-        `SELECT EXISTS (SELECT FROM pgward.signing_key
+      await withTransaction(this.pool, async (client) => {
+        await client.query('SELECT pg_advisory_xact_lock($1)', [ROTATION_LOCK]);
+        // Another gateway may have rotated while this one waited for the lock.
+        const { rows } = await client.query<{ fresh: boolean }>(
+          `SELECT EXISTS (SELECT FROM pgward.signing_key
                          WHERE created_at > now() - make_interval(secs => $1)) AS fresh`,
-        [this.timing.rotationMs / 1000],
-      );
-      if (!rows[0]!.fresh) {
-        const kid = randomUUID();
-        const { publicKey, privateKey } = await generateKeyPair(TOKEN_ALG, { extractable: true });
-        const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: TOKEN_ALG, use: 'sig' };
-        const sealed = this.box.seal(JSON.stringify(await exportJWK(privateKey)), owner(kid));
-        await client.query(
-          'INSERT INTO pgward.signing_key (kid, alg, public_jwk, private_jwk) VALUES ($1, $2, $3, $4)',
-          [kid, TOKEN_ALG, publicJwk, sealed],
+          [this.timing.rotationMs / 1000],
         );
-      }
-      await client.query('COMMIT');
+        if (!rows[0]!.fresh) {
+          const kid = randomUUID();
+          const { publicKey, privateKey } = await generateKeyPair(TOKEN_ALG, { extractable: true });
+          const publicJwk = { ...(await exportJWK(publicKey)), kid, alg: TOKEN_ALG, use: 'sig' };
+          const sealed = this.box.seal(JSON.stringify(await exportJWK(privateKey)), owner(kid));
+          await client.query(
+            'INSERT INTO pgward.signing_key (kid, alg, public_jwk, private_jwk) VALUES ($1, $2, $3, $4)',
+            [kid, TOKEN_ALG, publicJwk, sealed],
+          );
+        }
+      });
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
       throw new PgwardError('STORE_UNAVAILABLE', 'cannot rotate the token signing key', { cause: err });
-    } finally {
-      client.release();
     }
     await this.reload();
   }

@@ -6,6 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { PgwardError } from '../errors.js';
+import { withTransaction } from '../store/transaction.js';
 import type { SecretBox } from './secret_box.js';
 
 export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
@@ -92,9 +93,7 @@ export class ConnectionRepository {
    * credential the stored one is kept; a new connection must have one.
    */
   async put(input: ConnectionInput): Promise<Connection> {
-    const client = await this.pool.connect();
-    try {
-      await client.query('BEGIN');
+    await withTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ connection_id: string; created: boolean }>(
         `INSERT INTO pgward.connection (tenant_id, name, host, port, database, sslmode, ssl_ca, role_mode,
            credential_user, credential_secret)
@@ -134,13 +133,7 @@ export class ConnectionRepository {
           );
         }
       }
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw err;
-    } finally {
-      client.release();
-    }
+    });
     this.cache.delete(input.name);
     return (await this.find(input.name))!;
   }
