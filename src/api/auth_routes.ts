@@ -9,6 +9,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { PgwardError } from '../errors.js';
+import { isLoopbackHost } from '../loopback.js';
 import type { TokenGrant } from '../session/authenticator.js';
 import { LoginPending } from '../session/idp_client.js';
 import { escapeHtml, gatewayPage } from './html.js';
@@ -46,17 +47,12 @@ const loginState = z.object({
   until: z.number(),
 });
 
-function isLoopback(url: string): boolean {
-  const host = new URL(url).hostname;
-  return host === 'localhost' || host === '[::1]' || /^127\./.test(host);
-}
-
 export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
   return async (app) => {
     const guards = requestGuards(ctx.auth);
     const rateLimit = { max: ctx.config.api.loginRateLimit, timeWindow: '1 minute' };
     // Cookies are Secure unless the gateway is reached on loopback (the dev stack).
-    const secure = () => !isLoopback(ctx.publicUrl());
+    const secure = () => !isLoopbackHost(new URL(ctx.publicUrl()).hostname);
     const redirectUri = () => `${ctx.publicUrl()}/login/callback`;
 
     function setSessionCookies(reply: FastifyReply, grant: TokenGrant): void {

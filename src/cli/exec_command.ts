@@ -2,6 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { PgwardError } from '../errors.js';
+import { isLoopbackHost } from '../loopback.js';
 import { accessToken, api, gatewayUrl } from './gateway_client.js';
 import { type Format, render } from './output.js';
 
@@ -10,8 +11,6 @@ const MAX_SQL_BYTES = 64 * 1024 * 1024;
 interface Discovery {
   pg: { host: string; port: number; tls: boolean };
 }
-
-const isLoopback = (host: string) => host === 'localhost' || host === '::1' || /^127\./.test(host);
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -46,7 +45,7 @@ export async function runExec(connection: string, opts: ExecOptions): Promise<vo
   const host = ['0.0.0.0', '::'].includes(discovery.pg.host) ? new URL(gateway).hostname : discovery.pg.host;
   // On loopback nobody sits in between, so the (often self-signed) certificate need not verify.
   const sslmode =
-    opts.sslmode ?? (!discovery.pg.tls ? 'disable' : isLoopback(host) ? 'require' : 'verify-full');
+    opts.sslmode ?? (!discovery.pg.tls ? 'disable' : isLoopbackHost(host) ? 'require' : 'verify-full');
   const client = new pg.Client({
     host,
     port: discovery.pg.port,

@@ -12,6 +12,7 @@ import type { StatementRecord } from '../audit/audit_writer.js';
 import { StatementTracker } from '../audit/statement_tracker.js';
 import type { Person } from '../directory/directory.js';
 import { asPgwardError, PgwardError } from '../errors.js';
+import { isLoopbackHost } from '../loopback.js';
 import type { SignedIn } from '../session/authenticator.js';
 import type { Connection } from '../vault/connections.js';
 import * as decode from '../wire/decode.js';
@@ -62,10 +63,6 @@ export function upstreamApplicationName(client: string | undefined, email: strin
   return Buffer.byteLength(full) <= MAX_APPLICATION_NAME_BYTES
     ? full
     : `[${email}]`.slice(0, MAX_APPLICATION_NAME_BYTES);
-}
-
-function isLoopback(address: string | undefined): boolean {
-  return address === '::1' || /^(::ffff:)?127\./.test(address ?? '');
 }
 
 /** Wraps bytes already read plus the rest of a socket as one stream (for direct TLS). */
@@ -287,7 +284,7 @@ export class ClientSession implements Cancellable {
 
   /** Asks for the password, which must be a token, and verifies it. */
   private async authenticate(startup: StartupMessage): Promise<SignedIn> {
-    const plaintextAllowed = this.ctx.config.allowLoopbackPlaintext && isLoopback(this.remoteAddress);
+    const plaintextAllowed = this.ctx.config.allowLoopbackPlaintext && isLoopbackHost(this.remoteAddress);
     if (!this.tls && !plaintextAllowed) {
       throw new PgwardError('NOT_ALLOWED', 'pgward accepts tokens only over TLS', {
         hint: 'connect with sslmode=require',
