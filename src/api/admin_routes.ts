@@ -152,6 +152,23 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       return connection;
     }
 
+    /** Applies a partial change: what it leaves out keeps its value, the credential included. */
+    async function updateConnection(name: string, patch: Partial<z.infer<typeof connectionFields>>) {
+      const current = await findConnection(name);
+      const sslCa = patch.sslCa ?? current.sslCa;
+      return ctx.connections.put({
+        name: current.name,
+        host: patch.host ?? current.host,
+        port: patch.port ?? current.port,
+        database: patch.database ?? current.database,
+        sslmode: patch.sslmode ?? current.sslmode,
+        ...(sslCa ? { sslCa } : {}),
+        roleMode: patch.roleMode ?? current.roleMode,
+        ...(patch.credential ? { credential: patch.credential } : {}),
+        access: patch.access ?? Object.fromEntries(current.access),
+      });
+    }
+
     app.post(
       '/connections',
       {
@@ -187,23 +204,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           response: { 200: connectionOutput },
         },
       },
-      async (req) => {
-        const current = await findConnection(req.params.name);
-        const b = req.body;
-        return showConnection(
-          await ctx.connections.put({
-            name: current.name,
-            host: b.host ?? current.host,
-            port: b.port ?? current.port,
-            database: b.database ?? current.database,
-            sslmode: b.sslmode ?? current.sslmode,
-            ...((b.sslCa ?? current.sslCa) ? { sslCa: (b.sslCa ?? current.sslCa)! } : {}),
-            roleMode: b.roleMode ?? current.roleMode,
-            ...(b.credential ? { credential: b.credential } : {}),
-            access: b.access ?? Object.fromEntries(current.access),
-          }),
-        );
-      },
+      async (req) => showConnection(await updateConnection(req.params.name, req.body)),
     );
 
     app.put(
@@ -218,21 +219,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           response: { 200: connectionOutput },
         },
       },
-      async (req) => {
-        const c = await findConnection(req.params.name);
-        return showConnection(
-          await ctx.connections.put({
-            name: c.name,
-            host: c.host,
-            port: c.port,
-            database: c.database,
-            sslmode: c.sslmode,
-            ...(c.sslCa ? { sslCa: c.sslCa } : {}),
-            roleMode: c.roleMode,
-            access: req.body,
-          }),
-        );
-      },
+      async (req) => showConnection(await updateConnection(req.params.name, { access: req.body })),
     );
 
     app.delete(

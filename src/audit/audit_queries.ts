@@ -49,6 +49,16 @@ export interface StatementRecord {
 /** Escapes LIKE wildcards so the text filter matches literally. */
 const literalLike = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
+/** The filters both queries bind as $1..$6: person (id, email), connection, session, time range. */
+const filterValues = (f: AuditFilter) => [
+  f.userId ?? null,
+  f.email ?? null,
+  f.connection ?? null,
+  f.sessionId ?? null,
+  f.since ?? null,
+  f.until ?? null,
+];
+
 export class AuditQueries {
   constructor(private readonly pool: pg.Pool) {}
 
@@ -63,15 +73,7 @@ export class AuditQueries {
           AND ($3::text IS NULL OR connection_name = $3) AND ($4::uuid IS NULL OR session_id = $4)
           AND ($5::timestamptz IS NULL OR started_at >= $5) AND ($6::timestamptz IS NULL OR started_at < $6)
         ORDER BY started_at DESC LIMIT $7`,
-      [
-        f.userId ?? null,
-        f.email ?? null,
-        f.connection ?? null,
-        f.sessionId ?? null,
-        f.since ?? null,
-        f.until ?? null,
-        f.limit,
-      ],
+      [...filterValues(f), f.limit],
     );
     return rows;
   }
@@ -87,16 +89,7 @@ export class AuditQueries {
           AND ($5::timestamptz IS NULL OR st.started_at >= $5) AND ($6::timestamptz IS NULL OR st.started_at < $6)
           AND ($7::text IS NULL OR st.text ILIKE $7)
         ORDER BY st.started_at DESC, st.seq DESC LIMIT $8`,
-      [
-        f.userId ?? null,
-        f.email ?? null,
-        f.connection ?? null,
-        f.sessionId ?? null,
-        f.since ?? null,
-        f.until ?? null,
-        f.text === undefined ? null : literalLike(f.text),
-        f.limit,
-      ],
+      [...filterValues(f), f.text === undefined ? null : literalLike(f.text), f.limit],
     );
     return rows;
   }

@@ -1,18 +1,12 @@
 /** `pgward login | logout | whoami | token`: signing in to a gateway from a terminal. */
 import { PgwardError } from '../errors.js';
+import type { DeviceStart as IdpDeviceStart } from '../session/idp_client.js';
 import { accessToken, api, forgetCredentials, gatewayUrl, saveCredentials } from './gateway_client.js';
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 
-interface DeviceStart {
-  provider: string;
-  device_code: string;
-  user_code: string;
-  verification_uri: string;
-  verification_uri_complete?: string;
-  expires_in: number;
-  interval: number;
-}
+/** The gateway's answer: the IdP's device authorization, and which provider it is. */
+type DeviceStart = IdpDeviceStart & { provider: string };
 
 interface Grant {
   access_token: string;

@@ -182,11 +182,17 @@ export class TokenVerifier {
     return state.jwks;
   }
 
-  /** Fetches every provider's keys now, so the first login does not wait (errors are logged). */
+  /**
+   * Fetches the keys of every provider that has none yet (or failed last time), so the first
+   * login does not wait; errors are logged. Providers whose keys are loaded are left to jose's
+   * cache, so calling this after each provider reload costs nothing for them.
+   */
   async prewarm(): Promise<void> {
     await Promise.all(
       this.states
-        .filter((s) => s.provider.validation === 'jwks')
+        .filter(
+          (s) => s.provider.validation === 'jwks' && (s.jwks === undefined || s.lastError !== undefined),
+        )
         .map(async (state) => {
           try {
             await (await this.keySet(state)).reload();

@@ -82,9 +82,7 @@ export class Authenticator {
 
   /** Verifies a token of an IdP or of pgward; throws a TOKEN_* error, NOT_ALLOWED or IDP_UNREACHABLE. */
   async authenticate(token: string): Promise<SignedIn> {
-    if (looksLikeJwt(token) && this.parts.tokens.issuedHere(inspectToken(token).payload.iss!)) {
-      return this.ownToken(token);
-    }
+    // Only IdP tokens are cached, so a hit skips decoding the token again on every connect.
     const key = hash(token);
     let identity = this.idpTokens.get(key);
     // A provider deactivated (or changed) since then no longer vouches for the cached identity.
@@ -94,6 +92,9 @@ export class Authenticator {
         .providers()
         .some((p) => p.name === identity!.provider.name && p.issuer === identity!.provider.issuer);
     if (!identity || !stillTrusted || identity.expiresAt.getTime() <= Date.now()) {
+      if (looksLikeJwt(token) && this.parts.tokens.issuedHere(inspectToken(token).payload.iss!)) {
+        return this.ownToken(token);
+      }
       identity = await this.parts.verifier.verify(token);
       this.idpTokens.set(
         key,
