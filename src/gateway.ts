@@ -23,6 +23,7 @@ import { UpstreamPool } from './proxy/upstream_pool.js';
 import { AccessTokens } from './session/access_tokens.js';
 import { Authenticator } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
+import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
 import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
@@ -161,6 +162,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         providers,
         idp,
         sessions,
+        loginCodes: new LoginCodes(store.pool, box, sessions),
         signingKeys,
         connections,
         directory: new DirectoryAdmin(store.pool),

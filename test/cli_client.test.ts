@@ -1,17 +1,45 @@
 import assert from 'node:assert/strict';
-import { statSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { IdpPageWalker } from '../src/dev/dev_login.js';
+import { PACKAGE_ROOT } from '../src/package_root.js';
+import { cancelRequest } from '../src/wire/encode.js';
 import { runCli, startCli, stopProcess } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { tempDir } from './support/temp_dir.js';
+
+/** Runs a PostgreSQL client program; resolves with its exit code and output. */
+function runProgram(
+  program: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      program,
+      args,
+      { env: { ...process.env, PGCONNECT_TIMEOUT: '10', ...env }, timeout: 60_000 },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+    );
+  });
+}
 
 /** `pgward login | whoami | token | exec | admin | logout` against a dev stack, as a person would. */
 describe('the pgward CLI against a gateway', () => {
   let t: TestStack;
   const homes: Record<string, string> = {};
-  const env = (who: string) => ({ XDG_CONFIG_HOME: homes[who]!, PGWARD_GATEWAY: t.stack.info.http });
+  // No browser is opened unless a test asks for one.
+  const env = (who: string) => ({
+    XDG_CONFIG_HOME: homes[who]!,
+    PGWARD_GATEWAY: t.stack.info.http,
+    BROWSER: '',
+    DISPLAY: '',
+  });
 
   /** `pgward login`, with the device code confirmed on the dev IdP's pages as `who`. */
   async function login(who: string): Promise<string> {
@@ -135,6 +163,163 @@ describe('the pgward CLI against a gateway', () => {
     const missing = await runCli(['admin', 'get', 'conn', 'cli-demo'], { env: env('admin') });
     assert.equal(missing.code, 66);
     assert.match(missing.stderr, /connection "cli-demo" does not exist/);
+  });
+
+  it('logs in with --browser: the browser comes back to a loopback listener with a one-time code', async () => {
+    homes['editor'] = tempDir('cli-editor');
+    const browserLog = path.join(homes['editor'], 'browser.log');
+    const login = await runCli(['login', '--browser'], {
+      env: {
+        ...env('editor'),
+        BROWSER: `${process.execPath} ${path.join(PACKAGE_ROOT, 'dist', 'test', 'support', 'walking_browser.js')}`,
+        PGWARD_TEST_IDP: t.stack.info.idp,
+        PGWARD_TEST_EMAIL: 'editor@example.com',
+        PGWARD_TEST_BROWSER_LOG: browserLog,
+      },
+    });
+    assert.equal(
+      login.code,
+      0,
+      `${login.stderr}\n${existsSync(browserLog) ? readFileSync(browserLog, 'utf8') : ''}`,
+    );
+    assert.match(login.stderr, /Opened your browser at http:\/\/127\.0\.0\.1:\d+\/login\/cli\?/);
+    assert.match(login.stdout, /Signed in to .* as editor@example\.com \(dev\)/);
+    const who = await runCli(['whoami', '--json'], { env: env('editor') });
+    assert.equal((JSON.parse(who.stdout) as { email: string }).email, 'editor@example.com', who.stderr);
+  });
+
+  it('connect: a local port guarded by a password made up for the run, for psql, pg and pgbench', async () => {
+    const child = startCli(['connect', 'demo', '--port', '0'], env('viewer'));
+    try {
+      let line: RegExpExecArray | null = null;
+      for (let i = 0; i < 100 && !line; i++) {
+        line = /psql "(postgresql:\/\/[^"]+)"/.exec(child.output());
+        if (!line) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.ok(line, child.output());
+      const url = new URL(line[1]!);
+      assert.equal(url.hostname, '127.0.0.1');
+      assert.equal(decodeURIComponent(url.username), 'viewer@example.com');
+      assert.ok(url.password.length >= 24);
+      const port = Number(url.port);
+
+      const psql = (target: string, sql: string) =>
+        runProgram('psql', [target, '-X', '-tA', '-v', 'ON_ERROR_STOP=1', '-c', sql]);
+      const who = await psql(url.toString(), 'select current_user');
+      assert.equal(who.stdout.trim(), 'viewer@example.com', who.stderr);
+      // Still the viewer's rights: the local port changes how one connects, not who one is.
+      const write = await psql(url.toString(), "insert into users (username, email) values ('c', 'c@d')");
+      assert.match(write.stderr, /permission denied for table users/);
+
+      const wrong = new URL(url);
+      wrong.password = 'guess';
+      const refused = await psql(wrong.toString(), 'select 1');
+      assert.notEqual(refused.code, 0);
+      assert.match(refused.stderr, /wrong password for this `pgward connect` port/);
+      const noPassword = await runProgram('psql', [
+        `postgresql://x@127.0.0.1:${port}/demo?sslmode=disable`,
+        '-w',
+        '-c',
+        'select 1',
+      ]);
+      assert.notEqual(noPassword.code, 0);
+      const other = new URL(url);
+      other.pathname = '/postgres';
+      assert.match((await psql(other.toString(), 'select 1')).stderr, /serves the connection "demo" only/);
+
+      // node-postgres: extended protocol, and a cancel sent to the local port reaches the target.
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      try {
+        assert.deepEqual((await client.query('select $1::int + 1 as n', [41])).rows, [{ n: 42 }]);
+        const sleeping = client.query('select pg_sleep(30)');
+        await new Promise((r) => setTimeout(r, 300));
+        const { processID, secretKey } = client as unknown as { processID: number; secretKey: number };
+        const key = Buffer.alloc(4);
+        key.writeInt32BE(secretKey);
+        const socket = connect({ host: '127.0.0.1', port });
+        socket.on('error', () => undefined);
+        socket.end(cancelRequest(processID, key));
+        await assert.rejects(sleeping, /canceling statement due to user request/);
+      } finally {
+        await client.end();
+      }
+
+      const script = path.join(tempDir('cli-bench'), 'read.sql');
+      writeFileSync(script, 'select count(*) from users;\n');
+      const bench = await runProgram(
+        'pgbench',
+        ['-n', '-f', script, '-c', '2', '-t', '20', '-M', 'extended', 'demo'],
+        {
+          PGHOST: '127.0.0.1',
+          PGPORT: String(port),
+          PGUSER: 'viewer@example.com',
+          PGPASSWORD: url.password,
+          PGSSLMODE: 'disable',
+        },
+      );
+      assert.equal(bench.code, 0, bench.stderr);
+      assert.match(bench.stdout, /number of transactions actually processed: 40\/40/);
+    } finally {
+      assert.equal(await stopProcess(child, 'SIGINT'), 0, child.output());
+    }
+  });
+
+  it('administers providers and revokes a token or a person from the command line', async () => {
+    const secret = 'partner-client-secret-7c1e';
+    const create = [
+      'admin',
+      'create',
+      'provider',
+      'partner',
+      '--issuer',
+      'http://127.0.0.1:1/partner',
+      '--client-id',
+      'pgward',
+      '--client-secret',
+      '-',
+      '--display-name',
+      'Partner SSO',
+      '--groups-claim',
+      'https://partner.example/groups',
+    ];
+    assert.equal((await runCli(create, { env: env('viewer'), input: `${secret}\n` })).code, 77);
+    const onArgv = await runCli(
+      create.map((a) => (a === '-' ? secret : a)),
+      { env: env('admin') },
+    );
+    assert.equal(onArgv.code, 64);
+    assert.match(onArgv.stderr, /--client-secret takes "-" and reads the secret from stdin/);
+    const created = await runCli(create, { env: env('admin'), input: `${secret}\n` });
+    assert.equal(created.code, 0, created.stderr);
+    const again = await runCli(create, { env: env('admin'), input: `${secret}\n` });
+    assert.equal(again.code, 65);
+    assert.match(again.stderr, /exists already/);
+    const deactivated = await runCli(['admin', 'update', 'provider', 'partner', '--inactive'], {
+      env: env('admin'),
+    });
+    assert.equal(deactivated.code, 0, deactivated.stderr);
+    const listed = await runCli(['admin', 'get', 'providers', '--json'], { env: env('admin') });
+    const partner = (
+      JSON.parse(listed.stdout) as { name: string; isActive: boolean; displayName: string }[]
+    ).find((p) => p.name === 'partner');
+    assert.deepEqual([partner?.displayName, partner?.isActive], ['Partner SSO', false]);
+    assert.doesNotMatch(listed.stdout + created.stdout, new RegExp(secret));
+
+    // One token, read from stdin (never argv): refused on the wire at once; the sign-in lives on.
+    const token = (await runCli(['token'], { env: env('editor') })).stdout.trim();
+    const revoked = await runCli(['admin', 'revoke', 'token'], { env: env('admin'), input: `${token}\n` });
+    assert.equal(revoked.code, 0, revoked.stderr);
+    assert.equal(
+      (await t.refusal('editor@example.com', { password: token })).detail,
+      'pgward error TOKEN_REVOKED',
+    );
+    // Every sign-in of a person.
+    const user = await runCli(['admin', 'revoke', 'user', 'editor@example.com'], { env: env('admin') });
+    assert.equal(user.code, 0, user.stderr);
+    assert.match(user.stdout, /Revoked 1 sign-in of editor@example\.com/);
+    const ended = await runCli(['whoami'], { env: env('editor') });
+    assert.equal(ended.code, 77);
   });
 
   it('says what to do when not logged in, and logs out', async () => {

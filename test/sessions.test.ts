@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -254,6 +254,83 @@ describe("pgward's own tokens", () => {
     const res = await call(http, 'GET', url.pathname + url.search, { cookie });
     assert.equal(res.status, 401);
     assert.equal(res.body['code'], 'LOGIN_FAILED');
+  });
+
+  it('CLI browser login: one-time code bound to PKCE and a loopback redirect', async () => {
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const redirect = 'http://127.0.0.1:1/pgward/callback';
+    const query = (over: Record<string, string> = {}) =>
+      `/login/cli?${new URLSearchParams({
+        redirect_uri: redirect,
+        code_challenge: challenge,
+        code_challenge_method: 'S256',
+        state: 'cli-state-0123456789',
+        ...over,
+      })}`;
+    // Only loopback IP literals with a port may receive a code (RFC 8252 7.3), and only S256.
+    for (const bad of <Record<string, string>[]>[
+      { redirect_uri: 'http://attacker.example:8080/cb' },
+      { redirect_uri: 'http://localhost:8080/cb' },
+      { redirect_uri: 'https://127.0.0.1:8080/cb' },
+      { redirect_uri: 'http://127.0.0.1/cb' },
+      { redirect_uri: 'http://user@127.0.0.1:9/cb' },
+      { code_challenge_method: 'plain' },
+      { code_challenge: 'short' },
+    ]) {
+      const res = await call(http, 'GET', query(bad));
+      assert.equal(res.status, 400, JSON.stringify(bad));
+    }
+
+    /** Signs in at the IdP; returns the redirect the gateway sends to the CLI's listener. */
+    async function signIn(email: string): Promise<URL> {
+      const walker = new IdpPageWalker(idp);
+      const back = await walker.walk(`${http}${query()}`, { email, password: 'password' }, (l) =>
+        l.startsWith(redirect),
+      );
+      assert.ok(back);
+      const url = new URL(back);
+      assert.equal(url.searchParams.get('state'), 'cli-state-0123456789');
+      return url;
+    }
+    const exchange = (code: string, codeVerifier: string, redirectUri = redirect) =>
+      call(http, 'POST', '/api/v1/auth/token', {
+        body: {
+          grant_type: 'authorization_code',
+          code,
+          code_verifier: codeVerifier,
+          redirect_uri: redirectUri,
+        },
+      });
+
+    const code = (await signIn('editor@example.com')).searchParams.get('code')!;
+    const granted = await exchange(code, verifier);
+    assert.equal(granted.status, 200, JSON.stringify(granted.body));
+    assert.equal((granted.body['person'] as { email: string }).email, 'editor@example.com');
+    assert.equal(granted.body['sessionId'], undefined);
+    assert.equal(
+      await currentUser('editor@example.com', String(granted.body['access_token'])),
+      'editor@example.com',
+    );
+    // Once only.
+    const replay = await exchange(code, verifier);
+    assert.equal(replay.status, 401);
+    assert.equal(replay.body['code'], 'LOGIN_FAILED');
+
+    // Someone who saw the redirect but lacks the verifier gets nothing, and ends that sign-in.
+    const stolen = (await signIn('editor@example.com')).searchParams.get('code')!;
+    const wrong = await exchange(stolen, randomBytes(32).toString('base64url'));
+    assert.equal(wrong.status, 401);
+    assert.match(String(wrong.body['detail']), /verifier or redirect URI does not match/);
+    assert.equal((await exchange(stolen, verifier)).status, 401);
+    const { rows } = await t
+      .store()
+      .query<{ revoked_reason: string }>(
+        `SELECT revoked_reason FROM pgward.login_session ORDER BY created_at DESC LIMIT 1`,
+      );
+    assert.equal(rows[0]?.revoked_reason, 'login code presented with a wrong verifier');
+    const elsewhere = (await signIn('editor@example.com')).searchParams.get('code')!;
+    assert.equal((await exchange(elsewhere, verifier, 'http://127.0.0.1:2/pgward/callback')).status, 401);
   });
 
   it('while the IdP is down, issued pgward tokens keep working and new logins say why they fail', async () => {

@@ -8,10 +8,12 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { TokenGrant } from '../session/authenticator.js';
 import { LoginPending } from '../session/idp_client.js';
+import { isLoopbackRedirect } from '../session/login_codes.js';
 import { escapeHtml, gatewayPage } from './html.js';
 import type { ApiContext } from './http_server.js';
 import { ACCESS_COOKIE, caller, presentedToken, REFRESH_COOKIE, requestGuards } from './request_auth.js';
@@ -39,12 +41,23 @@ const grantSchema = z.object({
   person: personSchema,
 });
 
+/** `pgward login --browser` (RFC 8252): where the CLI listens, and its PKCE challenge and state. */
+const cliLogin = z.object({
+  redirectUri: z
+    .string()
+    .max(200)
+    .refine(isLoopbackRedirect, 'expected http://127.0.0.1:PORT/... or http://[::1]:PORT/...'),
+  codeChallenge: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'expected an S256 code challenge'),
+  state: z.string().regex(/^[A-Za-z0-9_-]{16,128}$/, 'expected 16 to 128 base64url characters'),
+});
+
 const loginState = z.object({
   provider: providerName,
   state: z.string(),
   nonce: z.string(),
   verifier: z.string(),
   until: z.number(),
+  cli: cliLogin.optional(),
 });
 
 export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
@@ -114,7 +127,7 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         schema: {
           summary: 'Finish a device login, or refresh a sign-in',
           description:
-            'grant_type device_code answers LOGIN_PENDING until the person confirms; refresh_token re-reads the person at the IdP. Without refresh_token, the console cookie is used.',
+            'grant_type device_code answers LOGIN_PENDING until the person confirms; authorization_code finishes `pgward login --browser` (one-time code, PKCE); refresh_token re-reads the person at the IdP. Without refresh_token, the console cookie is used.',
           tags: ['auth'],
           security: [],
           body: z.discriminatedUnion('grant_type', [
@@ -126,6 +139,14 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
             z.object({
               grant_type: z.literal('refresh_token'),
               refresh_token: z.string().min(1).max(4096).optional(),
+            }),
+            z.object({
+              grant_type: z.literal('authorization_code'),
+              code: z.string().min(1).max(256),
+              code_verifier: z
+                .string()
+                .regex(/^[A-Za-z0-9._~-]{43,128}$/, 'expected an RFC 7636 code verifier'),
+              redirect_uri: z.string().max(200),
             }),
           ]),
           response: { 200: grantSchema },
@@ -147,6 +168,9 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
             }
             throw err;
           }
+        }
+        if (body.grant_type === 'authorization_code') {
+          return ctx.loginCodes.exchange(body.code, body.code_verifier, body.redirect_uri);
         }
         const fromCookie = body.refresh_token === undefined;
         const refreshToken = body.refresh_token ?? req.cookies[REFRESH_COOKIE];
@@ -226,40 +250,67 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       );
     });
 
+    /** Sends the browser to the IdP, with state, nonce and PKCE verifier kept in a sealed cookie. */
+    async function startLogin(
+      reply: FastifyReply,
+      provider: ProviderConfig,
+      cli?: z.infer<typeof cliLogin>,
+    ): Promise<FastifyReply> {
+      const state = {
+        provider: provider.name,
+        state: randomBytes(24).toString('base64url'),
+        nonce: randomBytes(24).toString('base64url'),
+        verifier: randomBytes(32).toString('base64url'),
+        until: Date.now() + LOGIN_STATE_MS,
+        ...(cli ? { cli } : {}),
+      };
+      const url = await ctx.idp.authorizationUrl(provider, {
+        redirectUri: redirectUri(),
+        state: state.state,
+        nonce: state.nonce,
+        codeVerifier: state.verifier,
+      });
+      // Sealed, so any gateway sharing the key can finish the login and nothing waits in memory.
+      reply.setCookie(LOGIN_COOKIE, ctx.box.seal(JSON.stringify(state), LOGIN_COOKIE).toString('base64url'), {
+        httpOnly: true,
+        secure: secure(),
+        // Lax: the IdP's redirect back is a top-level cross-site navigation.
+        sameSite: 'lax',
+        path: '/login',
+        maxAge: LOGIN_STATE_MS / 1000,
+      });
+      return reply.redirect(url.toString());
+    }
+
+    app.get(
+      '/login/cli',
+      {
+        config: { rateLimit },
+        schema: {
+          hide: true,
+          querystring: z.object({
+            provider: providerName.optional(),
+            redirect_uri: cliLogin.shape.redirectUri,
+            code_challenge: cliLogin.shape.codeChallenge,
+            code_challenge_method: z.literal('S256'),
+            state: cliLogin.shape.state,
+          }),
+        },
+      },
+      async (req, reply) => {
+        const q = req.query;
+        return startLogin(reply, ctx.auth.provider(q.provider), {
+          redirectUri: q.redirect_uri,
+          codeChallenge: q.code_challenge,
+          state: q.state,
+        });
+      },
+    );
+
     app.get(
       '/login/:provider',
       { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
-      async (req, reply) => {
-        const provider = ctx.auth.provider(req.params.provider);
-        const state = {
-          provider: provider.name,
-          state: randomBytes(24).toString('base64url'),
-          nonce: randomBytes(24).toString('base64url'),
-          verifier: randomBytes(32).toString('base64url'),
-          until: Date.now() + LOGIN_STATE_MS,
-        };
-        const url = await ctx.idp.authorizationUrl(provider, {
-          redirectUri: redirectUri(),
-          state: state.state,
-          nonce: state.nonce,
-          codeVerifier: state.verifier,
-        });
-        // The state, nonce and PKCE verifier ride in a sealed cookie: any gateway sharing the
-        // key can finish the login, and nothing waits in memory.
-        reply.setCookie(
-          LOGIN_COOKIE,
-          ctx.box.seal(JSON.stringify(state), LOGIN_COOKIE).toString('base64url'),
-          {
-            httpOnly: true,
-            secure: secure(),
-            // Lax: the IdP's redirect back is a top-level cross-site navigation.
-            sameSite: 'lax',
-            path: '/login',
-            maxAge: LOGIN_STATE_MS / 1000,
-          },
-        );
-        return reply.redirect(url.toString());
-      },
+      async (req, reply) => startLogin(reply, ctx.auth.provider(req.params.provider)),
     );
 
     app.get('/login/callback', { config: { rateLimit }, schema: { hide: true } }, async (req, reply) => {
@@ -275,17 +326,35 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           hint: 'start again at /login',
         });
       }
-      const provider = ctx.auth.provider(state.provider);
-      const callbackUrl = new URL(req.url, ctx.publicUrl());
-      const login = await ctx.idp.finishCode(provider, callbackUrl, {
-        state: state.state,
-        nonce: state.nonce,
-        codeVerifier: state.verifier,
-        redirectUri: redirectUri(),
-      });
-      const grant = await ctx.auth.login(provider, login, 'browser');
-      setSessionCookies(reply, grant);
-      return reply.redirect('/login/done');
+      const finish = async () => {
+        const provider = ctx.auth.provider(state.provider);
+        const login = await ctx.idp.finishCode(provider, new URL(req.url, ctx.publicUrl()), {
+          state: state.state,
+          nonce: state.nonce,
+          codeVerifier: state.verifier,
+          redirectUri: redirectUri(),
+        });
+        return ctx.auth.login(provider, login, state.cli ? 'cli' : 'browser');
+      };
+      if (!state.cli) {
+        setSessionCookies(reply, await finish());
+        return reply.redirect('/login/done');
+      }
+      // `pgward login --browser`: the CLI waiting on loopback gets a one-time code, or the reason
+      // it will not get one (so it stops waiting).
+      const back = new URL(state.cli.redirectUri);
+      back.searchParams.set('state', state.cli.state);
+      try {
+        back.searchParams.set('code', await ctx.loginCodes.issue(await finish(), state.cli));
+      } catch (err) {
+        back.searchParams.set('error', 'access_denied');
+        back.searchParams.set(
+          'error_description',
+          err instanceof PgwardError ? err.message : 'the gateway could not finish the login',
+        );
+        if (!(err instanceof PgwardError)) ctx.log.error({ err }, 'browser login for the CLI failed');
+      }
+      return reply.redirect(back.toString());
     });
 
     app.get('/login/done', { preHandler: guards.signedIn, schema: { hide: true } }, async (req, reply) => {

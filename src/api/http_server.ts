@@ -25,6 +25,7 @@ import type { ProviderRegistry } from '../identity/provider_registry.js';
 import type { Logger } from '../log/logger.js';
 import type { Authenticator } from '../session/authenticator.js';
 import type { IdpClient } from '../session/idp_client.js';
+import type { LoginCodes } from '../session/login_codes.js';
 import type { LoginSessions } from '../session/login_sessions.js';
 import type { SigningKeys } from '../session/signing_keys.js';
 import type { ConnectionRepository } from '../vault/connections.js';
@@ -65,6 +66,7 @@ export interface ApiContext {
   providers: ProviderRegistry;
   idp: IdpClient;
   sessions: LoginSessions;
+  loginCodes: LoginCodes;
   signingKeys: SigningKeys;
   connections: ConnectionRepository;
   directory: DirectoryAdmin;

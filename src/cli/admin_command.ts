@@ -3,6 +3,8 @@
  * terminal. Connections take seed 000's `-e KEY=VALUE` form; `-e PASS=-` reads the password
  * from stdin so it never shows in the process list or shell history.
  */
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
 import { PgwardError } from '../errors.js';
 import { accessToken, api, gatewayUrl } from './gateway_client.js';
 import { render } from './output.js';
@@ -19,9 +21,49 @@ export interface AdminOptions {
   user?: string;
   connection?: string;
   limit?: string;
+  issuer?: string;
+  clientId?: string;
+  clientSecret?: string;
+  displayName?: string;
+  validation?: string;
+  audience?: string;
+  groupsClaim?: string;
+  adminGroup?: string[];
+  linkByEmail?: boolean;
+  file?: string;
 }
 
 const ENV_KEYS = ['HOST', 'PORT', 'USER', 'PASS', 'DB', 'SSLMODE', 'ROLE_MODE'] as const;
+
+/** `admin create provider`: a provider file (the configuration's format) and flags over it. */
+async function providerFields(name: string, opts: AdminOptions): Promise<Record<string, unknown>> {
+  const body: Record<string, unknown> = opts.file
+    ? (parseYaml(await readFile(opts.file, 'utf8')) as Record<string, unknown>)
+    : {};
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new PgwardError('BAD_REQUEST', `${opts.file}: expected one provider (a mapping of settings)`);
+  }
+  body['name'] = name;
+  if (opts.issuer) body['issuer'] = opts.issuer;
+  if (opts.clientId) body['clientId'] = opts.clientId;
+  if (opts.displayName) body['displayName'] = opts.displayName;
+  if (opts.validation) body['validation'] = opts.validation;
+  if (opts.audience) body['audience'] = opts.audience;
+  if (opts.adminGroup?.length) body['adminGroups'] = opts.adminGroup;
+  if (opts.linkByEmail) body['linkByEmail'] = true;
+  if (opts.groupsClaim) {
+    body['claims'] = { ...(body['claims'] as Record<string, unknown>), groups: opts.groupsClaim };
+  }
+  if (opts.clientSecret !== undefined) {
+    // On the command line a secret would show in the process list and the shell history.
+    if (opts.clientSecret !== '-') {
+      throw new PgwardError('BAD_REQUEST', '--client-secret takes "-" and reads the secret from stdin');
+    }
+    body['clientSecret'] = await readSecretFromStdin();
+    if (!body['clientSecret']) throw new PgwardError('BAD_REQUEST', 'no client secret on stdin');
+  }
+  return body;
+}
 
 async function readSecretFromStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -192,9 +234,15 @@ export async function runAdminCreate(
         opts,
       );
       return;
+    case 'provider': {
+      if (!name) throw new PgwardError('BAD_REQUEST', 'admin create provider needs a NAME');
+      const body = await providerFields(name, opts);
+      print(await api(gateway, 'POST', '/api/v1/providers', { token, body }), opts);
+      return;
+    }
     default:
       throw new PgwardError('BAD_REQUEST', `cannot create "${resource}"`, {
-        hint: 'one of: conn, group, member, mapping',
+        hint: 'one of: conn, group, member, mapping, provider',
       });
   }
 }
@@ -217,8 +265,13 @@ export async function runAdminUpdate(
     );
     return;
   }
+  if (resource === 'provider' && opts.active !== undefined) {
+    await api(gateway, 'PATCH', `/api/v1/providers/${enc(name)}`, { token, body: { isActive: opts.active } });
+    process.stdout.write(`Provider ${name} is now ${opts.active ? 'active' : 'inactive'}.\n`);
+    return;
+  }
   throw new PgwardError('BAD_REQUEST', `cannot update "${resource}" that way`, {
-    hint: 'admin update conn NAME -e KEY=VALUE | admin update user EMAIL --active|--inactive',
+    hint: 'admin update conn NAME -e KEY=VALUE | admin update user EMAIL --active|--inactive | admin update provider NAME --active|--inactive',
   });
 }
 
@@ -237,4 +290,39 @@ export async function runAdminDelete(resource: string, name: string, opts: Admin
   const { gateway, token } = await session(opts);
   await api(gateway, 'DELETE', route, { token });
   process.stdout.write(`Deleted ${resource} ${name}.\n`);
+}
+
+/** `admin revoke user EMAIL` ends every sign-in of a person; `admin revoke token` one token (stdin). */
+export async function runAdminRevoke(
+  what: string,
+  name: string | undefined,
+  opts: AdminOptions,
+): Promise<void> {
+  if (what === 'user') {
+    if (!name) throw new PgwardError('BAD_REQUEST', 'admin revoke user needs an EMAIL');
+    const { gateway, token } = await session(opts);
+    const { revoked } = await api<{ revoked: number }>(gateway, 'POST', `/api/v1/users/${enc(name)}/revoke`, {
+      token,
+    });
+    process.stdout.write(`Revoked ${revoked} sign-in${revoked === 1 ? '' : 's'} of ${name}.\n`);
+    return;
+  }
+  if (what === 'token') {
+    if (name) {
+      throw new PgwardError(
+        'BAD_REQUEST',
+        'admin revoke token reads the token from stdin, not the command line',
+        {
+          hint: 'echo "$TOKEN" | pgward admin revoke token',
+        },
+      );
+    }
+    const revoke = await readSecretFromStdin();
+    if (!revoke) throw new PgwardError('BAD_REQUEST', 'no token on stdin');
+    const { gateway, token } = await session(opts);
+    await api(gateway, 'POST', '/api/v1/auth/revoke', { token, body: { token: revoke } });
+    process.stdout.write('Revoked the token.\n');
+    return;
+  }
+  throw new PgwardError('BAD_REQUEST', `cannot revoke "${what}"`, { hint: 'one of: user, token' });
 }

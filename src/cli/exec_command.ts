@@ -2,15 +2,10 @@
 import { readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { PgwardError } from '../errors.js';
-import { isLoopbackHost } from '../loopback.js';
-import { accessToken, api, gatewayUrl } from './gateway_client.js';
+import { accessToken, api, type GatewaySslMode, gatewayUrl, pgEndpoint } from './gateway_client.js';
 import { type Format, render } from './output.js';
 
 const MAX_SQL_BYTES = 64 * 1024 * 1024;
-
-interface Discovery {
-  pg: { host: string; port: number; tls: boolean };
-}
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -28,7 +23,7 @@ export interface ExecOptions {
   command?: string;
   file?: string;
   format: Format;
-  sslmode?: 'disable' | 'require' | 'verify-full';
+  sslmode?: GatewaySslMode;
 }
 
 export async function runExec(connection: string, opts: ExecOptions): Promise<void> {
@@ -37,18 +32,13 @@ export async function runExec(connection: string, opts: ExecOptions): Promise<vo
   if (sql.trim() === '')
     throw new PgwardError('BAD_REQUEST', 'no SQL given', { hint: 'use -c SQL, -f FILE or stdin' });
   const token = await accessToken(gateway);
-  const [discovery, me] = await Promise.all([
-    api<Discovery>(gateway, 'GET', '/.well-known/pgward-configuration'),
+  const [{ host, port, sslmode }, me] = await Promise.all([
+    pgEndpoint(gateway, opts.sslmode),
     api<{ email: string }>(gateway, 'GET', '/api/v1/whoami', { token }),
   ]);
-  // A gateway listening on every address is reached at the host of its HTTP URL.
-  const host = ['0.0.0.0', '::'].includes(discovery.pg.host) ? new URL(gateway).hostname : discovery.pg.host;
-  // On loopback nobody sits in between, so the (often self-signed) certificate need not verify.
-  const sslmode =
-    opts.sslmode ?? (!discovery.pg.tls ? 'disable' : isLoopbackHost(host) ? 'require' : 'verify-full');
   const client = new pg.Client({
     host,
-    port: discovery.pg.port,
+    port,
     user: me.email,
     password: token,
     database: connection,

@@ -7,6 +7,7 @@ import { chmod, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import path from 'node:path';
 import { ERRORS, type ErrorCode, PgwardError } from '../errors.js';
+import { isLoopbackHost } from '../loopback.js';
 
 const TIMEOUT_MS = 15_000;
 /** Refresh an access token when it has less than this left. */
@@ -147,4 +148,29 @@ export async function accessToken(gateway: string): Promise<string> {
     expires_at: Date.now() + grant.expires_in * 1000,
   });
   return grant.access_token;
+}
+
+export type GatewaySslMode = 'disable' | 'require' | 'verify-full';
+
+/**
+ * Where the gateway's PostgreSQL endpoint is, from its discovery document, and how to reach it:
+ * the given sslmode, else verify-full (require on loopback, where nobody sits in between and the
+ * certificate is often self-signed; disable when the endpoint has no TLS).
+ */
+export async function pgEndpoint(
+  gateway: string,
+  sslmode: GatewaySslMode | undefined,
+): Promise<{ host: string; port: number; sslmode: GatewaySslMode }> {
+  const { pg } = await api<{ pg: { host: string; port: number; tls: boolean } }>(
+    gateway,
+    'GET',
+    '/.well-known/pgward-configuration',
+  );
+  // A gateway listening on every address is reached at the host of its HTTP URL.
+  const host = ['0.0.0.0', '::'].includes(pg.host) ? new URL(gateway).hostname : pg.host;
+  return {
+    host,
+    port: pg.port,
+    sslmode: sslmode ?? (!pg.tls ? 'disable' : isLoopbackHost(host) ? 'require' : 'verify-full'),
+  };
 }

@@ -129,12 +129,19 @@ const gatewayHelp = 'gateway URL (else PGWARD_GATEWAY, else the last one logged 
 
 program
   .command('login')
-  .description('sign in with your identity provider (device login: confirm a code in any browser)')
+  .description(
+    'sign in with your identity provider: confirm a code in any browser (device login), or --browser',
+  )
   .option(gatewayOption, gatewayHelp)
   .option('--provider <name>', 'identity provider to use (default: the first the gateway lists)')
-  .addHelpText('after', '\nExample:\n  $ pgward login --gateway https://pgward.example.com')
+  .option('--browser', 'sign in in a browser on this machine (loopback redirect with PKCE)')
+  .option('--no-open', 'print the sign-in URL without opening a browser')
+  .addHelpText(
+    'after',
+    '\nExamples:\n  $ pgward login --gateway https://pgward.example.com\n  $ pgward login --browser --provider okta',
+  )
   .action(
-    run(async (opts: { gateway?: string; provider?: string }) => {
+    run(async (opts: import('./session_commands.js').LoginOptions) => {
       const { runLogin } = await import('./session_commands.js');
       await runLogin(opts);
     }),
@@ -211,6 +218,36 @@ program
     ),
   );
 
+function localPortOption(value: string): number {
+  return value === '0' ? 0 : portOption(value);
+}
+
+program
+  .command('connect')
+  .description(
+    'serve a connection on a local port for any client, guarded by a password made up for this run',
+  )
+  .argument('<connection>', 'connection name (the database name at the gateway)')
+  .option(gatewayOption, gatewayHelp)
+  .option('--port <port>', 'local port on 127.0.0.1 (0: any free port)', localPortOption, 5433)
+  .option(
+    '--sslmode <mode>',
+    'to the gateway: require or verify-full (default: verify-full, require on loopback)',
+  )
+  .addHelpText(
+    'after',
+    '\nExample:\n  $ pgward connect orders --port 5433\n  (then run the psql line it prints, or give its URL to DBeaver or JDBC)',
+  )
+  .action(
+    run(async (connection: string, opts: { gateway?: string; port: number; sslmode?: string }) => {
+      if (opts.sslmode && !['require', 'verify-full'].includes(opts.sslmode)) {
+        throw new PgwardError('BAD_REQUEST', `--sslmode ${opts.sslmode}: expected require or verify-full`);
+      }
+      const { runConnect } = await import('./connect_command.js');
+      await runConnect(connection, opts as Parameters<typeof runConnect>[1]);
+    }),
+  );
+
 const admin = program
   .command('admin')
   .description('administer connections, groups, mappings, providers, users and sessions (administrators)');
@@ -221,8 +258,8 @@ const adminFlags = (cmd: Command) =>
 adminFlags(
   admin
     .command('create')
-    .description('create a conn, group, member or mapping')
-    .argument('<resource>', 'conn | group | member | mapping')
+    .description('create a conn, group, member, mapping or provider')
+    .argument('<resource>', 'conn | group | member | mapping | provider')
     .argument('[name]', 'its name (the group, for member)')
     .option('--type <type>', 'connection type (postgres)', 'postgres')
     .option(
@@ -236,9 +273,19 @@ adminFlags(
     .option('--external-group <name>', 'IdP group (mapping)')
     .option('--external-role <name>', 'IdP role (mapping)')
     .option('--group <name>', 'pgward group (mapping)')
+    .option('--issuer <url>', 'OpenID Connect issuer (provider)')
+    .option('--client-id <id>', 'OAuth client id at the IdP (provider)')
+    .option('--client-secret <->', 'read the client secret from stdin (provider)')
+    .option('--display-name <text>', 'name on the login page (provider)')
+    .option('--validation <how>', 'jwks or userinfo (provider)')
+    .option('--audience <aud>', 'expected token audience, default the client id (provider)')
+    .option('--groups-claim <path>', 'claim holding the groups, e.g. https://example.com/groups (provider)')
+    .option('--admin-group <name>', 'IdP group or role of administrators (provider; repeatable)', collect)
+    .option('--link-by-email', 'join people with the same verified email (provider)')
+    .option('--file <file>', 'provider settings in the configuration format, YAML or JSON (provider)')
     .addHelpText(
       'after',
-      '\nExample:\n  $ echo "$DB_PASSWORD" | pgward admin create conn orders --type postgres -e HOST=db.internal \\\n      -e PORT=5432 -e USER=pgward_admin -e PASS=- -e DB=orders -e SSLMODE=verify-full --access viewer=app_readonly',
+      '\nExamples:\n  $ echo "$DB_PASSWORD" | pgward admin create conn orders --type postgres -e HOST=db.internal \\\n      -e PORT=5432 -e USER=pgward_admin -e PASS=- -e DB=orders -e SSLMODE=verify-full --access viewer=app_readonly\n  $ echo "$CLIENT_SECRET" | pgward admin create provider okta --issuer https://corp.okta.com \\\n      --client-id 0oa1 --client-secret -',
     ),
 ).action(
   run(
@@ -274,8 +321,8 @@ adminFlags(
 adminFlags(
   admin
     .command('update')
-    .description('change a conn (-e, --access) or (de)activate a user')
-    .argument('<resource>', 'conn | user')
+    .description('change a conn (-e, --access), or (de)activate a user or a provider')
+    .argument('<resource>', 'conn | user | provider')
     .argument('<name>', 'which one')
     .option(
       '-e, --env <KEY=VALUE>',
@@ -283,8 +330,8 @@ adminFlags(
       collect,
     )
     .option('--access <GROUP=ROLE[,ROLE]>', 'replaces who may use the connection', collect)
-    .option('--active', 'reactivate the user')
-    .option('--inactive', 'deactivate the user (ends their sign-ins)')
+    .option('--active', 'reactivate the user or provider')
+    .option('--inactive', 'deactivate the user (ends their sign-ins) or provider (its tokens are refused)')
     .addHelpText(
       'after',
       '\nExample:\n  $ pgward admin update conn demo --access viewer=app_readonly --access editor=app_readwrite',
@@ -312,6 +359,23 @@ adminFlags(
   run(async (resource: string, name: string, opts: Record<string, unknown>) => {
     const { runAdminDelete } = await import('./admin_command.js');
     await runAdminDelete(resource, name, opts as AdminOptions);
+  }),
+);
+
+adminFlags(
+  admin
+    .command('revoke')
+    .description('end every sign-in of a person, or revoke one pgward token (read from stdin)')
+    .argument('<what>', 'user | token')
+    .argument('[email]', 'the person (user)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ pgward admin revoke user viewer@example.com\n  $ echo "$LEAKED_TOKEN" | pgward admin revoke token',
+    ),
+).action(
+  run(async (what: string, email: string | undefined, opts: Record<string, unknown>) => {
+    const { runAdminRevoke } = await import('./admin_command.js');
+    await runAdminRevoke(what, email, opts as AdminOptions);
   }),
 );
 

@@ -1,9 +1,14 @@
 /** `pgward login | logout | whoami | token`: signing in to a gateway from a terminal. */
+import { createHash, randomBytes } from 'node:crypto';
 import { PgwardError } from '../errors.js';
 import type { DeviceStart as IdpDeviceStart } from '../session/idp_client.js';
 import { accessToken, api, forgetCredentials, gatewayUrl, saveCredentials } from './gateway_client.js';
+import { awaitLoopbackCallback } from './loopback_callback.js';
+import { openBrowser } from './open_browser.js';
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+/** How long `login --browser` waits for the browser to come back. */
+const BROWSER_LOGIN_MS = 5 * 60_000;
 
 /** The gateway's answer: the IdP's device authorization, and which provider it is. */
 type DeviceStart = IdpDeviceStart & { provider: string };
@@ -15,33 +20,54 @@ interface Grant {
   person: { email: string; provider: string; groups: string[]; isAdmin: boolean };
 }
 
-/** Device login: print where to confirm, then poll until the person has (or the code expires). */
-export async function runLogin(opts: { gateway?: string; provider?: string }): Promise<void> {
+export interface LoginOptions {
+  gateway?: string;
+  provider?: string;
+  browser?: boolean;
+  /** false with --no-open: print the URL, never start a browser. */
+  open?: boolean;
+}
+
+/** `pgward login`: the device grant by default, a loopback redirect with --browser. */
+export async function runLogin(opts: LoginOptions): Promise<void> {
   const gateway = await gatewayUrl(opts.gateway);
+  const grant = opts.browser ? await browserLogin(gateway, opts) : await deviceLogin(gateway, opts);
+  await saveCredentials(gateway, {
+    access_token: grant.access_token,
+    refresh_token: grant.refresh_token,
+    expires_at: Date.now() + grant.expires_in * 1000,
+    email: grant.person.email,
+    provider: grant.person.provider,
+  });
+  process.stdout.write(`Signed in to ${gateway} as ${grant.person.email} (${grant.person.provider}).\n`);
+}
+
+/** Shows where to sign in, and opens it in a browser unless told not to. */
+function showSignInPage(url: string, opts: LoginOptions, what: string): void {
+  const opened = opts.open !== false && openBrowser(url);
+  process.stderr.write(
+    `${opened ? 'Opened your browser at' : 'To sign in, open'} ${url}\n${what}Waiting...\n`,
+  );
+}
+
+/** Device grant (RFC 8628): confirm a code in any browser, on any machine; poll until done. */
+async function deviceLogin(gateway: string, opts: LoginOptions): Promise<Grant> {
   const start = await api<DeviceStart>(gateway, 'POST', '/api/v1/auth/device', {
     body: opts.provider ? { provider: opts.provider } : {},
   });
-  process.stderr.write(
-    `To sign in, open ${start.verification_uri_complete ?? start.verification_uri}\n` +
-      `and confirm the code ${start.user_code}. Waiting...\n`,
+  showSignInPage(
+    start.verification_uri_complete ?? start.verification_uri,
+    opts,
+    `and confirm the code ${start.user_code}. `,
   );
   let interval = Math.max(1, start.interval) * 1000;
   const deadline = Date.now() + start.expires_in * 1000;
   while (Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, interval));
     try {
-      const grant = await api<Grant>(gateway, 'POST', '/api/v1/auth/token', {
+      return await api<Grant>(gateway, 'POST', '/api/v1/auth/token', {
         body: { grant_type: DEVICE_GRANT, provider: start.provider, device_code: start.device_code },
       });
-      await saveCredentials(gateway, {
-        access_token: grant.access_token,
-        refresh_token: grant.refresh_token,
-        expires_at: Date.now() + grant.expires_in * 1000,
-        email: grant.person.email,
-        provider: grant.person.provider,
-      });
-      process.stdout.write(`Signed in to ${gateway} as ${grant.person.email} (${start.provider}).\n`);
-      return;
     } catch (err) {
       if (err instanceof PgwardError && err.code === 'LOGIN_PENDING') continue;
       if (err instanceof PgwardError && err.code === 'LOGIN_SLOW_DOWN') {
@@ -54,6 +80,39 @@ export async function runLogin(opts: { gateway?: string; provider?: string }): P
   throw new PgwardError('LOGIN_FAILED', 'the login code expired before it was confirmed', {
     hint: 'run `pgward login` again',
   });
+}
+
+/**
+ * Loopback redirect (RFC 8252) with PKCE: the browser signs in at the gateway, which sends it
+ * back to a one-shot listener on 127.0.0.1 with a one-time code; the code and this process's
+ * verifier buy the tokens.
+ */
+async function browserLogin(gateway: string, opts: LoginOptions): Promise<Grant> {
+  const verifier = randomBytes(32).toString('base64url');
+  const state = randomBytes(24).toString('base64url');
+  const callback = await awaitLoopbackCallback(state, BROWSER_LOGIN_MS);
+  try {
+    const url = new URL('/login/cli', gateway);
+    url.search = new URLSearchParams({
+      ...(opts.provider ? { provider: opts.provider } : {}),
+      redirect_uri: callback.redirectUri,
+      code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+      code_challenge_method: 'S256',
+      state,
+    }).toString();
+    showSignInPage(url.toString(), opts, '');
+    const code = await callback.code;
+    return await api<Grant>(gateway, 'POST', '/api/v1/auth/token', {
+      body: {
+        grant_type: 'authorization_code',
+        code,
+        code_verifier: verifier,
+        redirect_uri: callback.redirectUri,
+      },
+    });
+  } finally {
+    callback.close();
+  }
 }
 
 export async function runLogout(opts: { gateway?: string }): Promise<void> {

@@ -42,7 +42,9 @@ export const internalGroupName = z
 export const providerSchema = z.strictObject({
   name: z
     .string()
-    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected a short lowercase name (letters, digits, "-" or "_")'),
+    .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected a short lowercase name (letters, digits, "-" or "_")')
+    // They name the gateway's own pages under /login.
+    .refine((n) => !['callback', 'done', 'cli'].includes(n), 'callback, done and cli are reserved names'),
   displayName: z.string().min(1).max(100).optional(),
   issuer: httpUrl,
   /** `jwks`: verify signatures locally; `userinfo`: ask the IdP's userinfo endpoint (Hoop's `?_userinfo=1`). */

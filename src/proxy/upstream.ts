@@ -301,9 +301,13 @@ export class UpstreamConnection {
     }
   }
 
-  /** Hands the socket to a relay: control mode stops until `release()`. */
-  takeOver(): void {
+  /**
+   * Hands the socket to a relay: control mode stops until `release()`. Returns the bytes that
+   * arrived after the last message read in control mode, which the relay must pass on first.
+   */
+  takeOver(): Buffer {
     this.socket.removeListener('data', this.onControlData);
+    return this.reader.rest();
   }
 
   /** Takes the socket back from a relay. */

@@ -42,6 +42,11 @@ export interface TokenGrant {
   person: Person;
 }
 
+/** A grant with the sign-in it belongs to (response schemas leave `sessionId` out). */
+export interface IssuedGrant extends TokenGrant {
+  sessionId: string;
+}
+
 /** A verified IdP token is trusted again without re-verification for at most this long. */
 const IDP_TOKEN_CACHE_MS = 60_000;
 /** A sign-in (directory lookup) is reused for this long: deactivation takes effect within it. */
@@ -143,7 +148,7 @@ export class Authenticator {
   }
 
   /** Turns a completed IdP login into a pgward sign-in and its first tokens. */
-  async login(provider: ProviderConfig, login: IdpTokens, client: LoginClient): Promise<TokenGrant> {
+  async login(provider: ProviderConfig, login: IdpTokens, client: LoginClient): Promise<IssuedGrant> {
     const person = await this.parts.directory.signIn({
       ...login.identity,
       provider,
@@ -162,7 +167,7 @@ export class Authenticator {
    * Refreshes a sign-in: the IdP is asked again who the person is (so a group removed at the IdP
    * is gone now), the directory re-reads their groups, and new tokens are issued.
    */
-  async refresh(refreshToken: string): Promise<TokenGrant> {
+  async refresh(refreshToken: string): Promise<IssuedGrant> {
     const { sessions, directory, idp } = this.parts;
     const session = await sessions.findByRefreshToken(refreshToken);
     const provider = this.parts.providers().find((p) => p.name === session.provider);
@@ -201,9 +206,10 @@ export class Authenticator {
     return this.grant(person, session.id, next);
   }
 
-  private async grant(person: Person, sessionId: string, refreshToken: string): Promise<TokenGrant> {
+  private async grant(person: Person, sessionId: string, refreshToken: string): Promise<IssuedGrant> {
     const { token, expiresAt } = await this.parts.tokens.issue(person, sessionId);
     return {
+      sessionId,
       access_token: token,
       token_type: 'Bearer',
       expires_in: Math.floor((expiresAt.getTime() - Date.now()) / 1000),

@@ -27,4 +27,12 @@ export class MessageReader {
   shift(): Buffer | undefined {
     return this.queue.shift();
   }
+
+  /** Everything not yet shifted (whole messages, then a partial one), leaving the reader empty. */
+  rest(): Buffer {
+    const rest = Buffer.concat([...this.queue, this.buffer]);
+    this.queue.length = 0;
+    this.buffer = Buffer.alloc(0);
+    return rest;
+  }
 }

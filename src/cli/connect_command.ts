@@ -1,0 +1,318 @@
+/**
+ * `pgward connect CONN`: a PostgreSQL port on 127.0.0.1 for clients that cannot fetch a token
+ * (DBeaver, a JDBC URL, a script). Each client logs in with a password made up for this run and
+ * printed once; pgward then opens its own connection to the gateway over TLS, as the signed-in
+ * person with a fresh token, and relays the bytes both ways. Other local users cannot use the port
+ * without that password, and the token never leaves this process.
+ */
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import { PgwardError } from '../errors.js';
+import { isLoopbackHost } from '../loopback.js';
+import { UpstreamConnection, UpstreamError } from '../proxy/upstream.js';
+import * as decode from '../wire/decode.js';
+import * as encode from '../wire/encode.js';
+import { FE, LIMITS } from '../wire/protocol.js';
+import { MessageReader } from '../wire/reader.js';
+import { readStartupPacket, type StartupPacket } from '../wire/startup.js';
+import { accessToken, api, type GatewaySslMode, gatewayUrl, pgEndpoint } from './gateway_client.js';
+import { untilSignal } from './signals.js';
+
+export interface ConnectOptions {
+  gateway?: string;
+  port: number;
+  sslmode?: GatewaySslMode;
+}
+
+/** A local client has this long to log in. */
+const LOGIN_TIMEOUT_MS = 30_000;
+/** Startup parameters that are ours to set, or that pgward does not relay. */
+const OWN_PARAMS = new Set(['user', 'database', 'replication']);
+
+type Startup = Extract<StartupPacket, { kind: 'startup' }>;
+
+interface Relayed {
+  upstream: UpstreamConnection;
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/** An ErrorResponse for a failure of the local listener itself. */
+function fatal(err: PgwardError): Buffer {
+  return encode.errorResponse({
+    severity: 'FATAL',
+    code: err.sqlstate,
+    message: err.message,
+    detail: `pgward error ${err.code}`,
+    hint: err.hint,
+  });
+}
+
+/** The gateway's own refusal, passed on as it was sent. */
+function gatewayRefusal(err: UpstreamError): Buffer {
+  const f = err.upstreamFields;
+  return encode.errorResponse({
+    severity: 'FATAL',
+    code: f.get('C') ?? '08006',
+    message: f.get('M') ?? err.message,
+    detail: f.get('D'),
+    hint: f.get('H'),
+  });
+}
+
+export class LocalConnectListener {
+  private readonly server: Server;
+  private readonly sessions = new Set<Relayed>();
+  private readonly sockets = new Set<Socket>();
+  private readonly passwordDigest: Buffer;
+  private tokenInFlight: Promise<string> | undefined;
+
+  constructor(
+    private readonly target: {
+      gateway: string;
+      host: string;
+      port: number;
+      sslmode: GatewaySslMode;
+      connection: string;
+      email: string;
+      password: string;
+    },
+  ) {
+    this.passwordDigest = digest(target.password);
+    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+  }
+
+  async listen(port: number): Promise<number> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, '127.0.0.1', () => {
+        this.server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    return (this.server.address() as { port: number }).port;
+  }
+
+  close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    for (const { upstream } of this.sessions) upstream.close();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+
+  /** One token refresh at a time, however many clients connect at once. */
+  private token(): Promise<string> {
+    this.tokenInFlight ??= accessToken(this.target.gateway).finally(() => {
+      this.tokenInFlight = undefined;
+    });
+    return this.tokenInFlight;
+  }
+
+  private accept(socket: Socket): void {
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(LOGIN_TIMEOUT_MS, () => {
+      socket.end(fatal(new PgwardError('LOGIN_FAILED', 'the client did not log in in time')));
+    });
+    this.handshake(socket).catch((err: unknown) => {
+      if (err instanceof UpstreamError) socket.end(gatewayRefusal(err));
+      else if (err instanceof PgwardError) socket.end(fatal(err));
+      else socket.destroy();
+    });
+  }
+
+  /** Startup, local password check, login at the gateway, then the relay. */
+  private async handshake(socket: Socket): Promise<void> {
+    const input = new Input(socket);
+    let startup: Startup | undefined;
+    while (!startup) {
+      const packet = await input.startup();
+      if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
+        // Plaintext on loopback; the hop to the gateway is the one that needs TLS.
+        socket.write('N');
+      } else if (packet.kind === 'cancel') {
+        this.cancel(packet.pid, packet.secret);
+        socket.end();
+        return;
+      } else {
+        startup = packet;
+      }
+    }
+    socket.write(encode.authenticationCleartextPassword());
+    const answer = await input.message(LIMITS.PASSWORD_BYTES);
+    const presented = answer[0] === FE.PASSWORD ? digest(decode.passwordText(answer)) : Buffer.alloc(0);
+    if (presented.length === 0 || !timingSafeEqual(presented, this.passwordDigest)) {
+      throw new PgwardError('LOGIN_FAILED', 'wrong password for this `pgward connect` port', {
+        hint: 'use the password in the line `pgward connect` printed; it changes each time it starts',
+      });
+    }
+    const database = startup.params.get('database');
+    if (database && database !== this.target.connection) {
+      throw new PgwardError('NOT_FOUND', `this port serves the connection "${this.target.connection}" only`, {
+        hint: `connect to database ${this.target.connection}, or run \`pgward connect ${database}\``,
+      });
+    }
+    const params: Record<string, string> = {};
+    for (const [key, value] of startup.params) if (!OWN_PARAMS.has(key)) params[key] = value;
+    const upstream = await UpstreamConnection.open({
+      host: this.target.host,
+      port: this.target.port,
+      database: this.target.connection,
+      sslmode: this.target.sslmode,
+      sslCa: undefined,
+      user: this.target.email,
+      password: await this.token(),
+      params,
+    });
+    if (socket.destroyed) {
+      upstream.close();
+      return;
+    }
+    this.relay(socket, input.rest(), startup, upstream);
+  }
+
+  /** Tells the client it is in, then passes bytes both ways until either side ends. */
+  private relay(socket: Socket, early: Buffer, startup: Startup, upstream: UpstreamConnection): void {
+    socket.setTimeout(0);
+    const hello: Buffer[] = [];
+    // pgward speaks 3.0 to the gateway here; a client asking for more is told so.
+    if (startup.minor > 0 || startup.protocolOptions.length > 0) {
+      hello.push(encode.negotiateProtocolVersion(0, startup.protocolOptions));
+    }
+    hello.push(encode.authenticationOk());
+    for (const [name, value] of upstream.parameters) hello.push(encode.parameterStatus(name, value));
+    // The gateway's key for this session: a CancelRequest with it is forwarded to the gateway.
+    hello.push(encode.backendKeyData(upstream.backendPid, upstream.backendSecret));
+    hello.push(encode.readyForQuery(upstream.status));
+    hello.push(upstream.takeOver());
+    socket.write(Buffer.concat(hello));
+    const up = upstream.socket;
+    if (early.length > 0) up.write(early);
+    const session: Relayed = { upstream };
+    this.sessions.add(session);
+    socket.pipe(up);
+    up.pipe(socket);
+    const end = () => {
+      this.sessions.delete(session);
+      socket.destroy();
+      up.destroy();
+    };
+    socket.once('close', end);
+    up.once('close', end);
+    up.on('error', end);
+  }
+
+  private cancel(pid: number, secret: Buffer): void {
+    for (const { upstream } of this.sessions) {
+      const key = upstream.backendSecret;
+      if (upstream.backendPid === pid && key.length === secret.length && timingSafeEqual(key, secret)) {
+        upstream.cancel().catch(() => undefined);
+        return;
+      }
+    }
+  }
+}
+
+/** Reads the client's first packets in order, with the startup size caps. */
+class Input {
+  private buffered: Buffer = Buffer.alloc(0);
+  private waiting: (() => void) | undefined;
+  private ended = false;
+
+  constructor(private readonly socket: Socket) {
+    socket.on('data', this.onData);
+    socket.once('close', () => {
+      this.ended = true;
+      this.waiting?.();
+    });
+  }
+
+  private readonly onData = (chunk: Buffer) => {
+    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    if (this.buffered.length > LIMITS.STARTUP_BYTES + LIMITS.PASSWORD_BYTES) this.socket.destroy();
+    this.waiting?.();
+  };
+
+  private async until<T>(take: () => { value: T; size: number } | undefined): Promise<T> {
+    for (;;) {
+      const got = take();
+      if (got) {
+        this.buffered = this.buffered.subarray(got.size);
+        return got.value;
+      }
+      if (this.ended) throw new PgwardError('PROTOCOL_VIOLATION', 'the client went away during login');
+      await new Promise<void>((resolve) => {
+        this.waiting = resolve;
+      });
+      this.waiting = undefined;
+    }
+  }
+
+  startup(): Promise<StartupPacket> {
+    return this.until(() => {
+      const read = readStartupPacket(this.buffered);
+      return read && { value: read.packet, size: read.size };
+    });
+  }
+
+  message(maxBytes: number): Promise<Buffer> {
+    return this.until(() => {
+      if (this.buffered.length < 5) return undefined;
+      const reader = new MessageReader(maxBytes);
+      reader.push(this.buffered.subarray(0, Math.min(this.buffered.length, 1 + maxBytes)));
+      const message = reader.shift();
+      return message && { value: message, size: message.length };
+    });
+  }
+
+  /** What the client sent after its password (a pipelined first query), and stop reading. */
+  rest(): Buffer {
+    this.socket.removeListener('data', this.onData);
+    return this.buffered;
+  }
+}
+
+export async function runConnect(connection: string, opts: ConnectOptions): Promise<void> {
+  const gateway = await gatewayUrl(opts.gateway);
+  const token = await accessToken(gateway);
+  const [endpoint, me, usable] = await Promise.all([
+    pgEndpoint(gateway, opts.sslmode),
+    api<{ email: string }>(gateway, 'GET', '/api/v1/whoami', { token }),
+    api<{ name: string }[]>(gateway, 'GET', '/api/v1/connections', { token }),
+  ]);
+  if (endpoint.sslmode === 'disable' && !isLoopbackHost(endpoint.host)) {
+    // The token would cross the network in the clear.
+    throw new PgwardError('BAD_REQUEST', `the gateway's PostgreSQL endpoint ${endpoint.host} offers no TLS`, {
+      hint: 'ask its operator to enable TLS on the PostgreSQL endpoint',
+    });
+  }
+  if (!usable.some((c) => c.name === connection)) {
+    throw new PgwardError('NOT_FOUND', `no connection "${connection}" that you may use`, {
+      hint: `yours: ${usable.map((c) => c.name).join(', ') || '(none)'}`,
+    });
+  }
+  const password = randomBytes(18).toString('base64url');
+  const listener = new LocalConnectListener({ gateway, ...endpoint, connection, email: me.email, password });
+  let port: number;
+  try {
+    port = await listener.listen(opts.port);
+  } catch (err) {
+    throw new PgwardError(
+      'BAD_REQUEST',
+      `cannot listen on 127.0.0.1:${opts.port}: ${(err as Error).message}`,
+      {
+        hint: 'pick another port with --port (0 lets the system choose)',
+      },
+    );
+  }
+  const user = encodeURIComponent(me.email);
+  process.stderr.write(
+    `Forwarding 127.0.0.1:${port} to ${connection} at ${gateway} as ${me.email}. Ctrl-C stops it.\n` +
+      `Connect with (the password is made up for this run, and changes each time):\n`,
+  );
+  process.stdout.write(
+    `psql "postgresql://${user}:${password}@127.0.0.1:${port}/${encodeURIComponent(connection)}?sslmode=disable"\n`,
+  );
+  await untilSignal();
+  await listener.close();
+}
