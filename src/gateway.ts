@@ -51,15 +51,19 @@ export interface GatewayOptions {
   extraHealth?: Record<string, HealthCheck>;
 }
 
-function clientTls(config: Config): SecureContext | undefined {
+/** The certificate of both endpoints (`tls`): the PostgreSQL endpoint's context, HTTPS's options. */
+function certificate(
+  config: Config,
+): { context: SecureContext; options: { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' } } | undefined {
   const { certFile, keyFile } = config.tls;
   if (!certFile || !keyFile) return undefined;
   try {
-    return createSecureContext({
+    const options = {
       cert: readFileSync(certFile),
       key: readFileSync(keyFile),
-      minVersion: 'TLSv1.2',
-    });
+      minVersion: 'TLSv1.2' as const,
+    };
+    return { context: createSecureContext(options), options };
   } catch (err) {
     throw new PgwardError(
       'CONFIG_INVALID',
@@ -81,7 +85,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       },
     );
   }
-  const tls = clientTls(config);
+  const cert = certificate(config);
+  const tls = cert?.context;
   const store =
     opts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
@@ -154,6 +159,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
 
     const http: FastifyInstance = await buildHttpServer({
       log,
+      https: config.http.tls ? cert?.options : undefined,
       api: {
         config,
         log,
@@ -202,7 +208,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     await http.listen({ port: config.http.port, host: config.http.host });
     cleanup.unshift(() => http.close());
     const httpAddress = http.server.address() as AddressInfo;
-    const httpUrl = `http://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;
+    const httpUrl = `${config.http.tls ? 'https' : 'http'}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;
     // pgward's tokens name the gateway's public URL as their issuer (its own address by default).
     if (issuer === '') issuer = httpUrl;
     log.info(

@@ -337,3 +337,35 @@ describe('the pgward CLI against a gateway', () => {
     assert.equal(refused.detail, 'pgward error TOKEN_REVOKED', 'the sign-in ended at the gateway too');
   });
 });
+
+describe('a gateway serving HTTPS (http.tls)', () => {
+  let t: TestStack;
+  before(async () => {
+    t = await startTestStack({ PGWARD_HTTP_TLS: 'true' });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('serves the API over TLS with the PostgreSQL endpoint certificate; the CLI verifies it', async () => {
+    const gateway = t.stack.info.http;
+    assert.match(gateway, /^https:\/\/127\.0\.0\.1:\d+$/);
+    const ca = path.join(t.dataDir, 'tls', 'cert.pem');
+    const env = { XDG_CONFIG_HOME: tempDir('cli-https'), PGWARD_GATEWAY: gateway, BROWSER: '', DISPLAY: '' };
+    // Trusting the dev certificate: the gateway answers with a device login.
+    const device = await runCli(['login', '--no-open'], {
+      env: { ...env, NODE_EXTRA_CA_CERTS: ca },
+      timeoutMs: 3_000,
+    });
+    assert.match(
+      device.stderr,
+      /To sign in, open http:\/\/127\.0\.0\.1:\d+\/device\S*\nand confirm the code/,
+    );
+    // Without it, the self-signed certificate is refused: no silent downgrade.
+    const untrusted = await runCli(['login', '--no-open'], { env: { ...env, NODE_EXTRA_CA_CERTS: '' } });
+    assert.equal(untrusted.code, 69, untrusted.stderr);
+    assert.match(untrusted.stderr, /cannot reach the gateway at https:/);
+    const plain = await fetch(gateway.replace('https:', 'http:') + '/healthz').catch((err: Error) => err);
+    assert.ok(plain instanceof Error, 'plain HTTP on the HTTPS port is not served');
+  });
+});

@@ -76,6 +76,8 @@ export interface ApiContext {
 
 export interface HttpServerOptions {
   log: Logger;
+  /** Serve HTTPS with this certificate. */
+  https?: { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' } | undefined;
   health: Record<string, HealthCheck>;
   /** Public facts a CLI needs to log in: providers (name, issuer, client id), the PostgreSQL endpoint. */
   discovery: () => unknown;
@@ -97,6 +99,7 @@ function problem(status: number, code: string, detail: string, hint?: string) {
 /** Builds the HTTP app; the caller listens. */
 export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(opts.https ? { https: opts.https } : {}),
     // Request lines are not logged (level warn): they would carry query strings.
     loggerInstance: opts.log.child({ component: 'http' }, { level: 'warn' }) as FastifyBaseLogger,
     bodyLimit: 1024 * 1024,

@@ -29,6 +29,7 @@ const ENV_SETTINGS: Record<string, string> = {
   PGWARD_PG_POOL_MAX_IDLE: 'pg.poolMaxIdlePerKey',
   PGWARD_PG_ROLE_SYNC_SECONDS: 'pg.roleSyncSeconds',
   PGWARD_ALLOW_LOOPBACK_PLAINTEXT: 'pg.allowLoopbackPlaintext',
+  PGWARD_HTTP_TLS: 'http.tls',
   PGWARD_TLS_CERT: 'tls.certFile',
   PGWARD_TLS_KEY: 'tls.keyFile',
   PGWARD_LOG_LEVEL: 'log.level',

@@ -126,6 +126,8 @@ export const configSchema = z
       .strictObject({
         host: z.string().min(1).default('127.0.0.1'),
         port: port.default(8080),
+        /** Serve HTTPS with the certificate of `tls` (else put a TLS proxy in front off loopback). */
+        tls: booleanSetting.default(false),
       })
       .prefault({}),
     pg: z
@@ -225,6 +227,10 @@ export const configSchema = z
           seen.add(provider.name);
         });
       }),
+  })
+  .refine((config) => !config.http.tls || config.tls.certFile !== undefined, {
+    path: ['http', 'tls'],
+    message: 'HTTPS needs a certificate: set tls.certFile and tls.keyFile (PGWARD_TLS_CERT, PGWARD_TLS_KEY)',
   })
   .prefault({});
 
