@@ -306,6 +306,44 @@ describe('the pgward CLI against a gateway', () => {
     assert.deepEqual([partner?.displayName, partner?.isActive], ['Partner SSO', false]);
     assert.doesNotMatch(listed.stdout + created.stdout, new RegExp(secret));
 
+    // Groups, members and mappings from the command line.
+    const admin = (...args: string[]) => runCli(['admin', ...args], { env: env('admin') });
+    assert.equal((await admin('create', 'group', 'partners')).code, 0);
+    const member = await admin('create', 'member', 'partners', '--user', 'viewer@example.com');
+    assert.match(member.stdout, /viewer@example\.com is now a member of partners/, member.stderr);
+    const members = await admin('get', 'members', 'partners', '--json');
+    assert.deepEqual(
+      (JSON.parse(members.stdout) as { email: string }[]).map((m) => m.email),
+      ['viewer@example.com'],
+    );
+    const mapping = await admin(
+      'create',
+      'mapping',
+      '--provider',
+      'partner',
+      '--external-group',
+      'eng',
+      '--group',
+      'partners',
+      '--json',
+    );
+    assert.equal(mapping.code, 0, mapping.stderr);
+    const { mappingId } = JSON.parse(mapping.stdout) as { mappingId: string };
+    const mappings = await admin('get', 'mappings', '--provider', 'partner', '--json');
+    assert.equal((JSON.parse(mappings.stdout) as unknown[]).length, 1);
+    const unmapped = await admin('delete', 'mapping', mappingId);
+    assert.equal(unmapped.code, 0, `${mapping.stdout} ${unmapped.stderr}`);
+    assert.equal((await admin('delete', 'member', 'partners', '--user', 'viewer@example.com')).code, 0);
+    assert.equal((await admin('delete', 'group', 'partners')).code, 0);
+
+    // A provider nobody signed in with can be deleted; a configured one cannot.
+    const configured = await admin('delete', 'provider', 'dev');
+    assert.equal(configured.code, 64);
+    assert.match(configured.stderr, /comes from the configuration/);
+    assert.equal((await admin('delete', 'provider', 'partner')).code, 0);
+    const after = await admin('get', 'providers', '--json');
+    assert.ok(!(JSON.parse(after.stdout) as { name: string }[]).some((p) => p.name === 'partner'));
+
     // One token, read from stdin (never argv): refused on the wire at once; the sign-in lives on.
     const token = (await runCli(['token'], { env: env('editor') })).stdout.trim();
     const revoked = await runCli(['admin', 'revoke', 'token'], { env: env('admin'), input: `${token}\n` });

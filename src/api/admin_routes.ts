@@ -447,6 +447,24 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
     );
 
+    app.delete(
+      '/providers/:name',
+      {
+        preHandler: adminOnly,
+        schema: {
+          summary:
+            'Delete a provider added through the API that nobody has signed in with (409 otherwise: deactivate it)',
+          tags: ['providers'],
+          params: z.object({ name: z.string().max(63) }),
+          response: { 204: z.null() },
+        },
+      },
+      async (req, reply) => {
+        await ctx.providers.remove(req.params.name);
+        return reply.status(204).send(null);
+      },
+    );
+
     // ---- people ------------------------------------------------------------------------------
 
     app.get(

@@ -281,11 +281,12 @@ export async function runAdminDelete(resource: string, name: string, opts: Admin
     group: `/api/v1/groups/${enc(name)}`,
     mapping: `/api/v1/mappings/${enc(name)}`,
     member: `/api/v1/groups/${enc(name)}/members/${enc(opts.user ?? '')}`,
+    provider: `/api/v1/providers/${enc(name)}`,
   };
   const route = routes[resource];
   if (!route)
     throw new PgwardError('BAD_REQUEST', `cannot delete "${resource}"`, {
-      hint: 'one of: conn, group, mapping, member',
+      hint: 'one of: conn, group, mapping, member, provider',
     });
   const { gateway, token } = await session(opts);
   await api(gateway, 'DELETE', route, { token });

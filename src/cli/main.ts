@@ -109,6 +109,7 @@ program
 program
   .command('config')
   .description('inspect the configuration')
+  .addHelpText('after', '\nExample:\n  $ pgward config print --config pgward.yaml')
   .command('print')
   .description('print the effective configuration with secrets redacted')
   .option('--config <file>', 'YAML or JSON configuration file (else PGWARD_CONFIG)')
@@ -250,7 +251,8 @@ program
 
 const admin = program
   .command('admin')
-  .description('administer connections, groups, mappings, providers, users and sessions (administrators)');
+  .description('administer connections, groups, mappings, providers, users and sessions (administrators)')
+  .addHelpText('after', '\nExample:\n  $ pgward admin get conns');
 const collect = (value: string, previous: string[] = []) => [...previous, value];
 const adminFlags = (cmd: Command) =>
   cmd.option(gatewayOption, gatewayHelp).option('--json', 'machine-readable output');
@@ -350,8 +352,10 @@ adminFlags(
 adminFlags(
   admin
     .command('delete')
-    .description('delete a conn, group, mapping (by id) or member')
-    .argument('<resource>', 'conn | group | mapping | member')
+    .description(
+      'delete a conn, group, mapping (by id), member, or a provider nobody signed in with (people are deactivated, not deleted)',
+    )
+    .argument('<resource>', 'conn | group | mapping | member | provider')
     .argument('<name>', 'which one (the group, for member)')
     .option('--user <email>', 'the person (member)')
     .addHelpText('after', '\nExample:\n  $ pgward admin delete conn orders'),

@@ -88,19 +88,51 @@ export class ProviderRegistry {
     return provider;
   }
 
-  /** (De)activates a provider added through the API; its tokens are refused while inactive. */
-  async setActive(name: string, active: boolean): Promise<void> {
+  private refuseConfigured(name: string): void {
     if (this.configured.some((p) => p.name === name)) {
       throw new PgwardError(
         'BAD_REQUEST',
         `provider "${name}" comes from the configuration; change it there`,
       );
     }
+  }
+
+  /** (De)activates a provider added through the API; its tokens are refused while inactive. */
+  async setActive(name: string, active: boolean): Promise<void> {
+    this.refuseConfigured(name);
     const { rowCount } = await this.pool.query(
       "UPDATE pgward.provider SET is_active = $2, updated_at = now() WHERE code = $1 AND source = 'api'",
       [name, active],
     );
     if (rowCount !== 1) throw new PgwardError('NOT_FOUND', `provider "${name}" does not exist`);
+    await this.reload();
+  }
+
+  /**
+   * Deletes a provider added through the API that nobody has signed in with yet (with its
+   * mappings). One with identities is kept: deleting it would delete them; deactivate it instead.
+   */
+  async remove(name: string): Promise<void> {
+    this.refuseConfigured(name);
+    const { rows } = await this.pool.query<{ deleted: boolean; found: boolean }>(
+      `WITH target AS (SELECT provider_id FROM pgward.provider WHERE code = $1 AND source = 'api'),
+            used AS (SELECT FROM pgward.user_identity WHERE provider_id IN (SELECT provider_id FROM target)),
+            gone AS (DELETE FROM pgward.provider WHERE provider_id IN (SELECT provider_id FROM target)
+                      AND NOT EXISTS (SELECT FROM used) RETURNING 1)
+       SELECT EXISTS (SELECT FROM gone) AS deleted, EXISTS (SELECT FROM target) AS found`,
+      [name],
+    );
+    const row = rows[0];
+    if (!row?.found) throw new PgwardError('NOT_FOUND', `provider "${name}" does not exist`);
+    if (!row.deleted) {
+      throw new PgwardError(
+        'CONFLICT',
+        `people have signed in with provider "${name}"; it is kept with their identities`,
+        {
+          hint: `deactivate it instead: pgward admin update provider ${name} --inactive`,
+        },
+      );
+    }
     await this.reload();
   }
 }
