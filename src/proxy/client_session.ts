@@ -464,7 +464,7 @@ export class ClientSession implements Cancellable {
     const tracker = this.tracker!;
     const up = upstream.socket;
     this.unlisten(client);
-    upstream.takeOver();
+    const pending = upstream.takeOver();
 
     const clientFramer = new MessageFramer(
       CLIENT_TYPES,
@@ -548,6 +548,8 @@ export class ClientSession implements Cancellable {
       client.removeListener('data', onClientData);
       return serverFramer.atBoundary && clientFramer.atBoundary;
     };
+    // Whatever the target sent after its last ReadyForQuery (a notification) goes first.
+    if (pending.length > 0) onServerData(pending);
     if (this.buffered.length > 0) {
       const early = this.buffered;
       this.buffered = Buffer.alloc(0);
