@@ -342,6 +342,10 @@ describe('PostgreSQL gateway with real clients', () => {
     await client.query('select $1::text as secret_param', ['hunter2-param']);
     await client.query('select 1/0').catch(() => undefined);
     await client.query("update users set email = email where username = 'john_doe'");
+    // Text that the store's COPY format must escape, kept byte for byte.
+    const awkward = "select 'tab\there', E'back\\\\slash \\\\N', 'cr\r' -- line\n  , 2 as \"\\\\N\"";
+    await client.query(awkward);
+    const started = Date.now();
     await client.end();
     await t.stack.gateway.audit.flush();
     const store = t.store();
@@ -371,5 +375,14 @@ describe('PostgreSQL gateway with real clients', () => {
     assert.equal(Number(update.rows), 1);
     assert.equal(update.kind, 'simple');
     assert.ok(rows.every((r) => r.duration_ms !== null));
+    assert.ok(texts.includes(awkward), texts.join('\n'));
+    const last = rows.find((r) => r.text === awkward);
+    // Microseconds survive, and the time is the statement's.
+    assert.ok(Math.abs(last.started_at.getTime() - started) < 5000);
+    const { rows: exact } = await store.query(
+      `select count(*)::int as n from pgward.statement where session_id = $1 and extract(microseconds from started_at)::int % 1000 <> 0`,
+      [session.session_id],
+    );
+    assert.ok(exact[0].n > 0, 'sub-millisecond precision is kept');
   });
 });

@@ -1,0 +1,63 @@
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type pg from 'pg';
+import { AuditWriter, type StatementRecord } from '../src/audit/audit_writer.js';
+import type { EmbeddedCluster } from '../src/store/embedded_postgres.js';
+import { migrate } from '../src/store/migrate.js';
+import { createPool } from '../src/store/store.js';
+import { createDatabase, startTestPostgres } from './support/postgres.js';
+import { quietLog } from './support/quiet_log.js';
+
+/** The audit writer against a real store: COPY, and a batch written twice. */
+describe('the audit writer', () => {
+  let cluster: EmbeddedCluster;
+  let pool: pg.Pool;
+  before(async () => {
+    cluster = await startTestPostgres();
+    pool = createPool(await createDatabase(cluster));
+    await migrate(pool, quietLog);
+  });
+  after(async () => {
+    await pool?.end();
+    await cluster?.close();
+  });
+
+  const statement = (sessionId: string, seq: number, text: string): StatementRecord => ({
+    sessionId,
+    seq,
+    kind: 'simple',
+    text,
+    startedAtMs: Date.now() + 0.123,
+    durationMs: 0.5,
+    commandTag: 'SELECT 1',
+    rows: 1,
+    sqlstate: null,
+  });
+
+  it('writes statements byte for byte, and a batch already written (lost answer) only once', async () => {
+    const writer = new AuditWriter(pool, quietLog);
+    const sessionId = randomUUID();
+    const texts = ['select 1', 'a\tb\nc\\d\re', '\\N', '\\.', 'ünïcödé 🐘'];
+    texts.forEach((text, i) => {
+      writer.statement(statement(sessionId, i + 1, text));
+    });
+    await writer.flush();
+    // The same rows again, as after a COPY whose answer was lost: no error, no duplicate.
+    writer.statement(statement(sessionId, 1, 'select 1'));
+    writer.statement(statement(sessionId, 99, 'new one'));
+    await writer.flush();
+    await writer.close();
+    assert.equal(writer.backlog, 0);
+    const { rows } = await pool.query<{ seq: number; text: string; us: number }>(
+      `SELECT seq, text, extract(microseconds from started_at)::int % 1000 AS us
+         FROM pgward.statement WHERE session_id = $1 ORDER BY seq`,
+      [sessionId],
+    );
+    assert.deepEqual(
+      rows.map((r) => r.text),
+      [...texts, 'new one'],
+    );
+    assert.ok(rows.every((r) => r.us === 123));
+  });
+});
