@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
@@ -8,26 +7,9 @@ import pg from 'pg';
 import { IdpPageWalker } from '../src/dev/dev_login.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
 import { cancelRequest } from '../src/wire/encode.js';
-import { runCli, startCli, stopProcess } from './support/cli.js';
+import { runCli, runProgram, startCli, stopProcess } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { tempDir } from './support/temp_dir.js';
-
-/** Runs a PostgreSQL client program; resolves with its exit code and output. */
-function runProgram(
-  program: string,
-  args: string[],
-  env: Record<string, string> = {},
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      program,
-      args,
-      { env: { ...process.env, PGCONNECT_TIMEOUT: '10', ...env }, timeout: 60_000 },
-      (err, stdout, stderr) =>
-        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
 
 /** `pgward login | whoami | token | exec | admin | logout` against a dev stack, as a person would. */
 describe('the pgward CLI against a gateway', () => {

@@ -1,5 +1,5 @@
 /** Runs the real `pgward` command (bin/pgward.js) as a child process. */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/package_root.js';
 
@@ -69,5 +69,25 @@ export function stopProcess(
       resolve(code);
     });
     child.kill(signal);
+  });
+}
+
+/** Runs a PostgreSQL client program; resolves with its exit code and output. */
+export function runProgram(
+  program: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      program,
+      args,
+      { env: { ...process.env, PGCONNECT_TIMEOUT: '10', ...env }, timeout: 60_000 },
+      (err, stdout, stderr) => {
+        // A failed start (ENOENT) has a string code: exit code 1 then.
+        const code = (err as { code?: unknown } | null)?.code;
+        resolve({ code: err ? (typeof code === 'number' ? code : 1) : 0, stdout, stderr });
+      },
+    );
   });
 }

@@ -1,18 +1,15 @@
 /** A dev stack in the test process, on free ports, with helpers to reach it as each dev user. */
-import { execFile } from 'node:child_process';
 import { connect } from 'node:net';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import pg from 'pg';
 import { devLogin } from '../../src/dev/dev_login.js';
 import { type DevStack, startDevStack } from '../../src/dev/dev_stack.js';
 import type { Logger } from '../../src/log/logger.js';
 import { freePort } from '../../src/store/free_port.js';
 import { cancelRequest } from '../../src/wire/encode.js';
+import { runProgram } from './cli.js';
 import { quietLog } from './quiet_log.js';
 import { tempDir } from './temp_dir.js';
-
-const run = promisify(execFile);
 
 export interface TestStack {
   stack: DevStack;
@@ -107,24 +104,11 @@ export async function startTestStack(
       socket.end(cancelRequest(processID, key));
     },
     async psql(email, args, opts = {}) {
-      try {
-        const { stdout, stderr } = await run(
-          'psql',
-          [url(email, opts.database, opts.sslmode), '-X', '-v', 'ON_ERROR_STOP=1', ...args],
-          {
-            env: { ...process.env, PGPASSWORD: opts.token ?? (await token(email)), PGCONNECT_TIMEOUT: '10' },
-            timeout: 60_000,
-          },
-        );
-        return { code: 0, stdout, stderr };
-      } catch (err) {
-        const e = err as { code?: number; stdout?: string; stderr?: string };
-        return {
-          code: typeof e.code === 'number' ? e.code : 1,
-          stdout: e.stdout ?? '',
-          stderr: e.stderr ?? '',
-        };
-      }
+      return runProgram(
+        'psql',
+        [url(email, opts.database, opts.sslmode), '-X', '-v', 'ON_ERROR_STOP=1', ...args],
+        { PGPASSWORD: opts.token ?? (await token(email)) },
+      );
     },
     store: () => stack.gateway.store.pool,
     close: () => stack.close(),
