@@ -191,7 +191,7 @@ export class LocalConnectListener {
     const session: Relayed = { upstream };
     this.sessions.add(session);
     socket.pipe(up);
-    up.pipe(socket);
+    upstream.input.pipeTo(up, socket);
     const end = () => {
       this.sessions.delete(session);
       socket.destroy();

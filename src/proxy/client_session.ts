@@ -19,6 +19,7 @@ import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
 import { MessageFramer, typeFlags, type Verdict } from '../wire/framer.js';
 import { BE, FE, HIGHEST_MINOR, LIMITS, TLS_HANDSHAKE_BYTE } from '../wire/protocol.js';
+import { SocketInput } from '../wire/socket_input.js';
 import { readStartupPacket, type StartupPacket } from '../wire/startup.js';
 import type { CancelKey, Cancellable } from './cancel_map.js';
 import type { ProxyContext } from './proxy_context.js';
@@ -66,7 +67,7 @@ export function upstreamApplicationName(client: string | undefined, email: strin
 }
 
 /** Wraps bytes already read plus the rest of a socket as one stream (for direct TLS). */
-function prepend(first: Buffer, socket: Socket): Duplex {
+function prepend(first: Buffer, socket: Socket, input: SocketInput): Duplex {
   const duplex = new Duplex({
     read() {
       socket.resume();
@@ -83,9 +84,9 @@ function prepend(first: Buffer, socket: Socket): Duplex {
     },
   });
   duplex.push(first);
-  socket.on('data', (chunk) => {
-    if (!duplex.push(chunk)) socket.pause();
-  });
+  input.onChunk = (chunk) => {
+    if (!duplex.push(Buffer.from(chunk))) socket.pause();
+  };
   socket.on('end', () => duplex.push(null));
   socket.on('error', (err) => duplex.destroy(err));
   return duplex;
@@ -94,6 +95,8 @@ function prepend(first: Buffer, socket: Socket): Duplex {
 export class ClientSession implements Cancellable {
   readonly id = randomUUID();
   private socket: Socket | TLSSocket;
+  /** The client's bytes: the socket's, or once TLS is up, the TLS layer's. */
+  private input: SocketInput;
   private tls = false;
   private buffered: Buffer = Buffer.alloc(0);
   private wake: (() => void) | undefined;
@@ -113,9 +116,12 @@ export class ClientSession implements Cancellable {
 
   constructor(
     socket: Socket,
+    input: SocketInput,
     private readonly ctx: ProxyContext,
   ) {
     this.socket = socket;
+    this.input = input;
+    input.onChunk = this.onStartupData;
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
@@ -128,7 +134,8 @@ export class ClientSession implements Cancellable {
 
   private readonly onStartupData = (chunk: Buffer) => {
     this.bytesIn += chunk.length;
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
+    // A copy: the chunk's buffer is reused for the next read.
+    this.buffered = this.buffered.length === 0 ? Buffer.from(chunk) : Buffer.concat([this.buffered, chunk]);
     if (this.buffered.length > LIMITS.STARTUP_BYTES + LIMITS.PASSWORD_BYTES + 16) {
       // Nothing legitimate sends this much before authenticating.
       this.socket.pause();
@@ -143,13 +150,11 @@ export class ClientSession implements Cancellable {
   };
 
   private listen(socket: Socket | TLSSocket): void {
-    socket.on('data', this.onStartupData);
     socket.on('error', () => undefined);
     socket.on('close', this.onGone);
   }
 
   private unlisten(socket: Socket | TLSSocket): void {
-    socket.removeListener('data', this.onStartupData);
     socket.removeListener('close', this.onGone);
   }
 
@@ -243,6 +248,7 @@ export class ClientSession implements Cancellable {
       throw new PgwardError('PROTOCOL_VIOLATION', 'received unencrypted data after SSL request');
     }
     this.unlisten(raw);
+    this.input.onChunk = () => undefined;
     raw.write('S');
     await this.upgrade(new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls }));
     raw.resume();
@@ -258,7 +264,7 @@ export class ClientSession implements Cancellable {
     this.unlisten(raw);
     const first = this.buffered;
     this.buffered = Buffer.alloc(0);
-    const tls = new TLSSocket(prepend(first, raw), {
+    const tls = new TLSSocket(prepend(first, raw, this.input), {
       isServer: true,
       secureContext: this.ctx.tls,
       ALPNProtocols: ['postgresql'],
@@ -273,6 +279,9 @@ export class ClientSession implements Cancellable {
   private upgrade(tls: TLSSocket): Promise<void> {
     this.socket = tls;
     this.tls = true;
+    this.input = new SocketInput();
+    this.input.onChunk = this.onStartupData;
+    this.input.listen(tls);
     this.listen(tls);
     return new Promise((resolve, reject) => {
       tls.once('secure', () => resolve());
@@ -463,6 +472,7 @@ export class ClientSession implements Cancellable {
     const upstream = this.upstream!;
     const tracker = this.tracker!;
     const up = upstream.socket;
+    const input = this.input;
     this.unlisten(client);
     const pending = upstream.takeOver();
 
@@ -494,6 +504,7 @@ export class ClientSession implements Cancellable {
       'server',
     );
 
+    /** Writes segments (views of the chunk just read, or copies), pausing `from` while `to` is full. */
     const forward = (segments: Buffer[], to: typeof client, from: typeof client) => {
       let ok = true;
       if (segments.length === 1) ok = to.write(segments[0]!);
@@ -518,6 +529,8 @@ export class ClientSession implements Cancellable {
         return;
       }
       forward(segments, up, client);
+      // The chunk is the client's reused read buffer: a write still queued holds on to it.
+      if (up.writableLength > 0) input.keep();
       if (this.ended) void this.close('client terminated');
     };
     const onServerData = (chunk: Buffer) => {
@@ -530,22 +543,24 @@ export class ClientSession implements Cancellable {
         return;
       }
       forward(segments, client, up);
+      // The chunk is upstream's reused read buffer: a write still queued holds on to it.
+      if (client.writableLength > 0) upstream.input.keep();
     };
     const onUpstreamGone = () => {
       if (this.closing) return;
       void this.refuse(new PgwardError('UPSTREAM_FAILED', 'the target database closed the connection'), true);
     };
 
-    client.on('data', onClientData);
+    input.onChunk = onClientData;
     client.on('close', () => void this.close(this.ended ? 'client terminated' : 'client disconnected'));
     client.on('error', () => undefined);
-    up.on('data', onServerData);
+    upstream.input.onChunk = onServerData;
     up.on('close', onUpstreamGone);
     this.detachUpstream = () => {
-      up.removeListener('data', onServerData);
+      upstream.input.onChunk = () => undefined;
       up.removeListener('close', onUpstreamGone);
       if (up.isPaused()) up.resume();
-      client.removeListener('data', onClientData);
+      input.onChunk = () => undefined;
       return serverFramer.atBoundary && clientFramer.atBoundary;
     };
     // Whatever the target sent after its last ReadyForQuery (a notification) goes first.

@@ -7,6 +7,7 @@
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type Socket } from 'node:net';
 import * as encode from '../wire/encode.js';
+import { SocketInput } from '../wire/socket_input.js';
 import { ClientSession } from './client_session.js';
 import type { ProxyContext } from './proxy_context.js';
 
@@ -18,12 +19,17 @@ export class PgListener {
     private readonly ctx: ProxyContext,
     private readonly maxConnections: number,
   ) {
-    this.server = createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Paused until a session adopts the socket: it reads into a reused buffer (see SocketInput).
+    this.server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
   }
 
   private accept(socket: Socket): void {
     if (this.sessions.size >= this.maxConnections) {
       socket.on('error', () => undefined);
+      // Read (and drop) what it sends, so that its close is seen; a client that never closes
+      // is cut off.
+      socket.resume();
+      setTimeout(() => socket.destroy(), 2_000).unref();
       socket.end(
         encode.errorResponse({
           severity: 'FATAL',
@@ -34,7 +40,8 @@ export class PgListener {
       );
       return;
     }
-    const session = new ClientSession(socket, this.ctx);
+    const input = new SocketInput();
+    const session = new ClientSession(input.adopt(socket), input, this.ctx);
     this.sessions.add(session);
     void session.done.then(() => this.sessions.delete(session));
     void session.run();

@@ -11,6 +11,7 @@ import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
 import { AUTH, BE, PROTOCOL } from '../wire/protocol.js';
 import { MessageReader } from '../wire/reader.js';
+import { SocketInput } from '../wire/socket_input.js';
 import { SCRAM_MECHANISM, ScramClient } from './scram.js';
 
 export interface UpstreamTarget {
@@ -38,9 +39,9 @@ export class UpstreamError extends PgwardError {
   }
 }
 
-function tcp(host: string, port: number): Promise<Socket> {
+function tcp(host: string, port: number, input: SocketInput): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, noDelay: true });
+    const socket = netConnect({ host, port, noDelay: true, onread: input.readOptions() });
     const timer = setTimeout(() => socket.destroy(new Error('connect timeout')), CONNECT_TIMEOUT_MS);
     socket.once('connect', () => {
       clearTimeout(timer);
@@ -60,9 +61,9 @@ function tcp(host: string, port: number): Promise<Socket> {
 }
 
 /** Reads exactly one byte (the answer to SSLRequest), refusing anything sent after it. */
-function readSslAnswer(socket: Socket): Promise<number> {
+function readSslAnswer(socket: Socket, input: SocketInput): Promise<number> {
   return new Promise((resolve, reject) => {
-    const onData = (chunk: Buffer) => {
+    input.onChunk = (chunk: Buffer) => {
       cleanup();
       if (chunk.length !== 1) {
         reject(new PgwardError('UPSTREAM_FAILED', 'the target sent unexpected bytes after its TLS answer'));
@@ -76,20 +77,24 @@ function readSslAnswer(socket: Socket): Promise<number> {
       reject(new PgwardError('UPSTREAM_FAILED', 'the target closed the connection during TLS negotiation'));
     };
     const cleanup = () => {
-      socket.removeListener('data', onData);
+      input.onChunk = () => undefined;
       socket.removeListener('error', onEnd);
       socket.removeListener('close', onEnd);
     };
-    socket.on('data', onData);
     socket.once('error', onEnd);
     socket.once('close', onEnd);
   });
 }
 
-async function secure(socket: Socket, target: UpstreamTarget): Promise<Socket | TLSSocket> {
+/** TLS per sslmode. A TLS socket is read through `input` from then on (its 'data' events). */
+async function secure(
+  socket: Socket,
+  target: UpstreamTarget,
+  input: SocketInput,
+): Promise<Socket | TLSSocket> {
   if (target.sslmode === 'disable') return socket;
   socket.write(encode.sslRequest());
-  const answer = await readSslAnswer(socket);
+  const answer = await readSslAnswer(socket, input);
   if (answer === 0x4e /* N */) {
     if (target.sslmode === 'prefer') return socket;
     socket.destroy();
@@ -114,6 +119,7 @@ async function secure(socket: Socket, target: UpstreamTarget): Promise<Socket | 
       ...(target.sslmode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
     });
     tls.setNoDelay(true);
+    input.listen(tls);
     tls.once('secureConnect', () => {
       tls.removeListener('error', onError);
       resolve(tls);
@@ -142,6 +148,7 @@ export class UpstreamConnection {
   private readonly reader = new MessageReader(MAX_UPSTREAM_MESSAGE);
   private waiting: ((message: Buffer | undefined) => void) | undefined;
   private failure: Error | undefined;
+  /** Control mode's reader; a relay swaps in its own between takeOver() and release(). */
   private readonly onControlData = (chunk: Buffer) => {
     try {
       this.reader.push(chunk);
@@ -154,9 +161,11 @@ export class UpstreamConnection {
 
   private constructor(
     readonly socket: Socket | TLSSocket,
+    /** The socket's bytes (see SocketInput for the rule on keeping them). */
+    readonly input: SocketInput,
     readonly target: UpstreamTarget,
   ) {
-    socket.on('data', this.onControlData);
+    input.onChunk = this.onControlData;
     socket.on('error', (err) => this.fail(err));
     socket.on('close', () => this.fail(new Error('closed')));
   }
@@ -197,8 +206,9 @@ export class UpstreamConnection {
 
   /** Opens a connection and logs in. */
   static async open(target: UpstreamTarget): Promise<UpstreamConnection> {
-    const socket = await secure(await tcp(target.host, target.port), target);
-    const conn = new UpstreamConnection(socket, target);
+    const input = new SocketInput();
+    const socket = await secure(await tcp(target.host, target.port, input), target, input);
+    const conn = new UpstreamConnection(socket, input, target);
     try {
       await conn.login();
     } catch (err) {
@@ -306,18 +316,19 @@ export class UpstreamConnection {
    * arrived after the last message read in control mode, which the relay must pass on first.
    */
   takeOver(): Buffer {
-    this.socket.removeListener('data', this.onControlData);
+    this.input.onChunk = () => undefined;
     return this.reader.rest();
   }
 
   /** Takes the socket back from a relay. */
   release(): void {
-    this.socket.on('data', this.onControlData);
+    this.input.onChunk = this.onControlData;
   }
 
   /** Asks the target to cancel what this connection is running (a separate connection). */
   async cancel(): Promise<void> {
-    const socket = await secure(await tcp(this.target.host, this.target.port), this.target);
+    const input = new SocketInput();
+    const socket = await secure(await tcp(this.target.host, this.target.port, input), this.target, input);
     socket.on('error', () => undefined);
     socket.end(encode.cancelRequest(this.backendPid, this.backendSecret));
   }

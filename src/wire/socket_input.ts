@@ -1,0 +1,88 @@
+/**
+ * The bytes a socket receives, handed to one handler that is swapped as a connection moves on
+ * (login, relay, back to the pool).
+ *
+ * A plain TCP socket made with `readOptions()` reads into a buffer that is reused (Node's
+ * `onread`): the relay then costs no allocation and no stream event per read, which on the hot
+ * path is worth several percent of throughput. The price is a rule for every handler: a chunk
+ * is valid only during its call. Copy what you keep; and after writing a view of a chunk to
+ * another socket, call `keep()` if that write was queued rather than sent.
+ * A TLS socket decrypts into fresh buffers and is read through 'data' events (`listen()`);
+ * the same rule holds there, and keep() costs nothing.
+ */
+import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
+
+/** Receives each chunk read; `chunk` may be overwritten once the call returns. */
+export type ChunkHandler = (chunk: Buffer) => void;
+
+/** One read's worth: what libuv would offer by default. */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+export class SocketInput {
+  /** The current reader of this socket's bytes. */
+  onChunk: ChunkHandler = () => undefined;
+  private buffer: Buffer | undefined;
+
+  /** The `onread` option for `net.connect`: reads land in a buffer this input reuses. */
+  readOptions(): OnReadOpts {
+    this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    return {
+      // Asked again after every read: a kept buffer has been replaced by then.
+      buffer: () => this.buffer!,
+      callback: (bytes, buffer) => {
+        // The buffer is the one `buffer()` returned: a Buffer.
+        this.onChunk((buffer as Buffer).subarray(0, bytes));
+        return true;
+      },
+    };
+  }
+
+  /**
+   * The socket a server accepted (with `pauseOnConnect`, before any read), re-made to read into
+   * this input's buffer: Node's server has no `onread` option. The new socket takes over the
+   * accepted one's handle (Node's own `_handle`, the same move Node makes when it passes a
+   * socket to a child process); the old object is then retired without closing the connection.
+   * Should the handle not be there, the accepted socket is read through 'data' events instead.
+   */
+  adopt(accepted: Socket): Socket {
+    const old = accepted as unknown as { _handle: unknown };
+    if (!old._handle) {
+      this.listen(accepted);
+      accepted.resume();
+      return accepted;
+    }
+    const handle = old._handle;
+    old._handle = null;
+    accepted.destroy();
+    return new Socket({
+      handle,
+      readable: true,
+      writable: true,
+      onread: this.readOptions(),
+    } as SocketConstructorOpts);
+  }
+
+  /** Reads a socket that delivers fresh chunks ('data' events; TLS). */
+  listen(socket: Socket): void {
+    socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
+  }
+
+  /** Passes every chunk on to `to` as it is, pausing `from` while `to` is full. */
+  pipeTo(from: Socket, to: Socket): void {
+    this.onChunk = (chunk) => {
+      if (!to.write(chunk) && !from.isPaused()) {
+        from.pause();
+        to.once('drain', () => from.resume());
+      }
+      if (to.writableLength > 0) this.keep();
+    };
+  }
+
+  /**
+   * The last chunk must outlive its call (a write of it was queued, not sent): the buffer is
+   * left to that write and later reads go to a new one.
+   */
+  keep(): void {
+    if (this.buffer) this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+  }
+}

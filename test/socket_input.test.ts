@@ -1,0 +1,94 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { after, describe, it } from 'node:test';
+import { SocketInput } from '../src/wire/socket_input.js';
+
+/** A server on loopback that runs `onSocket` for each connection. */
+async function serve(onSocket: (socket: Socket) => void, pauseOnConnect = false): Promise<Server> {
+  const server = createServer({ pauseOnConnect }, onSocket);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+const portOf = (server: Server) => (server.address() as AddressInfo).port;
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex');
+
+/**
+ * Reads everything a socket sends until it ends, like a slow client: nothing for a while (the
+ * socket buffers between fill up), then with a pause after each read.
+ */
+async function slowReadAll(socket: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.pause();
+  setTimeout(() => socket.resume(), 300);
+  socket.on('data', (chunk: Buffer) => {
+    chunks.push(chunk);
+    socket.pause();
+    setTimeout(() => socket.resume(), 1);
+  });
+  await once(socket, 'end');
+  return Buffer.concat(chunks);
+}
+
+describe('socket input (reads into a reused buffer)', () => {
+  const servers: Server[] = [];
+  after(() => {
+    for (const s of servers) s.close();
+  });
+
+  it('relays every byte intact to a slow reader: a queued write keeps its buffer', async () => {
+    // 12 MB of random bytes, trickled in pieces of 1,000 so that each read is small. Once the
+    // socket buffers towards the slow reader are full, writes to it queue under the high-water
+    // mark while reads go on. Were the read buffer reused under a queued write, the digest
+    // would differ.
+    const payload = randomBytes(12 * 1024 * 1024);
+    const source = await serve(async (socket) => {
+      for (let at = 0; at < payload.length; at += 1000) {
+        if (!socket.write(payload.subarray(at, at + 1000))) await once(socket, 'drain');
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      socket.end();
+    });
+    servers.push(source);
+    const relay = await serve((downstream) => {
+      const input = new SocketInput();
+      const upstream = connect({ port: portOf(source), host: '127.0.0.1', onread: input.readOptions() });
+      input.pipeTo(upstream, downstream);
+      upstream.on('end', () => downstream.end());
+    });
+    servers.push(relay);
+    const client = connect({ port: portOf(relay), host: '127.0.0.1' });
+    const data = await slowReadAll(client);
+    assert.equal(data.length, payload.length);
+    assert.equal(sha256(data), sha256(payload));
+  });
+
+  it('adopts an accepted socket: bytes arrive through the handler, writes and close still work', async () => {
+    const seen: Buffer[] = [];
+    let closed!: () => void;
+    const gone = new Promise<void>((resolve) => {
+      closed = resolve;
+    });
+    const server = await serve((accepted) => {
+      const input = new SocketInput();
+      const socket = input.adopt(accepted);
+      input.onChunk = (chunk) => {
+        seen.push(Buffer.from(chunk));
+        if (Buffer.concat(seen).toString().endsWith('ping')) socket.write('pong');
+      };
+      socket.on('close', () => closed());
+    }, true);
+    servers.push(server);
+    const client = connect({ port: portOf(server), host: '127.0.0.1' });
+    client.write('ping');
+    const [answer] = (await once(client, 'data')) as [Buffer];
+    assert.equal(answer.toString(), 'pong');
+    assert.equal(Buffer.concat(seen).toString(), 'ping');
+    assert.equal(client.remotePort, portOf(server));
+    client.end();
+    await gone;
+  });
+});
