@@ -28,7 +28,8 @@ describe('the audit writer', () => {
     seq,
     kind: 'simple',
     text,
-    startedAtMs: Date.now() + 0.123,
+    // 12:34:56.789012 UTC, plus a second per statement (each formats its own second).
+    startedAtMs: Date.UTC(2026, 10, 23, 12, 34, 56 + seq, 789) + 0.012,
     durationMs: 0.5,
     commandTag: 'SELECT 1',
     rows: 1,
@@ -49,8 +50,8 @@ describe('the audit writer', () => {
     await writer.flush();
     await writer.close();
     assert.equal(writer.backlog, 0);
-    const { rows } = await pool.query<{ seq: number; text: string; us: number }>(
-      `SELECT seq, text, extract(microseconds from started_at)::int % 1000 AS us
+    const { rows } = await pool.query<{ seq: number; text: string; at: string }>(
+      `SELECT seq, text, to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') AS at
          FROM pgward.statement WHERE session_id = $1 ORDER BY seq`,
       [sessionId],
     );
@@ -58,6 +59,10 @@ describe('the audit writer', () => {
       rows.map((r) => r.text),
       [...texts, 'new one'],
     );
-    assert.ok(rows.every((r) => r.us === 123));
+    for (const r of rows) {
+      const second = String(56 + r.seq - 60 * Math.floor((56 + r.seq) / 60)).padStart(2, '0');
+      const minute = 34 + Math.floor((56 + r.seq) / 60);
+      assert.equal(r.at, `2026-11-23 12:${minute}:${second}.789012`, `statement ${r.seq}`);
+    }
   });
 });

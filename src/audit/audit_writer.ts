@@ -230,10 +230,20 @@ function copyField(value: string | number | null): string {
 
 const COPY_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r' };
 
-/** Epoch milliseconds as an ISO timestamp with microseconds. */
+/** The ISO text of the last whole second formatted: statements come many to a second. */
+let lastSecond = Number.NaN;
+let lastSecondText = '';
+
+/** Epoch milliseconds as an ISO timestamp with microseconds (UTC). */
 function timestamp(ms: number): string {
-  const iso = new Date(ms).toISOString();
-  return `${iso.slice(0, -1)}${String(Math.floor((ms % 1) * 1000)).padStart(3, '0')}Z`;
+  // Whole microseconds first: integers stay exact (the fraction of a float would not).
+  const total = Math.round(ms * 1000);
+  const second = Math.floor(total / 1e6);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastSecondText = new Date(second * 1000).toISOString().slice(0, -4);
+  }
+  return `${lastSecondText}${String(total - second * 1e6).padStart(6, '0')}Z`;
 }
 
 /** The statements as COPY text: one line per row, in the column order of insertStatements. */

@@ -140,7 +140,7 @@ export class MessageFramer {
       pos = n;
       runStart = n;
     }
-    if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+    if (pos > runStart) out.push(runStart === 0 && pos === n ? chunk : chunk.subarray(runStart, pos));
     return out;
   }
 }
