@@ -23,7 +23,7 @@ import { SocketInput } from '../wire/socket_input.js';
 import { readStartupPacket, type StartupPacket } from '../wire/startup.js';
 import type { CancelKey, Cancellable } from './cancel_map.js';
 import type { ProxyContext } from './proxy_context.js';
-import { loginRoleName } from './role_provisioner.js';
+import type { LoginRole } from './role_provisioner.js';
 import { quoteLiteral } from './sql_quote.js';
 import { type UpstreamConnection, UpstreamError, type UpstreamTarget } from './upstream.js';
 
@@ -382,15 +382,13 @@ export class ClientSession implements Cancellable {
     const settings: Record<string, string> = {};
     for (const [k, v] of startup.params) if (!NOT_SETTINGS.has(k)) settings[k] = v;
     const appName = upstreamApplicationName(startup.params.get('application_name'), person.email);
-    const loginRole =
-      connection.roleMode === 'provision' ? loginRoleName(person.email) : connection.credentialUser;
-    this.poolKey = `${connection.id}\0${loginRole}\0${JSON.stringify(Object.entries(settings).sort())}`;
-
-    let roleReady: { roleName: string; password: string } | undefined;
+    let roleReady: LoginRole | undefined;
     if (connection.roleMode === 'provision') {
       // Grants are made exactly right at every connect, pooled or not.
       roleReady = await this.ctx.provisioner.prepare(connection, person, roles);
     }
+    const loginRole = roleReady?.roleName ?? connection.credentialUser;
+    this.poolKey = `${connection.id}\0${loginRole}\0${JSON.stringify(Object.entries(settings).sort())}`;
     let upstream = this.ctx.pool.take(this.poolKey);
     if (!upstream) {
       const credential = roleReady

@@ -1,9 +1,16 @@
 /**
- * Role mode `provision`: pgward keeps one login role per person in the target database, named
- * after their email, and at each connect grants exactly the database roles their groups map to
- * and revokes the others. It acts through the connection's own credential, which needs
- * CREATEROLE and ADMIN OPTION on the mapped roles (PostgreSQL 16+), never superuser.
+ * Role mode `provision`: pgward keeps one login role per person and connection in the target
+ * cluster, named after their email, and at each connect grants exactly the database roles their
+ * groups map to and revokes the others. It acts through the connection's own credential, which
+ * needs CREATEROLE and ADMIN OPTION on the mapped roles (PostgreSQL 16+), never superuser.
  * All SQL passes names and secrets as quoted literals and builds identifiers with format('%I').
+ *
+ * Roles belong to the whole cluster, not to one database, while grants and secrets are kept per
+ * connection: two connections to one cluster must never share a login role, or each connect
+ * through one would take back what the other granted and reset its password. So each role
+ * carries a mark (its comment) naming the connection and person it serves; a role of the same
+ * name marked for another, or with someone else's comment, is left alone and the person gets a
+ * role with a suffix of their own on this connection.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -14,11 +21,15 @@ import { quoteLiteral } from './sql_quote.js';
 import { TtlCache } from './ttl_cache.js';
 
 const MAX_IDENTIFIER_BYTES = 63;
+/** SQLSTATE the role sync raises when the role's name is taken in the cluster (ours alone). */
+const ROLE_TAKEN = 'PGW01';
 
-/** The login role of a person: their email, shortened with a hash suffix when over 63 bytes. */
-export function loginRoleName(email: string, userId?: string): string {
-  // A second person with the same email (identities not linked) gets their id as a suffix.
-  const name = userId === undefined ? email : `${email}~${userId.replace(/-/g, '').slice(0, 8)}`;
+/**
+ * The login role of a person: their email; with `suffix` (when that name is taken) the email
+ * and the suffix. Names over 63 bytes are shortened with a hash.
+ */
+export function loginRoleName(email: string, suffix?: string): string {
+  const name = suffix === undefined ? email : `${email}~${suffix}`;
   if (Buffer.byteLength(name) <= MAX_IDENTIFIER_BYTES) return name;
   const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
   let prefix = name;
@@ -26,8 +37,28 @@ export function loginRoleName(email: string, userId?: string): string {
   return `${prefix}~${hash}`;
 }
 
-/** The DO block that creates or checks the login role and makes its memberships exactly `wanted`. */
-export function syncRoleSql(role: string, wanted: string[], verifier: string | undefined): string {
+/** The suffix of a person's role on a connection when their plain email is taken. */
+export function loginRoleSuffix(connectionId: string, userId: string): string {
+  return createHash('sha256').update(`${connectionId}:${userId}`).digest('hex').slice(0, 8);
+}
+
+/** The comment that marks a login role as pgward's, for one connection and person. */
+export function loginRoleMark(connectionId: string, userId: string): string {
+  return `pgward login role: connection ${connectionId}, person ${userId}`;
+}
+
+/**
+ * The DO block that creates or checks the login role and makes its memberships exactly `wanted`.
+ * An existing role is used only when it carries `mark`, or no comment at all (made by an
+ * administrator for pgward, or by pgward before roles were marked) and no privileges pgward
+ * does not manage; it is then marked.
+ */
+export function syncRoleSql(
+  role: string,
+  wanted: string[],
+  verifier: string | undefined,
+  mark: string,
+): string {
   const wantedArray = `ARRAY[${wanted.map(quoteLiteral).join(', ')}]::text[]`;
   const setPassword = verifier
     ? `EXECUTE format('ALTER ROLE %I PASSWORD %L', login, ${quoteLiteral(verifier)});`
@@ -36,20 +67,28 @@ export function syncRoleSql(role: string, wanted: string[], verifier: string | u
   return `DO $pgward$
 DECLARE
   login text := ${quoteLiteral(role)};
+  mark text := ${quoteLiteral(mark)};
   wanted text[] := ${wantedArray};
   existing record;
   w text;
   r text;
 BEGIN
-  SELECT rolsuper, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin INTO existing
+  SELECT rolsuper, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin,
+         shobj_description(oid, 'pg_authid') AS note INTO existing
     FROM pg_roles WHERE rolname = login;
   IF NOT FOUND THEN
     EXECUTE format('CREATE ROLE %I LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L',
       login, ${createPassword});
+    EXECUTE format('COMMENT ON ROLE %I IS %L', login, mark);
+  ELSIF existing.note IS DISTINCT FROM mark AND existing.note IS NOT NULL THEN
+    RAISE EXCEPTION 'role % belongs to another connection, person or owner', login USING ERRCODE = '${ROLE_TAKEN}';
   ELSIF existing.rolsuper OR existing.rolcreaterole OR existing.rolreplication OR existing.rolbypassrls THEN
     RAISE EXCEPTION 'login role % exists with privileges pgward does not manage', login USING ERRCODE = '42501';
   ELSE
     ${setPassword}
+    IF existing.note IS NULL THEN
+      EXECUTE format('COMMENT ON ROLE %I IS %L', login, mark);
+    END IF;
   END IF;
   FOREACH w IN ARRAY wanted LOOP
     IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = w) THEN
@@ -97,17 +136,29 @@ function pgSsl(connection: Connection): pg.ClientConfig['ssl'] {
   }
 }
 
+export interface LoginRole {
+  roleName: string;
+  password: string;
+}
+
+/** A login role as the provisioner remembers it: is its password in the cluster yet? */
+interface CachedLogin extends LoginRole {
+  passwordSet: boolean;
+}
+
 export class RoleProvisioner {
-  /** One small pool of admin sessions per connection (id → pool). */
-  private readonly admins = new Map<string, Promise<pg.Pool>>();
+  /** One small pool of admin sessions per connection, for the connection as it is now. */
+  private readonly admins = new Map<string, { version: string; pool: Promise<pg.Pool> }>();
   /** Login roles (name and password) already read from the vault, per connection and person. */
-  private readonly logins = new Map<string, { roleName: string; password: string }>();
+  private readonly logins = new Map<string, CachedLogin>();
   /**
    * Per (connection, person): the role set last made exactly right, until it must be re-checked.
    * One entry per login role, so that applying another set (the person switched identity)
    * replaces it and switching back is applied again.
    */
   private readonly synced = new TtlCache<string>();
+  /** Syncs under way, per (connection, person): concurrent connects of one person share one. */
+  private readonly inFlight = new Map<string, Promise<LoginRole>>();
 
   /**
    * @param syncIntervalMs grants are re-checked at a connect when the last check of the same
@@ -119,29 +170,32 @@ export class RoleProvisioner {
     private readonly syncIntervalMs: number,
   ) {}
 
+  /** The admin pool for the connection; a connection changed since (host, credential) gets a new one. */
   private admin(connection: Connection): Promise<pg.Pool> {
-    let pool = this.admins.get(connection.id);
-    if (!pool) {
-      pool = this.connections.credential(connection).then((credential) => {
-        const created = new pg.Pool({
-          host: connection.host,
-          port: connection.port,
-          database: connection.database,
-          user: credential.user,
-          password: credential.password,
-          ssl: pgSsl(connection),
-          max: 4,
-          idleTimeoutMillis: 60_000,
-          connectionTimeoutMillis: 10_000,
-          query_timeout: 15_000,
-          application_name: 'pgward (role provisioning)',
-        });
-        created.on('error', () => undefined);
-        return created;
+    const current = this.admins.get(connection.id);
+    if (current && current.version === connection.version) return current.pool;
+    if (current) void current.pool.then((old) => old.end()).catch(() => undefined);
+    const pool = this.connections.credential(connection).then((credential) => {
+      const created = new pg.Pool({
+        host: connection.host,
+        port: connection.port,
+        database: connection.database,
+        user: credential.user,
+        password: credential.password,
+        ssl: pgSsl(connection),
+        max: 4,
+        idleTimeoutMillis: 60_000,
+        connectionTimeoutMillis: 10_000,
+        query_timeout: 15_000,
+        application_name: 'pgward (role provisioning)',
       });
-      pool.catch(() => this.admins.delete(connection.id));
-      this.admins.set(connection.id, pool);
-    }
+      created.on('error', () => undefined);
+      return created;
+    });
+    pool.catch(() => {
+      if (this.admins.get(connection.id)?.pool === pool) this.admins.delete(connection.id);
+    });
+    this.admins.set(connection.id, { version: connection.version, pool });
     return pool;
   }
 
@@ -149,60 +203,124 @@ export class RoleProvisioner {
    * Makes the person's login role exist with exactly `roles` granted; returns the name and the
    * password to log in with. `resetPassword` sets a fresh verifier (after a failed login).
    */
-  async prepare(
+  prepare(
     connection: Connection,
     person: { userId: string; email: string },
     roles: string[],
     resetPassword = false,
-  ): Promise<{ roleName: string; password: string }> {
+  ): Promise<LoginRole> {
+    const key = `${connection.id}\0${person.userId}\0${roles.join('\0')}\0${resetPassword}`;
+    let running = this.inFlight.get(key);
+    if (!running) {
+      running = this.sync(connection, person, roles, resetPassword).finally(() => this.inFlight.delete(key));
+      this.inFlight.set(key, running);
+    }
+    return running;
+  }
+
+  private async sync(
+    connection: Connection,
+    person: { userId: string; email: string },
+    roles: string[],
+    resetPassword: boolean,
+  ): Promise<LoginRole> {
     const loginKey = `${connection.id}\0${person.userId}`;
-    let login: { roleName: string; password: string; created?: boolean } | undefined =
-      this.logins.get(loginKey);
-    if (!login) {
-      login = await this.connections
-        .loginRole(connection, person.userId, loginRoleName(person.email))
-        .catch((err: unknown) => {
-          if (!(err instanceof PgwardError && err.code === 'CONFLICT')) throw err;
-          return this.connections.loginRole(
-            connection,
-            person.userId,
-            loginRoleName(person.email, person.userId),
-          );
-        });
-      if (this.logins.size > 10_000) this.logins.clear();
-      this.logins.set(loginKey, { roleName: login.roleName, password: login.password });
-    }
-    const verifier = login.created || resetPassword ? await scramVerifier(login.password) : undefined;
+    let login = this.logins.get(loginKey) ?? (await this.storedLogin(connection, person, loginKey));
+    if (resetPassword) login.passwordSet = false;
     const syncKey = `${loginKey}\0${roles.join('\0')}`;
-    if (!verifier && this.synced.get(loginKey) === syncKey) {
-      return { roleName: login.roleName, password: login.password };
-    }
+    if (login.passwordSet && this.synced.get(loginKey) === syncKey) return login;
+    const mark = loginRoleMark(connection.id, person.userId);
     try {
-      await (await this.admin(connection)).query(syncRoleSql(login.roleName, roles, verifier));
+      try {
+        await this.run(connection, login, roles, mark);
+      } catch (err) {
+        if ((err as { code?: string }).code !== ROLE_TAKEN) throw err;
+        // The name is another's in this cluster: this person gets their own on this connection.
+        const renamed = loginRoleName(person.email, loginRoleSuffix(connection.id, person.userId));
+        if (renamed === login.roleName) throw err;
+        const stored = await this.connections.renameLoginRole(connection, person.userId, renamed);
+        login = { ...stored, passwordSet: false };
+        this.remember(loginKey, login);
+        await this.run(connection, login, roles, mark);
+      }
+      login.passwordSet = true;
       this.synced.set(loginKey, syncKey, this.syncIntervalMs);
     } catch (err) {
       this.synced.delete(loginKey);
-      const e = err as { code?: string; message?: string };
-      if (e.code === '42704' || e.code === '42501') {
-        throw new PgwardError(
-          'NOT_ALLOWED',
-          `cannot prepare your database role on "${connection.name}": ${e.message}`,
-          {
-            hint: 'ask a pgward administrator to check the connection access map',
-          },
-        );
-      }
-      throw new PgwardError('UPSTREAM_FAILED', `cannot manage database roles on "${connection.name}"`, {
-        cause: err,
-        detail: e.message,
-      });
+      throw this.failure(connection, err);
     }
     return { roleName: login.roleName, password: login.password };
+  }
+
+  /** The person's login role on the connection from the vault (made up on first use). */
+  private async storedLogin(
+    connection: Connection,
+    person: { userId: string; email: string },
+    loginKey: string,
+  ): Promise<CachedLogin> {
+    const stored = await this.connections
+      .loginRole(connection, person.userId, loginRoleName(person.email))
+      .catch((err: unknown) => {
+        // Another person with the same email has that name on this connection.
+        if (!(err instanceof PgwardError && err.code === 'CONFLICT')) throw err;
+        return this.connections.loginRole(
+          connection,
+          person.userId,
+          loginRoleName(person.email, loginRoleSuffix(connection.id, person.userId)),
+        );
+      });
+    const login = { ...stored, passwordSet: !stored.created };
+    this.remember(loginKey, login);
+    return login;
+  }
+
+  private remember(loginKey: string, login: CachedLogin): void {
+    if (this.logins.size > 10_000) this.logins.clear();
+    this.logins.set(loginKey, login);
+  }
+
+  /**
+   * Runs the sync (with the password when it is not set yet); a concurrent CREATE ROLE of the
+   * same name by another gateway is retried once.
+   */
+  private async run(
+    connection: Connection,
+    login: CachedLogin,
+    roles: string[],
+    mark: string,
+  ): Promise<void> {
+    const verifier = login.passwordSet ? undefined : await scramVerifier(login.password);
+    const sql = syncRoleSql(login.roleName, roles, verifier, mark);
+    const pool = await this.admin(connection);
+    try {
+      await pool.query(sql);
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code !== '23505' && code !== '42710') throw err;
+      await pool.query(sql);
+    }
+  }
+
+  private failure(connection: Connection, err: unknown): PgwardError {
+    const e = err as { code?: string; message?: string };
+    if (e.code === '42704' || e.code === '42501' || e.code === ROLE_TAKEN) {
+      return new PgwardError(
+        'NOT_ALLOWED',
+        `cannot prepare your database role on "${connection.name}": ${e.message}`,
+        {
+          hint: 'ask a pgward administrator to check the connection access map',
+        },
+      );
+    }
+    return new PgwardError('UPSTREAM_FAILED', `cannot manage database roles on "${connection.name}"`, {
+      cause: err,
+      detail: e.message,
+    });
   }
 
   async close(): Promise<void> {
     const pools = [...this.admins.values()];
     this.admins.clear();
-    await Promise.all(pools.map((p) => p.then((pool) => pool.end()).catch(() => undefined)));
+    await Promise.all(pools.map((p) => p.pool.then((pool) => pool.end()).catch(() => undefined)));
   }
 }

@@ -25,6 +25,8 @@ export interface Connection {
   credentialUser: string;
   /** Group name → database roles that group's members get. */
   access: Map<string, string[]>;
+  /** Changes whenever the connection is updated (what was cached for it must be redone). */
+  version: string;
 }
 
 export interface ConnectionInput {
@@ -51,10 +53,12 @@ interface ConnectionRow {
   role_mode: RoleMode;
   credential_user: string;
   access: Record<string, string[]> | null;
+  version: string;
 }
 
 const SELECT_CONNECTION = `
   SELECT c.connection_id, c.name, c.host, c.port, c.database, c.sslmode, c.ssl_ca, c.role_mode, c.credential_user,
+         c.updated_at::text AS version,
          (SELECT jsonb_object_agg(a.group_name, a.db_roles) FROM pgward.connection_access a
            WHERE a.connection_id = c.connection_id) AS access
     FROM pgward.connection c`;
@@ -71,6 +75,7 @@ function toConnection(row: ConnectionRow): Connection {
     roleMode: row.role_mode,
     credentialUser: row.credential_user,
     access: new Map(Object.entries(row.access ?? {})),
+    version: row.version,
   };
 }
 
@@ -213,5 +218,31 @@ export class ConnectionRepository {
       password: this.box.open(row.secret, loginOwner(connection.id, userId)),
       created: true,
     };
+  }
+
+  /**
+   * Gives the person's login role on a connection another name (the first was taken in the
+   * target cluster), with a new secret: it is a new role.
+   */
+  async renameLoginRole(
+    connection: Connection,
+    userId: string,
+    roleName: string,
+  ): Promise<{ roleName: string; password: string }> {
+    const password = randomBytes(32).toString('base64url');
+    const { rowCount } = await this.pool
+      .query(
+        'UPDATE pgward.login_role SET role_name = $3, secret = $4 WHERE connection_id = $1 AND user_id = $2',
+        [connection.id, userId, roleName, this.box.seal(password, loginOwner(connection.id, userId))],
+      )
+      .catch((err: { code?: string }) => {
+        if (err.code === '23505') {
+          throw new PgwardError('CONFLICT', `the login role name ${roleName} belongs to someone else`);
+        }
+        throw err;
+      });
+    if (rowCount !== 1)
+      throw new PgwardError('UNKNOWN_CONNECTION', `connection "${connection.name}" was deleted`);
+    return { roleName, password };
   }
 }
