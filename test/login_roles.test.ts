@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { loginRoleName, loginRoleSuffix } from '../src/proxy/role_provisioner.js';
+import { loginRoleName, loginRoleSuffix, RoleProvisioner } from '../src/proxy/role_provisioner.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 
 /** A write the viewer's own roles refuse (app_readonly) and app_readwrite allows. */
@@ -122,6 +122,38 @@ describe('login roles in a cluster that several connections lead to', () => {
     await put(t.stack.target.admin.password);
     const c = await t.client('viewer@example.com', { database: 'demo_reports' });
     await c.end();
+  });
+
+  it('after a failed login, takes the secret from the vault, where another gateway may have changed it', async () => {
+    const demoReports = (await t.stack.gateway.connections.find('demo_reports'))!;
+    // A second gateway on the same store, which has the viewer's role on demo_reports cached.
+    const other = new RoleProvisioner(t.stack.gateway.connections, 0);
+    try {
+      const cached = await other.prepare(demoReports, { userId: viewerId, email: 'viewer@example.com' }, [
+        'app_readwrite',
+      ]);
+      // The vault's secret changes under it (as when a gateway gives the role a new one).
+      await t.stack.gateway.connections.renameLoginRole(demoReports, viewerId, cached.roleName);
+      const reset = await other.prepare(
+        demoReports,
+        { userId: viewerId, email: 'viewer@example.com' },
+        ['app_readwrite'],
+        true,
+      );
+      assert.equal(reset.roleName, cached.roleName);
+      assert.notEqual(reset.password, cached.password, 'the vault secret, not the cached one');
+      const url = new URL(t.stack.info.target);
+      url.username = encodeURIComponent(reset.roleName);
+      url.password = encodeURIComponent(reset.password);
+      const direct = new pg.Client({ connectionString: url.toString() });
+      await direct.connect();
+      await direct.end();
+      // This gateway's cache is now out of date too: its login fails once, then it recovers.
+      const c = await t.client('viewer@example.com', { database: 'demo_reports' });
+      await c.end();
+    } finally {
+      await other.close();
+    }
   });
 
   it('leaves a role of the same name that belongs to someone else alone', async () => {

@@ -225,7 +225,9 @@ export class RoleProvisioner {
     resetPassword: boolean,
   ): Promise<LoginRole> {
     const loginKey = `${connection.id}\0${person.userId}`;
-    let login = this.logins.get(loginKey) ?? (await this.storedLogin(connection, person, loginKey));
+    // After a failed login, the vault is asked again: another gateway may have changed the role.
+    let login =
+      (!resetPassword && this.logins.get(loginKey)) || (await this.storedLogin(connection, person, loginKey));
     if (resetPassword) login.passwordSet = false;
     const syncKey = `${loginKey}\0${roles.join('\0')}`;
     if (login.passwordSet && this.synced.get(loginKey) === syncKey) return login;
@@ -235,12 +237,20 @@ export class RoleProvisioner {
         await this.run(connection, login, roles, mark);
       } catch (err) {
         if ((err as { code?: string }).code !== ROLE_TAKEN) throw err;
-        // The name is another's in this cluster: this person gets their own on this connection.
-        const renamed = loginRoleName(person.email, loginRoleSuffix(connection.id, person.userId));
-        if (renamed === login.roleName) throw err;
-        const stored = await this.connections.renameLoginRole(connection, person.userId, renamed);
-        login = { ...stored, passwordSet: false };
-        this.remember(loginKey, login);
+        // The name is another's in this cluster: this person gets their own on this connection,
+        // unless another gateway gave it to them already.
+        const taken = login.roleName;
+        login = await this.storedLogin(connection, person, loginKey);
+        if (login.roleName === taken) {
+          const renamed = loginRoleName(person.email, loginRoleSuffix(connection.id, person.userId));
+          if (renamed === taken) throw err;
+          login = {
+            ...(await this.connections.renameLoginRole(connection, person.userId, renamed)),
+            passwordSet: false,
+          };
+          this.remember(loginKey, login);
+        }
+        login.passwordSet = false;
         await this.run(connection, login, roles, mark);
       }
       login.passwordSet = true;
