@@ -66,6 +66,50 @@ describe('socket input (reads into a reused buffer)', () => {
     assert.equal(sha256(data), sha256(payload));
   });
 
+  it('never lets a write queued behind another hold a whole read buffer (a trickle cannot pin memory)', async () => {
+    // Tiny pieces, read one by one, towards a socket whose writes wait (it is corked for a
+    // while, which makes every write wait as a full socket would): each piece must be written
+    // as a copy of its own size, not as a view that keeps a 64 KiB read buffer alive.
+    const pieces = 2_000;
+    const source = await serve(async (socket) => {
+      for (let i = 0; i < pieces; i++) {
+        if (!socket.write(Buffer.alloc(100, i % 256))) await once(socket, 'drain');
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      socket.end();
+    });
+    servers.push(source);
+    let queuedWrites = 0;
+    let pinned = 0;
+    const relay = await serve((downstream) => {
+      const write = downstream.write.bind(downstream) as (chunk: Buffer) => boolean;
+      downstream.write = ((chunk: Buffer) => {
+        if (downstream.writableLength > 0) {
+          queuedWrites++;
+          // A small view of a large buffer keeps all of that buffer alive.
+          if (chunk.buffer.byteLength > Math.max(8192, 4 * chunk.length)) pinned++;
+        }
+        return write(chunk);
+      }) as typeof downstream.write;
+      downstream.cork();
+      setTimeout(() => downstream.uncork(), 200);
+      const input = new SocketInput();
+      const upstream = connect({ port: portOf(source), host: '127.0.0.1', onread: input.readOptions() });
+      input.pipeTo(upstream, downstream);
+      upstream.on('end', () => downstream.end());
+    });
+    servers.push(relay);
+    const client = connect({ port: portOf(relay), host: '127.0.0.1' });
+    const chunks: Buffer[] = [];
+    client.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await once(client, 'end');
+    const data = Buffer.concat(chunks);
+    assert.equal(data.length, pieces * 100);
+    for (let i = 0; i < pieces; i++) assert.equal(data[i * 100], i % 256, `piece ${i}`);
+    assert.ok(queuedWrites > 10, 'the test must make writes wait');
+    assert.equal(pinned, 0);
+  });
+
   it('adopts an accepted socket: bytes arrive through the handler, writes and close still work', async () => {
     const seen: Buffer[] = [];
     let closed!: () => void;

@@ -502,16 +502,9 @@ export class ClientSession implements Cancellable {
       'server',
     );
 
-    /** Writes segments (views of the chunk just read, or copies), pausing `from` while `to` is full. */
-    const forward = (segments: Buffer[], to: typeof client, from: typeof client) => {
-      let ok = true;
-      if (segments.length === 1) ok = to.write(segments[0]!);
-      else if (segments.length > 1) {
-        to.cork();
-        for (const s of segments) ok = to.write(s);
-        to.uncork();
-      }
-      if (!ok && !from.isPaused()) {
+    /** Writes what was read through `input` to `to`, pausing `from` while `to` is full. */
+    const forward = (segments: Buffer[], input: SocketInput, to: typeof client, from: typeof client) => {
+      if (!input.write(to, segments) && !from.isPaused()) {
         from.pause();
         to.once('drain', () => from.resume());
       }
@@ -526,9 +519,7 @@ export class ClientSession implements Cancellable {
         void this.refuse(asPgwardError(err));
         return;
       }
-      forward(segments, up, client);
-      // The chunk is the client's reused read buffer: a write still queued holds on to it.
-      if (up.writableLength > 0) input.keep();
+      forward(segments, input, up, client);
       if (this.ended) void this.close('client terminated');
     };
     const onServerData = (chunk: Buffer) => {
@@ -540,9 +531,7 @@ export class ClientSession implements Cancellable {
         void this.close(`target protocol error: ${(err as Error).message}`, true);
         return;
       }
-      forward(segments, client, up);
-      // The chunk is upstream's reused read buffer: a write still queued holds on to it.
-      if (client.writableLength > 0) upstream.input.keep();
+      forward(segments, upstream.input, client, up);
     };
     const onUpstreamGone = () => {
       if (this.closing) return;

@@ -5,10 +5,9 @@
  * A plain TCP socket made with `readOptions()` reads into a buffer that is reused (Node's
  * `onread`): the relay then costs no allocation and no stream event per read, which on the hot
  * path is worth several percent of throughput. The price is a rule for every handler: a chunk
- * is valid only during its call. Copy what you keep; and after writing a view of a chunk to
- * another socket, call `keep()` if that write was queued rather than sent.
+ * is valid only during its call. Copy what you keep, and write views of it with `write()`.
  * A TLS socket decrypts into fresh buffers and is read through 'data' events (`listen()`);
- * the same rule holds there, and keep() costs nothing.
+ * handlers follow the same rule (they cannot tell), and `write()` then never needs to copy.
  */
 import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 
@@ -70,19 +69,41 @@ export class SocketInput {
   /** Passes every chunk on to `to` as it is, pausing `from` while `to` is full. */
   pipeTo(from: Socket, to: Socket): void {
     this.onChunk = (chunk) => {
-      if (!to.write(chunk) && !from.isPaused()) {
+      if (!this.write(to, [chunk]) && !from.isPaused()) {
         from.pause();
         to.once('drain', () => from.resume());
       }
-      if (to.writableLength > 0) this.keep();
     };
+  }
+
+  /**
+   * Writes segments of the chunk just read (views of it, or copies) to `to`, several in one
+   * write, keeping the rule: a write that cannot go out at once must own its bytes.
+   * - When `to` is already waiting, the segments are copied at their own size: a trickle of tiny
+   *   chunks must not pin a 64 KiB buffer each (that would let a client make the gateway hold
+   *   a gigabyte before backpressure stops reading).
+   * - When this write is the one that has to wait, it keeps the buffer (`keep()`).
+   * Returns false when `to` is full: stop reading until it drains.
+   */
+  write(to: Socket, segments: Buffer[]): boolean {
+    const reused = this.buffer !== undefined;
+    const waiting = reused && to.writableLength > 0;
+    let ok = true;
+    if (segments.length === 1) ok = to.write(waiting ? Buffer.from(segments[0]!) : segments[0]!);
+    else if (segments.length > 1) {
+      to.cork();
+      for (const s of segments) ok = to.write(waiting ? Buffer.from(s) : s);
+      to.uncork();
+    }
+    if (reused && !waiting && to.writableLength > 0) this.keep();
+    return ok;
   }
 
   /**
    * The last chunk must outlive its call (a write of it was queued, not sent): the buffer is
    * left to that write and later reads go to a new one.
    */
-  keep(): void {
+  private keep(): void {
     if (this.buffer) this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
   }
 }
