@@ -145,6 +145,26 @@ describe('PostgreSQL gateway with real clients', () => {
     }
   });
 
+  it('refuses the session when the login role holds privileges granted to it directly', async () => {
+    const target = new pg.Client({ connectionString: t.stack.info.target });
+    await target.connect();
+    try {
+      await target.query('GRANT SELECT ON sensitive_data TO "viewer@example.com"');
+      await target.query('GRANT UPDATE (email) ON users TO "viewer@example.com"');
+      const r = await t.psql('viewer@example.com', ['-c', 'select 1']);
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.stderr,
+        /privileges granted to it directly, which pgward does not manage: column users\.email, table sensitive_data/,
+      );
+      await target.query('REVOKE SELECT ON sensitive_data FROM "viewer@example.com"');
+      await target.query('REVOKE UPDATE (email) ON users FROM "viewer@example.com"');
+      assert.equal((await t.psql('viewer@example.com', ['-c', 'select 1'])).code, 0);
+    } finally {
+      await target.end();
+    }
+  });
+
   it('node-postgres: simple, extended, named prepared statements and pipelining', async () => {
     const client = await t.client('editor@example.com');
     try {

@@ -70,6 +70,7 @@ DECLARE
   mark text := ${quoteLiteral(mark)};
   wanted text[] := ${wantedArray};
   existing record;
+  login_oid oid;
   w text;
   r text;
 BEGIN
@@ -108,6 +109,32 @@ BEGIN
     WHERE u.rolname = login AND NOT (g.rolname = ANY (wanted));
   IF r IS NOT NULL THEN
     RAISE EXCEPTION 'login role % holds memberships pgward cannot revoke: %', login, r USING ERRCODE = '42501';
+  END IF;
+  -- Privileges granted to the login role itself by someone else (not an owner's own) would come
+  -- on top of the mapped roles: refuse rather than serve them. This database's objects only.
+  SELECT oid INTO login_oid FROM pg_roles WHERE rolname = login;
+  SELECT string_agg(what, ', ' ORDER BY what) INTO r FROM (
+    SELECT DISTINCT format('%s %s',
+        CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
+          WHEN 'f' THEN 'foreign table' ELSE 'table' END, c.oid::regclass) AS what
+      FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
+    UNION
+    SELECT format('column %s.%I', t.attrelid::regclass, t.attname)
+      FROM pg_attribute t, aclexplode(t.attacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
+    UNION
+    SELECT format('schema %I', n.nspname)
+      FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
+    UNION
+    SELECT format('function %s', p.oid::regprocedure)
+      FROM pg_proc p, aclexplode(p.proacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
+    UNION
+    SELECT format('database %I', d.datname)
+      FROM pg_database d, aclexplode(d.datacl) a
+      WHERE d.datname = current_database() AND a.grantee = login_oid AND a.grantor <> login_oid
+  ) direct;
+  IF r IS NOT NULL THEN
+    RAISE EXCEPTION 'login role % holds privileges granted to it directly, which pgward does not manage: %', login, r
+      USING ERRCODE = '42501';
   END IF;
   FOREACH w IN ARRAY wanted LOOP
     IF NOT EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
