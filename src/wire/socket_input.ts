@@ -21,10 +21,13 @@ export class SocketInput {
   /** The current reader of this socket's bytes. */
   onChunk: ChunkHandler = () => undefined;
   private buffer: Buffer | undefined;
+  /** Whether chunks are views of `buffer` (else fresh from 'data' events). */
+  private reusing = false;
 
   /** The `onread` option for `net.connect`: reads land in a buffer this input reuses. */
   readOptions(): OnReadOpts {
     this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    this.reusing = true;
     return {
       // Asked again after every read: a kept buffer has been replaced by then.
       buffer: () => this.buffer!,
@@ -61,8 +64,12 @@ export class SocketInput {
     } as SocketConstructorOpts);
   }
 
-  /** Reads a socket that delivers fresh chunks ('data' events; TLS). */
+  /**
+   * Reads a socket that delivers fresh chunks ('data' events; TLS). Also for a TLS socket laid
+   * over one made with `readOptions()`: TLS then reads the raw socket itself.
+   */
   listen(socket: Socket): void {
+    this.reusing = false;
     socket.on('data', (chunk: Buffer) => this.onChunk(chunk));
   }
 
@@ -86,7 +93,7 @@ export class SocketInput {
    * Returns false when `to` is full: stop reading until it drains.
    */
   write(to: Socket, segments: Buffer[]): boolean {
-    const reused = this.buffer !== undefined;
+    const reused = this.reusing;
     const waiting = reused && to.writableLength > 0;
     let ok = true;
     if (segments.length === 1) ok = to.write(waiting ? Buffer.from(segments[0]!) : segments[0]!);
