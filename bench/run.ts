@@ -8,7 +8,7 @@
  * scenarios by name; BENCH_TARGETS, a comma list (direct,pgward,pgbouncer), picks targets.
  */
 import { execFile, spawn } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -206,6 +206,8 @@ async function main() {
   } finally {
     bouncer?.stop();
     await stack.close();
+    // Two clusters with a scale-10 pgbench database: hundreds of megabytes per run.
+    rmSync(dir, { recursive: true, force: true });
   }
 }
 

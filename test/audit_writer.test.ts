@@ -65,4 +65,28 @@ describe('the audit writer', () => {
       assert.equal(r.at, `2026-11-23 12:${minute}:${second}.789012`, `statement ${r.seq}`);
     }
   });
+
+  it('writes thousands of statements in several batches, and close() waits for the batch in flight', async () => {
+    // 5,000 statements make batches of 2,000 start while more arrive; close() once returned
+    // while the last one was still being written (its rows were then lost at shutdown).
+    const writer = new AuditWriter(pool, quietLog);
+    const sessionId = randomUUID();
+    const long = 'ü'.repeat(60_000); // 120,000 bytes in UTF-8
+    for (let seq = 1; seq <= 5000; seq++) {
+      writer.statement(statement(sessionId, seq, seq === 2500 ? long : `select ${seq} -- ${'x'.repeat(90)}`));
+    }
+    await writer.close();
+    assert.equal(writer.backlog, 0);
+    const { rows } = await pool.query<{ n: number; seqs: number; longest: number }>(
+      `SELECT count(*)::int AS n, count(DISTINCT seq)::int AS seqs, max(length(text))::int AS longest
+         FROM pgward.statement WHERE session_id = $1`,
+      [sessionId],
+    );
+    assert.deepEqual(rows[0], { n: 5000, seqs: 5000, longest: 60_000 });
+    const { rows: sample } = await pool.query<{ text: string }>(
+      'SELECT text FROM pgward.statement WHERE session_id = $1 AND seq = 4999',
+      [sessionId],
+    );
+    assert.equal(sample[0]!.text, `select 4999 -- ${'x'.repeat(90)}`);
+  });
 });

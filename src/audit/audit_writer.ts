@@ -207,15 +207,24 @@ export class AuditWriter {
     );
   }
 
+  /** Resolves when no batch is being written (one may start another as it ends). */
+  private async settled(): Promise<void> {
+    while (this.flushing) await this.flushing;
+  }
+
   /** Writes everything still queued; call after the proxy stopped accepting. */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    for (let attempt = 0; this.backlog > 0 && attempt < 5; attempt++) {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      // A batch being written is not in the backlog any more: wait for it before deciding.
+      await this.settled();
+      if (this.backlog === 0) break;
       if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
       await this.flush();
     }
+    await this.settled();
     if (this.backlog > 0)
       this.log.error({ backlog: this.backlog }, 'audit records could not be written before shutdown');
   }

@@ -9,7 +9,7 @@ import { freePort } from '../../src/store/free_port.js';
 import { cancelRequest } from '../../src/wire/encode.js';
 import { runProgram } from './cli.js';
 import { quietLog } from './quiet_log.js';
-import { tempDir } from './temp_dir.js';
+import { removeTempDir, tempDir } from './temp_dir.js';
 
 export interface TestStack {
   stack: DevStack;
@@ -44,7 +44,8 @@ export async function startTestStack(
   env: Record<string, string> = {},
   log: Logger = quietLog,
 ): Promise<TestStack> {
-  const dataDir = path.join(tempDir('stack'), 'data');
+  const root = tempDir('stack');
+  const dataDir = path.join(root, 'data');
   const stack = await startDevStack({
     dataDir,
     httpPort: await freePort(),
@@ -111,6 +112,9 @@ export async function startTestStack(
       );
     },
     store: () => stack.gateway.store.pool,
-    close: () => stack.close(),
+    async close() {
+      await stack.close();
+      removeTempDir(root);
+    },
   };
 }

@@ -4,10 +4,19 @@ import path from 'node:path';
 import pg from 'pg';
 import { type EmbeddedCluster, startEmbeddedPostgres } from '../../src/store/embedded_postgres.js';
 import { quietLog } from './quiet_log.js';
-import { tempDir } from './temp_dir.js';
+import { removeTempDir, tempDir } from './temp_dir.js';
 
+/** A cluster in a temporary folder, which close() removes. */
 export async function startTestPostgres(): Promise<EmbeddedCluster> {
-  return startEmbeddedPostgres({ dir: path.join(tempDir('pg'), 'cluster'), log: quietLog });
+  const root = tempDir('pg');
+  const cluster = await startEmbeddedPostgres({ dir: path.join(root, 'cluster'), log: quietLog });
+  return {
+    ...cluster,
+    async close() {
+      await cluster.close();
+      removeTempDir(root);
+    },
+  };
 }
 
 /** Creates an empty database and returns its superuser URL. */
