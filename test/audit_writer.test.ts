@@ -66,6 +66,46 @@ describe('the audit writer', () => {
     }
   });
 
+  it('writes every field as it was recorded: nulls, 64-bit row counts, SQLSTATEs, each kind', async () => {
+    const writer = new AuditWriter(pool, quietLog);
+    const sessionId = randomUUID();
+    const base = statement(sessionId, 1, 'x');
+    writer.statement({ ...base, seq: 1, kind: 'extended', durationMs: null, commandTag: null, rows: null });
+    writer.statement({
+      ...base,
+      seq: 2,
+      kind: 'function',
+      rows: 2 ** 40 + 7,
+      commandTag: 'SELECT 1099511627783',
+    });
+    writer.statement({ ...base, seq: 3, sqlstate: '22012', durationMs: 1234.567, rows: 0 });
+    await writer.close();
+    const { rows } = await pool.query(
+      `SELECT seq, kind, duration_ms, command_tag, rows::text AS rows, sqlstate FROM pgward.statement
+        WHERE session_id = $1 ORDER BY seq`,
+      [sessionId],
+    );
+    assert.deepEqual(rows, [
+      { seq: 1, kind: 'extended', duration_ms: null, command_tag: null, rows: null, sqlstate: null },
+      {
+        seq: 2,
+        kind: 'function',
+        duration_ms: 0.5,
+        command_tag: 'SELECT 1099511627783',
+        rows: '1099511627783',
+        sqlstate: null,
+      },
+      {
+        seq: 3,
+        kind: 'simple',
+        duration_ms: 1234.567,
+        command_tag: 'SELECT 1',
+        rows: '0',
+        sqlstate: '22012',
+      },
+    ]);
+  });
+
   it('writes thousands of statements in several batches, and close() waits for the batch in flight', async () => {
     // 5,000 statements make batches of 2,000 start while more arrive; close() once returned
     // while the last one was still being written (its rows were then lost at shutdown).

@@ -52,8 +52,11 @@ export function commandTag(message: Buffer): string {
 
 /** Rows affected or returned, from a command tag's last number (undefined when it has none). */
 export function tagRows(tag: string): number | undefined {
-  const m = / (\d+)$/.exec(tag);
-  return m ? Number(m[1]) : undefined;
+  // A scan rather than a regular expression: this runs once per statement.
+  let i = tag.length;
+  while (i > 0 && tag.charCodeAt(i - 1) >= 48 && tag.charCodeAt(i - 1) <= 57) i--;
+  if (i === tag.length || i === 0 || tag.charCodeAt(i - 1) !== 32) return undefined;
+  return Number(tag.slice(i));
 }
 
 /** ErrorResponse / NoticeResponse: the fields by their one-letter codes. */
