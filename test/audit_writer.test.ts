@@ -106,6 +106,33 @@ describe('the audit writer', () => {
     ]);
   });
 
+  it('keeps statements while the store refuses them, up to its bound, and writes them once it accepts', async () => {
+    const writer = new AuditWriter(pool, quietLog);
+    const sessionId = randomUUID();
+    // The store refuses every new statement row until the constraint goes.
+    await pool.query('ALTER TABLE pgward.statement ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+    try {
+      const long = 'ü'.repeat(60_000); // 120,000 bytes a row: 600 rows pass the 64 MiB bound
+      for (let seq = 1; seq <= 600; seq++) writer.statement(statement(sessionId, seq, `${seq} ${long}`));
+      // The first megabyte went out (and was refused) while the rest arrived: the bound counts
+      // what waits, so that batch comes on top once it is put back.
+      await writer.flush();
+      const accepted = writer.backlog;
+      assert.ok(accepted > 500 && accepted < 600, `${accepted} statements kept`);
+      await pool.query('ALTER TABLE pgward.statement DROP CONSTRAINT refuse_all');
+      await writer.close();
+      assert.equal(writer.backlog, 0);
+      const { rows } = await pool.query<{ n: number; first: number; last: number }>(
+        `SELECT count(*)::int AS n, min(seq) AS first, max(seq) AS last FROM pgward.statement WHERE session_id = $1`,
+        [sessionId],
+      );
+      // The oldest are kept, in order; the newest were the ones dropped.
+      assert.deepEqual(rows[0], { n: accepted, first: 1, last: accepted });
+    } finally {
+      await pool.query('ALTER TABLE pgward.statement DROP CONSTRAINT IF EXISTS refuse_all');
+    }
+  });
+
   it('writes thousands of statements in several batches, and close() waits for the batch in flight', async () => {
     // 5,000 statements make batches of 2,000 start while more arrive; close() once returned
     // while the last one was still being written (its rows were then lost at shutdown).

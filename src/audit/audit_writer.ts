@@ -8,6 +8,8 @@
  * unreachable, batches are retried with backoff and the queue is bounded: past the bound,
  * statements are dropped and counted (and that count logged); sessions are never dropped.
  */
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Logger } from '../log/logger.js';
@@ -99,7 +101,8 @@ export class AuditWriter {
       return;
     }
     this.statements.add(s);
-    if (this.statements.bytes >= BATCH_BYTES && !this.flushing) void this.flush();
+    // A full batch goes at once, unless one is being written or the store is failing (backoff).
+    if (this.statements.bytes >= BATCH_BYTES && !this.flushing && this.failures === 0) void this.flush();
     else this.schedule();
   }
 
@@ -234,17 +237,23 @@ export class AuditWriter {
     while (this.flushing) await this.flushing;
   }
 
-  /** Writes everything still queued; call after the proxy stopped accepting. */
+  /**
+   * Writes everything still queued, batch after batch; call after the proxy stopped accepting.
+   * Gives up after five failed writes in a row (the store is gone), logging what is lost.
+   */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    for (let attempt = 0; attempt < 5; attempt++) {
+    let failed = 0;
+    for (;;) {
       // A batch being written is not in the backlog any more: wait for it before deciding.
       await this.settled();
-      if (this.backlog === 0) break;
-      if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 200 * attempt));
+      if (this.backlog === 0 || failed === 5) break;
+      if (failed > 0) await new Promise((resolve) => setTimeout(resolve, 200 * failed));
       await this.flush();
+      // A write that worked resets the count of failures.
+      failed = this.failures === 0 ? 0 : failed + 1;
     }
     await this.settled();
     if (this.backlog > 0)
@@ -252,14 +261,12 @@ export class AuditWriter {
   }
 }
 
-/** Sends a batch of binary rows through COPY ... FROM STDIN: header, the rows' parts, trailer. */
-function copyRows(client: pg.PoolClient, sql: string, batch: RowBatch): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const stream = client.query(copyFrom(sql));
-    stream.on('finish', resolve);
-    stream.on('error', reject);
-    stream.write(COPY_HEADER);
-    for (const part of batch.parts) stream.write(part);
-    stream.end(COPY_TRAILER);
-  });
+/**
+ * Sends a batch of binary rows through COPY ... FROM STDIN: header, the rows' parts, trailer.
+ * One part at a time, each after the previous was taken: handed everything at once, the COPY
+ * stream queues parts behind a full socket, and when the store refuses the COPY meanwhile it
+ * later writes them to a connection it has let go of (an uncaught exception).
+ */
+async function copyRows(client: pg.PoolClient, sql: string, batch: RowBatch): Promise<void> {
+  await pipeline(Readable.from([COPY_HEADER, ...batch.parts, COPY_TRAILER]), client.query(copyFrom(sql)));
 }
