@@ -39,7 +39,7 @@ describe('the audit writer', () => {
   it('writes statements byte for byte, and a batch already written (lost answer) only once', async () => {
     const writer = new AuditWriter(pool, quietLog);
     const sessionId = randomUUID();
-    const texts = ['select 1', 'a\tb\nc\\d\re', '\\N', '\\.', 'ünïcödé 🐘'];
+    const texts = ['select 1', 'a\tb\nc\\d\re', '\\N', '\\.', 'ünïcödé 🐘', "select 'naïve' -- ascii first"];
     texts.forEach((text, i) => {
       writer.statement(statement(sessionId, i + 1, text));
     });

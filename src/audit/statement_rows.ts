@@ -66,7 +66,8 @@ export class StatementRows {
     let p = this.used;
     p = b.writeInt16BE(FIELDS, p);
     p = b.writeInt32BE(16, p);
-    p += this.uuid(r.sessionId).copy(b, p);
+    b.set(this.uuid(r.sessionId), p);
+    p += 16;
     p = b.writeInt32BE(4, p);
     p = b.writeInt32BE(r.seq, p);
     p = this.text(b, p, r.kind);
@@ -93,7 +94,7 @@ export class StatementRows {
 
   /** A text field: its UTF-8 length, then the bytes. */
   private text(b: Buffer, p: number, value: string): number {
-    const written = b.write(value, p + 4, 'utf8');
+    const written = utf8(b, p + 4, value);
     b.writeInt32BE(written, p);
     return p + 4 + written;
   }
@@ -152,6 +153,26 @@ export class StatementRows {
     this.rows += batch.rows;
     this.bytes += batch.bytes;
   }
+}
+
+/** Strings this short are tried as ASCII by hand: most SQL and every tag is ASCII. */
+const SHORT = 256;
+
+/** Writes a string's UTF-8 bytes at `p` and returns how many. */
+function utf8(b: Buffer, p: number, value: string): number {
+  const n = value.length;
+  if (n <= SHORT) {
+    // A call into Buffer.write costs more than copying a short ASCII string in place.
+    let i = 0;
+    while (i < n) {
+      const c = value.charCodeAt(i);
+      if (c >= 0x80) break;
+      b[p + i] = c;
+      i++;
+    }
+    if (i === n) return n;
+  }
+  return b.write(value, p, 'utf8');
 }
 
 /** An integer within ±2^53 as a big-endian int8 (two's complement). */
