@@ -144,6 +144,16 @@ describe('REST API', () => {
     );
     assert.equal(found.body.length, 1);
     assert.equal(found.body[0]!.email, 'editor@example.com');
+    // By session: every statement of that session, and only those.
+    const sessionId = (found.body[0] as unknown as { sessionId: string }).sessionId;
+    const bySession = await call<{ sessionId: string; text: string }[]>(
+      http,
+      'GET',
+      `/api/v1/statements?session=${sessionId}`,
+      { token: tokens['admin'] },
+    );
+    assert.ok(bySession.body.some((s) => s.text === 'select 41 + 1 as api_audit_probe'));
+    assert.ok(bySession.body.every((s) => s.sessionId === sessionId));
     const wildcard = await call<unknown[]>(http, 'GET', '/api/v1/statements?text=%25', {
       token: tokens['admin'],
     });

@@ -86,6 +86,10 @@ export class AuditQueries {
          FROM pgward.statement st LEFT JOIN pgward.session s USING (session_id)
         WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email) = lower($2))
           AND ($3::text IS NULL OR s.connection_name = $3) AND ($4::uuid IS NULL OR st.session_id = $4)
+          -- Statements have no index by session (see migration 007): bounding their time by the
+          -- session's start lets the BRIN index on started_at skip the rest of the table.
+          AND ($4::uuid IS NULL OR st.started_at >= coalesce(
+                (SELECT started_at FROM pgward.session WHERE session_id = $4), '-infinity'))
           AND ($5::timestamptz IS NULL OR st.started_at >= $5) AND ($6::timestamptz IS NULL OR st.started_at < $6)
           AND ($7::text IS NULL OR st.text ILIKE $7)
         ORDER BY st.started_at DESC, st.seq DESC LIMIT $8`,

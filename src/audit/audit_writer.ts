@@ -66,6 +66,8 @@ const BATCH_BYTES = 1024 * 1024;
 const MAX_BATCH_BYTES = 8 * 1024 * 1024;
 /** Statement bytes kept while the store is unreachable; past this, statements are dropped. */
 const MAX_QUEUED_BYTES = 64 * 1024 * 1024;
+/** How often written batch ids older than a day are deleted. */
+const PRUNE_INTERVAL_MS = 60 * 60 * 1000;
 /** Audited statement text is capped; the rest is marked as cut. */
 export const MAX_STATEMENT_TEXT = 64 * 1024;
 
@@ -78,6 +80,7 @@ export class AuditWriter {
   private flushing: Promise<void> | undefined;
   private failures = 0;
   private closed = false;
+  private prunedAt = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -176,48 +179,40 @@ export class AuditWriter {
   }
 
   /**
-   * COPY is all or nothing, so a failed batch is simply retried. A batch that was written but
-   * whose answer was lost comes back as a duplicate key; that one retry goes through a scratch
-   * table and INSERT ... ON CONFLICT DO NOTHING.
+   * One transaction per batch: the batch's id, then its rows. COPY is all or nothing, so a failed
+   * batch is simply retried; a batch that was written but whose answer was lost is recognised
+   * on its retry by its id (23505) and counts as written. The statement table has no unique
+   * index of its own: one cost the store half of its CPU per statement.
    */
   private async insertStatements(batch: RowBatch): Promise<void> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
+      await client.query('BEGIN');
+      try {
+        await client.query('INSERT INTO pgward.audit_batch (batch_id) VALUES ($1)', [batch.id]);
+      } catch (err) {
+        if ((err as { code?: string }).code !== '23505') throw err;
+        await client.query('ROLLBACK');
+        return;
+      }
+      if (Date.now() - this.prunedAt > PRUNE_INTERVAL_MS) {
+        // Retries come within minutes; batch ids a day old will not be asked about again.
+        await client.query(`DELETE FROM pgward.audit_batch WHERE written_at < now() - interval '1 day'`);
+        this.prunedAt = Date.now();
+      }
       await copyRows(
         client,
         `COPY pgward.statement (${STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)`,
         batch,
       );
-    } catch (err) {
-      if ((err as { code?: string }).code !== '23505') {
-        broken = err as Error;
-        throw err;
-      }
-      try {
-        await this.insertStatementsOnce(client, batch);
-      } catch (again) {
-        broken = again as Error;
-        throw again;
-      }
-    } finally {
-      client.release(broken);
-    }
-  }
-
-  private async insertStatementsOnce(client: pg.PoolClient, batch: RowBatch): Promise<void> {
-    await client.query('BEGIN');
-    try {
-      await client.query('CREATE TEMP TABLE statement_retry (LIKE pgward.statement) ON COMMIT DROP');
-      await copyRows(client, `COPY statement_retry (${STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)`, batch);
-      await client.query(
-        `INSERT INTO pgward.statement (${STATEMENT_COLUMNS}) SELECT ${STATEMENT_COLUMNS} FROM statement_retry
-           ON CONFLICT (session_id, seq) DO NOTHING`,
-      );
       await client.query('COMMIT');
     } catch (err) {
-      await client.query('ROLLBACK').catch(() => undefined);
+      broken = err as Error;
       throw err;
+    } finally {
+      // A connection left mid-transaction is not reused.
+      client.release(broken);
     }
   }
 

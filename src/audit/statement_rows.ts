@@ -12,6 +12,7 @@
  * since the last take as views, and later rows continue after them, so nothing handed out is
  * ever overwritten.
  */
+import { randomUUID } from 'node:crypto';
 import type { StatementRecord } from './audit_writer.js';
 
 /** The columns of every row, in order. */
@@ -35,10 +36,15 @@ const FIXED_BYTES = 2 + FIELDS * 4 + 16 + 4 + 8 + 8 + 8 + 8 + 8;
 
 /** Rows written since the last take, ready to be sent. */
 export interface RowBatch {
+  /** Names the batch in the store (`pgward.audit_batch`), so a retry of it is recognised. */
+  id: string;
   parts: Buffer[];
   rows: number;
   bytes: number;
 }
+
+/** Rows sealed but not yet taken; `id` is set on a batch that was taken and put back. */
+type Pending = Omit<RowBatch, 'id'> & { id?: string };
 
 export class StatementRows {
   private chunk: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
@@ -48,7 +54,7 @@ export class StatementRows {
   /** Rows in `chunk` since `start`. */
   private rowsInChunk = 0;
   /** Full chunks' rows not yet taken. */
-  private sealed: RowBatch[] = [];
+  private sealed: Pending[] = [];
   /** Session ids as 16 bytes, for the sessions recording now. */
   private readonly uuids = new Map<string, Buffer>();
 
@@ -131,11 +137,25 @@ export class StatementRows {
     this.rowsInChunk = 0;
   }
 
-  /** Takes whole rows, oldest first, up to about `maxBytes` (at least one part). */
+  /**
+   * Takes whole rows, oldest first, up to about `maxBytes` (at least one part). A batch that was
+   * put back comes again alone and under its id: the store may hold it already.
+   */
   take(maxBytes: number): RowBatch {
     this.seal();
-    const batch: RowBatch = { parts: [], rows: 0, bytes: 0 };
-    while (this.sealed.length > 0 && (batch.bytes === 0 || batch.bytes + this.sealed[0]!.bytes <= maxBytes)) {
+    const first = this.sealed[0];
+    if (first?.id !== undefined) {
+      this.sealed.shift();
+      this.rows -= first.rows;
+      this.bytes -= first.bytes;
+      return first as RowBatch;
+    }
+    const batch: RowBatch = { id: randomUUID(), parts: [], rows: 0, bytes: 0 };
+    while (
+      this.sealed.length > 0 &&
+      this.sealed[0]!.id === undefined &&
+      (batch.bytes === 0 || batch.bytes + this.sealed[0]!.bytes <= maxBytes)
+    ) {
       const next = this.sealed.shift()!;
       batch.parts.push(...next.parts);
       batch.rows += next.rows;
