@@ -8,6 +8,8 @@ const BODY = 5;
 
 /** Reads a NUL-terminated string at `pos`; returns it and the position after the NUL. */
 function cstring(message: Buffer, pos: number): [string, number] {
+  // The unnamed statement and portal, in most Bind and Execute messages: no call into C++.
+  if (message[pos] === 0) return ['', pos + 1];
   const end = message.indexOf(0, pos);
   if (end === -1) throw new PgwardError('PROTOCOL_VIOLATION', 'unterminated string in protocol message');
   return [message.toString('utf8', pos, end), end + 1];
