@@ -162,7 +162,13 @@ export class AuditWriter {
       this.statements.putBack(statements);
       this.ends.unshift(...ends);
     }
-    if (this.backlog > 0) this.schedule();
+    if (this.backlog === 0) return;
+    if (this.failures === 0 && this.statements.bytes >= BATCH_BYTES && !this.closed) {
+      // A full batch arrived during this write: it goes next, not after the timer.
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      setImmediate(() => void this.flush());
+    } else this.schedule();
   }
 
   private async insertStarts(rows: SessionStart[]): Promise<void> {
