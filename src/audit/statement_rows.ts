@@ -53,7 +53,7 @@ export class StatementRows {
   private start = 0;
   /** Rows in `chunk` since `start`. */
   private rowsInChunk = 0;
-  /** Full chunks' rows not yet taken. */
+  /** Rows moved out of `chunk` (when it filled up, or at a take) and not yet taken. */
   private sealed: Pending[] = [];
   /** Session ids as 16 bytes, for the sessions recording now. */
   private readonly uuids = new Map<string, Buffer>();
@@ -76,8 +76,8 @@ export class StatementRows {
     p += 16;
     p = b.writeInt32BE(4, p);
     p = b.writeInt32BE(r.seq, p);
-    p = this.text(b, p, r.kind);
-    p = this.text(b, p, r.text);
+    p = textField(b, p, r.kind);
+    p = textField(b, p, r.text);
     p = b.writeInt32BE(8, p);
     p = int64(b, p, Math.round(r.startedAtMs * 1000) - PG_EPOCH_MICROS);
     if (r.durationMs === null) p = b.writeInt32BE(-1, p);
@@ -85,24 +85,17 @@ export class StatementRows {
       p = b.writeInt32BE(8, p);
       p = b.writeDoubleBE(r.durationMs, p);
     }
-    p = r.commandTag === null ? b.writeInt32BE(-1, p) : this.text(b, p, r.commandTag);
+    p = textField(b, p, r.commandTag);
     if (r.rows === null) p = b.writeInt32BE(-1, p);
     else {
       p = b.writeInt32BE(8, p);
       p = int64(b, p, r.rows);
     }
-    p = r.sqlstate === null ? b.writeInt32BE(-1, p) : this.text(b, p, r.sqlstate);
+    p = textField(b, p, r.sqlstate);
     this.bytes += p - this.used;
     this.used = p;
     this.rowsInChunk++;
     this.rows++;
-  }
-
-  /** A text field: its UTF-8 length, then the bytes. */
-  private text(b: Buffer, p: number, value: string): number {
-    const written = utf8(b, p + 4, value);
-    b.writeInt32BE(written, p);
-    return p + 4 + written;
   }
 
   private uuid(id: string): Buffer {
@@ -173,6 +166,14 @@ export class StatementRows {
     this.rows += batch.rows;
     this.bytes += batch.bytes;
   }
+}
+
+/** A text field: its UTF-8 length, then the bytes; null as a length of -1. */
+function textField(b: Buffer, p: number, value: string | null): number {
+  if (value === null) return b.writeInt32BE(-1, p);
+  const written = utf8(b, p + 4, value);
+  b.writeInt32BE(written, p);
+  return p + 4 + written;
 }
 
 /** Strings this short are tried as ASCII by hand: most SQL and every tag is ASCII. */
