@@ -33,6 +33,28 @@ async function slowReadAll(socket: Socket): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
+/**
+ * A server that sends each piece to whoever connects, one per event-loop turn so that each
+ * arrives as a read of its own (waiting for 'drain' when the socket is full), then ends.
+ */
+function trickle(pieces: Iterable<Buffer>): Promise<Server> {
+  return serve(async (socket) => {
+    for (const piece of pieces) {
+      if (!socket.write(piece)) await once(socket, 'drain');
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    socket.end();
+  });
+}
+
+/** Relays what `source` sends to `downstream` through a SocketInput on a reused read buffer. */
+function relayFrom(source: Server, downstream: Socket): void {
+  const input = new SocketInput();
+  const upstream = connect({ port: portOf(source), host: '127.0.0.1', onread: input.readOptions() });
+  input.pipeTo(upstream, downstream);
+  upstream.on('end', () => downstream.end());
+}
+
 describe('socket input (reads into a reused buffer)', () => {
   const servers: Server[] = [];
   after(() => {
@@ -45,20 +67,13 @@ describe('socket input (reads into a reused buffer)', () => {
     // mark while reads go on. Were the read buffer reused under a queued write, the digest
     // would differ.
     const payload = randomBytes(12 * 1024 * 1024);
-    const source = await serve(async (socket) => {
-      for (let at = 0; at < payload.length; at += 1000) {
-        if (!socket.write(payload.subarray(at, at + 1000))) await once(socket, 'drain');
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      socket.end();
-    });
+    const source = await trickle(
+      Array.from({ length: Math.ceil(payload.length / 1000) }, (_, i) =>
+        payload.subarray(i * 1000, (i + 1) * 1000),
+      ),
+    );
     servers.push(source);
-    const relay = await serve((downstream) => {
-      const input = new SocketInput();
-      const upstream = connect({ port: portOf(source), host: '127.0.0.1', onread: input.readOptions() });
-      input.pipeTo(upstream, downstream);
-      upstream.on('end', () => downstream.end());
-    });
+    const relay = await serve((downstream) => relayFrom(source, downstream));
     servers.push(relay);
     const client = connect({ port: portOf(relay), host: '127.0.0.1' });
     const data = await slowReadAll(client);
@@ -71,13 +86,7 @@ describe('socket input (reads into a reused buffer)', () => {
     // while, which makes every write wait as a full socket would): each piece must be written
     // as a copy of its own size, not as a view that keeps a 64 KiB read buffer alive.
     const pieces = 2_000;
-    const source = await serve(async (socket) => {
-      for (let i = 0; i < pieces; i++) {
-        if (!socket.write(Buffer.alloc(100, i % 256))) await once(socket, 'drain');
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-      socket.end();
-    });
+    const source = await trickle(Array.from({ length: pieces }, (_, i) => Buffer.alloc(100, i % 256)));
     servers.push(source);
     let queuedWrites = 0;
     let pinned = 0;
@@ -93,10 +102,7 @@ describe('socket input (reads into a reused buffer)', () => {
       }) as typeof downstream.write;
       downstream.cork();
       setTimeout(() => downstream.uncork(), 200);
-      const input = new SocketInput();
-      const upstream = connect({ port: portOf(source), host: '127.0.0.1', onread: input.readOptions() });
-      input.pipeTo(upstream, downstream);
-      upstream.on('end', () => downstream.end());
+      relayFrom(source, downstream);
     });
     servers.push(relay);
     const client = connect({ port: portOf(relay), host: '127.0.0.1' });
