@@ -130,6 +130,17 @@ describe('message framer', () => {
     const framer = new MessageFramer(typeFlags([]), 1 << 20, () => 'forward', 'client');
     assert.throws(() => framer.push(Buffer.from([0x51, 0, 0, 0, 3])), /invalid message length 3/);
   });
+
+  it('reads a length with the top bit set as negative, whole or split, and refuses it', () => {
+    const header = Buffer.from([0x51, 0x80, 0, 0, 5]);
+    for (let cut = 0; cut <= 4; cut++) {
+      const framer = new MessageFramer(typeFlags([]), 1 << 20, () => 'forward', 'client');
+      assert.throws(() => {
+        framer.push(header.subarray(0, cut));
+        framer.push(header.subarray(cut));
+      }, /invalid message length -2147483643/);
+    }
+  });
 });
 
 describe('startup packets', () => {

@@ -48,6 +48,8 @@ type Pending = Omit<RowBatch, 'id'> & { id?: string };
 
 export class StatementRows {
   private chunk: Buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  /** `chunk` as a DataView: its setters compile to plain stores (Buffer's writers check bounds). */
+  private view = viewOf(this.chunk);
   /** Where the next row goes in `chunk`; rows before `start` have been taken. */
   private used = 0;
   private start = 0;
@@ -69,29 +71,30 @@ export class StatementRows {
       3 * (r.text.length + (r.commandTag?.length ?? 0) + (r.sqlstate?.length ?? 0) + r.kind.length);
     if (this.chunk.length - this.used < need) this.newChunk(need);
     const b = this.chunk;
+    const v = this.view;
     let p = this.used;
-    p = b.writeInt16BE(FIELDS, p);
-    p = b.writeInt32BE(16, p);
+    v.setInt16(p, FIELDS);
+    p = int32(v, p + 2, 16);
     b.set(this.uuid(r.sessionId), p);
-    p += 16;
-    p = b.writeInt32BE(4, p);
-    p = b.writeInt32BE(r.seq, p);
-    p = textField(b, p, r.kind);
-    p = textField(b, p, r.text);
-    p = b.writeInt32BE(8, p);
-    p = int64(b, p, Math.round(r.startedAtMs * 1000) - PG_EPOCH_MICROS);
-    if (r.durationMs === null) p = b.writeInt32BE(-1, p);
+    p = int32(v, p + 16, 4);
+    p = int32(v, p, r.seq);
+    p = textField(b, v, p, r.kind);
+    p = textField(b, v, p, r.text);
+    p = int32(v, p, 8);
+    p = int64(v, p, Math.round(r.startedAtMs * 1000) - PG_EPOCH_MICROS);
+    if (r.durationMs === null) p = int32(v, p, -1);
     else {
-      p = b.writeInt32BE(8, p);
-      p = b.writeDoubleBE(r.durationMs, p);
+      p = int32(v, p, 8);
+      v.setFloat64(p, r.durationMs);
+      p += 8;
     }
-    p = textField(b, p, r.commandTag);
-    if (r.rows === null) p = b.writeInt32BE(-1, p);
+    p = textField(b, v, p, r.commandTag);
+    if (r.rows === null) p = int32(v, p, -1);
     else {
-      p = b.writeInt32BE(8, p);
-      p = int64(b, p, r.rows);
+      p = int32(v, p, 8);
+      p = int64(v, p, r.rows);
     }
-    p = textField(b, p, r.sqlstate);
+    p = textField(b, v, p, r.sqlstate);
     this.bytes += p - this.used;
     this.used = p;
     this.rowsInChunk++;
@@ -117,6 +120,7 @@ export class StatementRows {
   private newChunk(need: number): void {
     this.seal();
     this.chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, need));
+    this.view = viewOf(this.chunk);
     this.used = 0;
     this.start = 0;
   }
@@ -168,12 +172,16 @@ export class StatementRows {
   }
 }
 
-/** A text field: its UTF-8 length, then the bytes; null as a length of -1. */
-function textField(b: Buffer, p: number, value: string | null): number {
-  if (value === null) return b.writeInt32BE(-1, p);
+/** A text field at `p`: its UTF-8 length, then the bytes; null as a length of -1. Returns the end. */
+function textField(b: Buffer, v: DataView, p: number, value: string | null): number {
+  if (value === null) return int32(v, p, -1);
   const written = utf8(b, p + 4, value);
-  b.writeInt32BE(written, p);
+  v.setInt32(p, written);
   return p + 4 + written;
+}
+
+function viewOf(b: Buffer): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.length);
 }
 
 /** Strings this short are tried as ASCII by hand: most SQL and every tag is ASCII. */
@@ -196,9 +204,16 @@ function utf8(b: Buffer, p: number, value: string): number {
   return b.write(value, p, 'utf8');
 }
 
-/** An integer within ±2^53 as a big-endian int8 (two's complement). */
-function int64(b: Buffer, p: number, value: number): number {
+/** Writes a big-endian int4 at `p`; returns the position after it. */
+function int32(v: DataView, p: number, value: number): number {
+  v.setInt32(p, value);
+  return p + 4;
+}
+
+/** Writes an integer within ±2^53 as a big-endian int8 (two's complement); returns the end. */
+function int64(v: DataView, p: number, value: number): number {
   const high = Math.floor(value / TWO_32);
-  b.writeInt32BE(high, p);
-  return b.writeUInt32BE(value - high * TWO_32, p + 4);
+  v.setInt32(p, high);
+  v.setUint32(p + 4, value - high * TWO_32);
+  return p + 8;
 }

@@ -5,6 +5,7 @@
  * responses arrive in request order, so a FIFO of pending requests pairs them (protocol
  * section "Extended Query": after an error the server skips to the next Sync).
  */
+import { performance } from 'node:perf_hooks';
 import * as decode from '../wire/decode.js';
 import { BE, FE } from '../wire/protocol.js';
 import { MAX_STATEMENT_TEXT, type StatementRecord } from './audit_writer.js';

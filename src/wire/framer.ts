@@ -94,7 +94,7 @@ export class MessageFramer {
         if (this.headerLength < HEADER) break;
         this.headerLength = 0;
         const type = this.header[0]!;
-        const length = this.header.readInt32BE(1);
+        const length = int32At(this.header, 1);
         this.checkLength(type, length);
         if (this.interesting[type] === 1) {
           const message = Buffer.allocUnsafe(1 + length);
@@ -112,7 +112,7 @@ export class MessageFramer {
         continue;
       }
       const type = chunk[pos]!;
-      const length = chunk.readInt32BE(pos + 1);
+      const length = int32At(chunk, pos + 1);
       this.checkLength(type, length);
       const total = 1 + length;
       if (this.interesting[type] !== 1) {
@@ -143,6 +143,14 @@ export class MessageFramer {
     if (pos > runStart) out.push(runStart === 0 && pos === n ? chunk : chunk.subarray(runStart, pos));
     return out;
   }
+}
+
+/**
+ * A big-endian int32 read in place: Buffer's readInt32BE checks its arguments on every call,
+ * and this runs for every message relayed. The caller has checked that 4 bytes are there.
+ */
+function int32At(b: Buffer, p: number): number {
+  return (b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!;
 }
 
 /** Builds the 256-flag table of message types to decode. */
