@@ -46,6 +46,16 @@ export interface StatementRecord {
   connection: string | null;
 }
 
+/** How far back a listing of statements looks, widening step by step (then without bound). */
+const LOOKBACK_MS = [60_000, 3_600_000, 86_400_000, 7 * 86_400_000, 31 * 86_400_000];
+/** Slack around a session's start and end when its statements are looked for. */
+const SESSION_MARGIN_MS = 1_000;
+
+/** The later of a bound and a date (an absent bound is no bound). */
+const later = (bound: Date | undefined, d: Date) => (bound !== undefined && bound >= d ? bound : d);
+/** The earlier of a bound and a date. */
+const earlier = (bound: Date | undefined, d: Date) => (bound !== undefined && bound <= d ? bound : d);
+
 /** Escapes LIKE wildcards so the text filter matches literally. */
 const literalLike = (text: string) => `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
@@ -78,7 +88,36 @@ export class AuditQueries {
     return rows;
   }
 
+  /**
+   * Statements, newest first. The table has only a BRIN index on time (an index entry per row
+   * would cost the writer; see migration 007), which cannot hand rows out in order: an unbounded
+   * listing would read and sort the whole table. So the listing looks back over a short window
+   * first and widens it only while it has found fewer rows than asked for. A session's
+   * statements are looked for within the session's lifetime; an unknown session has none.
+   */
   async statements(f: AuditFilter): Promise<StatementRecord[]> {
+    let { since, until } = f;
+    if (f.sessionId !== undefined) {
+      const { rows } = await this.pool.query<{ startedAt: Date; endedAt: Date | null }>(
+        'SELECT started_at AS "startedAt", ended_at AS "endedAt" FROM pgward.session WHERE session_id = $1',
+        [f.sessionId],
+      );
+      const session = rows[0];
+      if (!session) return [];
+      // A margin for timestamps taken a moment apart (and to the millisecond) by the gateway.
+      since = later(since, new Date(session.startedAt.getTime() - SESSION_MARGIN_MS));
+      if (session.endedAt) until = earlier(until, new Date(session.endedAt.getTime() + SESSION_MARGIN_MS));
+    }
+    const newest = (until ?? new Date()).getTime();
+    for (const back of LOOKBACK_MS) {
+      const from = later(since, new Date(newest - back));
+      const rows = await this.statementsIn({ ...f, since: from, until });
+      if (rows.length >= f.limit || from === since) return rows;
+    }
+    return this.statementsIn({ ...f, since, until });
+  }
+
+  private async statementsIn(f: AuditFilter): Promise<StatementRecord[]> {
     const { rows } = await this.pool.query<StatementRecord>(
       `SELECT st.session_id AS "sessionId", st.seq, st.kind, st.text, st.started_at AS "startedAt",
               st.duration_ms AS "durationMs", st.command_tag AS "commandTag", st.rows::float8 AS rows,
@@ -86,10 +125,6 @@ export class AuditQueries {
          FROM pgward.statement st LEFT JOIN pgward.session s USING (session_id)
         WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email) = lower($2))
           AND ($3::text IS NULL OR s.connection_name = $3) AND ($4::uuid IS NULL OR st.session_id = $4)
-          -- Statements have no index by session (see migration 007): bounding their time by the
-          -- session's start lets the BRIN index on started_at skip the rest of the table.
-          AND ($4::uuid IS NULL OR st.started_at >= coalesce(
-                (SELECT started_at FROM pgward.session WHERE session_id = $4), '-infinity'))
           AND ($5::timestamptz IS NULL OR st.started_at >= $5) AND ($6::timestamptz IS NULL OR st.started_at < $6)
           AND ($7::text IS NULL OR st.text ILIKE $7)
         ORDER BY st.started_at DESC, st.seq DESC LIMIT $8`,

@@ -95,13 +95,16 @@ export class StatementTracker {
   }
 
   private finish(entry: Pending): void {
+    const elapsed = performance.now() - entry.t0;
     this.emit({
       sessionId: this.sessionId,
       seq: ++this.seq,
       kind: entry.kind === 'sync' ? 'extended' : entry.kind,
       text: entry.text,
-      startedAtMs: performance.timeOrigin + entry.t0,
-      durationMs: Math.round((performance.now() - entry.t0) * 1000) / 1000,
+      // Wall-clock time, like the session's own start and end: the monotonic clock's origin
+      // drifts from it over a long-running process (clock steps and slews).
+      startedAtMs: Date.now() - elapsed,
+      durationMs: Math.round(elapsed * 1000) / 1000,
       commandTag: entry.tag,
       rows: entry.rows,
       sqlstate: entry.sqlstate,
