@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe, it, mock } from 'node:test';
 import type pg from 'pg';
 import { AuditWriter, type StatementRecord } from '../src/audit/audit_writer.js';
 import type { EmbeddedCluster } from '../src/store/embedded_postgres.js';
@@ -8,6 +8,26 @@ import { migrate } from '../src/store/migrate.js';
 import { createPool } from '../src/store/store.js';
 import { createDatabase, startTestPostgres } from './support/postgres.js';
 import { quietLog } from './support/quiet_log.js';
+
+/**
+ * The pool with each client's queries passed through `intercept`, which runs the query by
+ * calling `query()` (a COPY's query returns a stream, so it is passed through as it is).
+ */
+function interceptQueries(
+  pool: pg.Pool,
+  intercept: (sql: unknown, query: () => Promise<unknown>) => unknown,
+): pg.Pool {
+  const wrapped = Object.create(pool) as pg.Pool;
+  wrapped.connect = (async () => {
+    const client = await pool.connect();
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    return Object.assign(Object.create(client), {
+      query: (...args: unknown[]) => intercept(args[0], () => query(...args)),
+      release: (err?: Error) => client.release(err),
+    });
+  }) as unknown as pg.Pool['connect'];
+  return wrapped;
+}
 
 /** The audit writer against a real store: COPY, and a batch written twice. */
 describe('the audit writer', () => {
@@ -64,20 +84,12 @@ describe('the audit writer', () => {
   it('writes a batch whose answer was lost only once: its retry is recognised by the batch id', async () => {
     // The store commits the batch, then the connection fails before the answer arrives.
     let lost = 0;
-    const faulty = Object.create(pool) as pg.Pool;
-    faulty.connect = (async () => {
-      const client = await pool.connect();
-      const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-      return Object.assign(Object.create(client), {
-        query: (...args: unknown[]) => {
-          if (args[0] !== 'COMMIT' || lost++ > 0) return query(...args);
-          return query(...args).then(() => {
-            throw new Error('connection lost after COMMIT');
-          });
-        },
-        release: (err?: Error) => client.release(err),
+    const faulty = interceptQueries(pool, (sql, query) => {
+      if (sql !== 'COMMIT' || lost++ > 0) return query();
+      return query().then(() => {
+        throw new Error('connection lost after COMMIT');
       });
-    }) as unknown as pg.Pool['connect'];
+    });
     const writer = new AuditWriter(faulty, quietLog);
     const sessionId = randomUUID();
     for (let seq = 1; seq <= 3; seq++) writer.statement(statement(sessionId, seq, `select ${seq}`));
@@ -95,6 +107,40 @@ describe('the audit writer', () => {
       rows.map((r) => r.seq),
       [1, 2, 3, 4],
     );
+  });
+
+  it('writes a full batch that arrived during a write next, without waiting for the timer', async () => {
+    // The first write waits at BEGIN until released; the writer's timers are frozen, so only
+    // the "full batch goes next" step can start the second write.
+    let begins = 0;
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const gated = interceptQueries(pool, (sql, query) =>
+      sql === 'BEGIN' && ++begins === 1 ? gate.then(query) : query(),
+    );
+    mock.timers.enable({ apis: ['setTimeout'] });
+    const writer = new AuditWriter(gated, quietLog);
+    const sessionId = randomUUID();
+    try {
+      writer.statement(statement(sessionId, 1, 'select 1'));
+      const first = writer.flush();
+      const text = 'x'.repeat(100_000);
+      for (let seq = 2; seq <= 13; seq++) writer.statement(statement(sessionId, seq, text)); // 1.2 MB
+      release();
+      await first;
+      for (let turns = 0; begins < 2 && turns < 10_000; turns++) await new Promise((r) => setImmediate(r));
+      assert.equal(begins, 2, 'the second write started with no timer firing');
+    } finally {
+      mock.timers.reset();
+    }
+    await writer.close();
+    const { rows } = await pool.query<{ n: number }>(
+      'SELECT count(*)::int AS n FROM pgward.statement WHERE session_id = $1',
+      [sessionId],
+    );
+    assert.equal(rows[0]!.n, 13);
   });
 
   it('writes every field as it was recorded: nulls, 64-bit row counts, SQLSTATEs, each kind', async () => {
