@@ -304,15 +304,25 @@ describe('PostgreSQL gateway with real clients', () => {
     await first.query('prepare leftover as select 1');
     await first.query('listen leftover_channel');
     await first.query("set statement_timeout = '1234ms'");
+    await first.query("set datestyle = 'SQL, DMY'");
     await first.end();
+    let welcome = new Map<string, string>();
     const second = await eventually(async () => {
-      const c = await t.client('editor@example.com', { applicationName: 'pool-b' });
+      welcome = new Map();
+      const c = await t.client('editor@example.com', {
+        applicationName: 'pool-b',
+        onParameter: (name, value) => welcome.set(name, value),
+      });
       const p = (await c.query('select pg_backend_pid() as pid')).rows[0].pid;
       if (p === pid) return c;
       await c.end();
       return undefined;
     }, 'the pooled connection to be reused');
     try {
+      // The welcome tells the parameters as they are now: after the reset, and for this client.
+      assert.equal(welcome.get('application_name'), 'pool-b [editor@example.com]');
+      assert.equal(welcome.get('DateStyle'), 'ISO, MDY');
+      assert.ok(welcome.has('server_version'));
       assert.equal(
         (await second.query('select count(*)::int as n from pg_prepared_statements')).rows[0].n,
         0,

@@ -433,13 +433,14 @@ export class ClientSession implements Cancellable {
       startedAt: new Date(),
     });
     this.audited = true;
-    const welcome: Buffer[] = [encode.authenticationOk()];
-    for (const [name, value] of upstream.parameters) welcome.push(encode.parameterStatus(name, value));
-    welcome.push(
-      encode.backendKeyData(this.cancelKey.pid, this.cancelKey.secret),
-      encode.readyForQuery(upstream.status),
+    this.socket.write(
+      Buffer.concat([
+        encode.authenticationOk(),
+        upstream.parameterStatusMessages(),
+        encode.backendKeyData(this.cancelKey.pid, this.cancelKey.secret),
+        encode.readyForQuery(upstream.status),
+      ]),
     );
-    this.socket.write(Buffer.concat(welcome));
     this.ctx.log.debug(
       { session: this.id, email: person.email, connection: connection.name, loginRole },
       'session started',
@@ -494,7 +495,7 @@ export class ClientSession implements Cancellable {
         if (type === BE.READY_FOR_QUERY) upstream.status = decode.readyStatus(message);
         else if (type === BE.PARAMETER_STATUS) {
           const [name, value] = decode.parameterStatus(message);
-          upstream.parameters.set(name, value);
+          upstream.setParameter(name, value);
         }
         tracker.onServer(type, message);
         return 'forward';

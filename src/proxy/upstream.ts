@@ -140,7 +140,9 @@ function md5Password(user: string, password: string, salt: Buffer): string {
 }
 
 export class UpstreamConnection {
-  readonly parameters = new Map<string, string>();
+  private readonly parameterValues = new Map<string, string>();
+  /** The parameters as ParameterStatus messages, encoded once until one changes. */
+  private parameterMessages: Buffer | undefined;
   backendPid = 0;
   backendSecret: Buffer = Buffer.alloc(0);
   /** Transaction status from the last ReadyForQuery. */
@@ -272,7 +274,7 @@ export class UpstreamConnection {
         }
       } else if (type === BE.PARAMETER_STATUS) {
         const [name, value] = decode.parameterStatus(message);
-        this.parameters.set(name, value);
+        this.setParameter(name, value);
       } else if (type === BE.BACKEND_KEY_DATA) {
         this.backendPid = message.readInt32BE(5);
         this.backendSecret = Buffer.from(message.subarray(9));
@@ -290,6 +292,28 @@ export class UpstreamConnection {
     }
   }
 
+  /** The target's run-time parameters (server_version, TimeZone, application_name, ...). */
+  get parameters(): ReadonlyMap<string, string> {
+    return this.parameterValues;
+  }
+
+  /** A ParameterStatus the target sent, at login or since. */
+  setParameter(name: string, value: string): void {
+    this.parameterValues.set(name, value);
+    this.parameterMessages = undefined;
+  }
+
+  /**
+   * The parameters as the ParameterStatus messages a client is welcomed with. A pooled
+   * connection welcomes client after client with the same ones: they are encoded once.
+   */
+  parameterStatusMessages(): Buffer {
+    this.parameterMessages ??= Buffer.concat(
+      [...this.parameterValues].map(([name, value]) => encode.parameterStatus(name, value)),
+    );
+    return this.parameterMessages;
+  }
+
   /** Runs SQL in control mode; resolves at ReadyForQuery, rejects with the first error. */
   async query(sql: string): Promise<void> {
     this.socket.write(encode.query(sql));
@@ -302,7 +326,7 @@ export class UpstreamConnection {
         error = new UpstreamError(fields.get('M') ?? 'error', fields);
       } else if (type === BE.PARAMETER_STATUS) {
         const [name, value] = decode.parameterStatus(message);
-        this.parameters.set(name, value);
+        this.setParameter(name, value);
       } else if (type === BE.READY_FOR_QUERY) {
         this.status = decode.readyStatus(message);
         if (error) throw error;

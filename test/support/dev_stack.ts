@@ -20,7 +20,14 @@ export interface TestStack {
   /** A connected node-postgres client through the gateway. */
   client(
     email: string,
-    opts?: { database?: string; ssl?: boolean; applicationName?: string; password?: string },
+    opts?: {
+      database?: string;
+      ssl?: boolean;
+      applicationName?: string;
+      password?: string;
+      /** Called with each ParameterStatus the client receives, from the welcome on. */
+      onParameter?: (name: string, value: string) => void;
+    },
   ): Promise<pg.Client>;
   /** The error the gateway answers a connection attempt with (fails the test if it connects). */
   refusal(
@@ -77,6 +84,13 @@ export async function startTestStack(
     });
     // Errors after a test is done with a client (e.g. the gateway shutting down) are expected.
     connection.on('error', () => undefined);
+    const onParameter = opts.onParameter;
+    if (onParameter) {
+      const wire = (connection as unknown as { connection: import('node:events').EventEmitter }).connection;
+      wire.on('parameterStatus', (m: { parameterName: string; parameterValue: string }) =>
+        onParameter(m.parameterName, m.parameterValue),
+      );
+    }
     await connection.connect();
     return connection;
   };
