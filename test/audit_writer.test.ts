@@ -211,14 +211,16 @@ describe('the audit writer', () => {
   });
 
   it('writes thousands of statements in several batches, and close() waits for the batch in flight', async () => {
-    // 5,000 statements make batches of 2,000 start while more arrive; close() once returned
-    // while the last one was still being written (its rows were then lost at shutdown).
+    // 4,999 statements of about 200 bytes stay under the 1 MiB that starts a write; the long
+    // last one crosses it, and that write takes everything: it is in flight, with nothing left
+    // queued, when close() is called. close() once returned then, and its rows were lost.
     const writer = new AuditWriter(pool, quietLog);
     const sessionId = randomUUID();
     const long = 'ü'.repeat(60_000); // 120,000 bytes in UTF-8
     for (let seq = 1; seq <= 5000; seq++) {
-      writer.statement(statement(sessionId, seq, seq === 2500 ? long : `select ${seq} -- ${'x'.repeat(90)}`));
+      writer.statement(statement(sessionId, seq, seq === 5000 ? long : `select ${seq} -- ${'x'.repeat(90)}`));
     }
+    assert.equal(writer.backlog, 0, 'the last statement started a write that took everything');
     await writer.close();
     assert.equal(writer.backlog, 0);
     const { rows } = await pool.query<{ n: number; seqs: number; longest: number }>(
