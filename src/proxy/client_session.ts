@@ -493,10 +493,7 @@ export class ClientSession implements Cancellable {
       MAX_SERVER_MESSAGE,
       (type, message): Verdict => {
         if (type === BE.READY_FOR_QUERY) upstream.status = decode.readyStatus(message);
-        else if (type === BE.PARAMETER_STATUS) {
-          const [name, value] = decode.parameterStatus(message);
-          upstream.setParameter(name, value);
-        }
+        else if (type === BE.PARAMETER_STATUS) upstream.parameterStatus(message);
         tracker.onServer(type, message);
         return 'forward';
       },

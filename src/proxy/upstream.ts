@@ -273,8 +273,7 @@ export class UpstreamConnection {
             );
         }
       } else if (type === BE.PARAMETER_STATUS) {
-        const [name, value] = decode.parameterStatus(message);
-        this.setParameter(name, value);
+        this.parameterStatus(message);
       } else if (type === BE.BACKEND_KEY_DATA) {
         this.backendPid = message.readInt32BE(5);
         this.backendSecret = Buffer.from(message.subarray(9));
@@ -297,8 +296,9 @@ export class UpstreamConnection {
     return this.parameterValues;
   }
 
-  /** A ParameterStatus the target sent, at login or since. */
-  setParameter(name: string, value: string): void {
+  /** Records a ParameterStatus message the target sent, at login or since. */
+  parameterStatus(message: Buffer): void {
+    const [name, value] = decode.parameterStatus(message);
     this.parameterValues.set(name, value);
     this.parameterMessages = undefined;
   }
@@ -325,8 +325,7 @@ export class UpstreamConnection {
         const fields = decode.errorFields(message);
         error = new UpstreamError(fields.get('M') ?? 'error', fields);
       } else if (type === BE.PARAMETER_STATUS) {
-        const [name, value] = decode.parameterStatus(message);
-        this.setParameter(name, value);
+        this.parameterStatus(message);
       } else if (type === BE.READY_FOR_QUERY) {
         this.status = decode.readyStatus(message);
         if (error) throw error;
