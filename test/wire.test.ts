@@ -232,4 +232,19 @@ describe('message decoders', () => {
     assert.deepEqual(decode.parameterStatus(encode.parameterStatus('a', 'b')), ['a', 'b']);
     assert.throws(() => decode.queryText(msg('Q', 'no terminator')), /unterminated/);
   });
+
+  // Strings in the last 32 bytes of a message are read in JavaScript, longer ones by Buffer.
+  it('read short and long strings alike, in any script, and refuse an unterminated one', () => {
+    for (const text of ['SELECT 1', 'é', 'SELECT ünïcödé', 'x'.repeat(31), 'x'.repeat(32), 'y'.repeat(200)]) {
+      assert.equal(decode.commandTag(msg('C', `${text}\0`)), text);
+      assert.equal(decode.queryText(msg('Q', `${text}\0`)), text);
+      assert.deepEqual(decode.parameterStatus(encode.parameterStatus(text, text)), [text, text]);
+    }
+    // The first NUL ends the string, whichever way it is read.
+    assert.equal(decode.commandTag(msg('C', 'SELECT 1\0junk\0')), 'SELECT 1');
+    assert.deepEqual(decode.parseMessage(msg('P', 's\0t\0\0\0')), { name: 's', text: 't' });
+    for (const body of ['', 'SELECT 1', 'é', 'x'.repeat(40)]) {
+      assert.throws(() => decode.commandTag(msg('C', body)), /unterminated/);
+    }
+  });
 });

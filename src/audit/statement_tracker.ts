@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import * as decode from '../wire/decode.js';
 import { BE, FE } from '../wire/protocol.js';
 import { MAX_STATEMENT_TEXT, type StatementRecord } from './audit_writer.js';
+import { WallClock } from './wall_clock.js';
 
 interface Pending {
   kind: 'simple' | 'extended' | 'function' | 'sync';
@@ -19,6 +20,9 @@ interface Pending {
   rows: number | null;
   sqlstate: string | null;
 }
+
+/** One for all sessions: it reads the wall clock once a second. */
+const wallClock = new WallClock();
 
 /** Prepared statements and portals whose text is remembered, per session. */
 const MAX_TRACKED_NAMES = 10_000;
@@ -95,7 +99,8 @@ export class StatementTracker {
   }
 
   private finish(entry: Pending): void {
-    const elapsed = performance.now() - entry.t0;
+    const now = performance.now();
+    const elapsed = now - entry.t0;
     this.emit({
       sessionId: this.sessionId,
       seq: ++this.seq,
@@ -103,7 +108,7 @@ export class StatementTracker {
       text: entry.text,
       // Wall-clock time, like the session's own start and end: the monotonic clock's origin
       // drifts from it over a long-running process (clock steps and slews).
-      startedAtMs: Date.now() - elapsed,
+      startedAtMs: wallClock.at(now) - elapsed,
       durationMs: Math.round(elapsed * 1000) / 1000,
       commandTag: entry.tag,
       rows: entry.rows,

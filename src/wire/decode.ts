@@ -6,10 +6,24 @@ import { PgwardError } from '../errors.js';
 
 const BODY = 5;
 
+/** Messages whose strings are read in JavaScript when this short (bytes from the string on). */
+const SHORT_REST = 32;
+
 /** Reads a NUL-terminated string at `pos`; returns it and the position after the NUL. */
 function cstring(message: Buffer, pos: number): [string, number] {
   // The unnamed statement and portal, in most Bind and Execute messages: no call into C++.
   if (message[pos] === 0) return ['', pos + 1];
+  // Command tags ("SELECT 1") and most names are short ASCII: read in JavaScript, they cost
+  // less than the two calls into C++ below (perf put them at about 1% of the relay's CPU).
+  if (message.length - pos <= SHORT_REST) {
+    let text = '';
+    for (let i = pos; i < message.length; i++) {
+      const c = message[i]!;
+      if (c === 0) return [text, i + 1];
+      if (c >= 0x80) break;
+      text += String.fromCharCode(c);
+    }
+  }
   const end = message.indexOf(0, pos);
   if (end === -1) throw new PgwardError('PROTOCOL_VIOLATION', 'unterminated string in protocol message');
   return [message.toString('utf8', pos, end), end + 1];
