@@ -84,7 +84,7 @@ describe('socket input (reads into a reused buffer)', () => {
   it('never lets a write queued behind another hold a whole read buffer (a trickle cannot pin memory)', async () => {
     // Tiny pieces, read one by one, towards a socket whose writes wait (it is corked for a
     // while, which makes every write wait as a full socket would): each piece must be written
-    // as a copy of its own size, not as a view that keeps a 64 KiB read buffer alive.
+    // as a copy of its own size, not as a view that keeps a whole read buffer alive.
     const pieces = 2_000;
     const source = await trickle(Array.from({ length: pieces }, (_, i) => Buffer.alloc(100, i % 256)));
     servers.push(source);
@@ -114,6 +114,59 @@ describe('socket input (reads into a reused buffer)', () => {
     for (let i = 0; i < pieces; i++) assert.equal(data[i * 100], i % 256, `piece ${i}`);
     assert.ok(queuedWrites > 10, 'the test must make writes wait');
     assert.equal(pinned, 0);
+  });
+
+  it('reads a small exchange into a small buffer, a burst into large ones, and goes back to small', async () => {
+    // A request-response exchange: the server answers each request byte, "h" with a greeting,
+    // "b" with a 2 MB burst, "p" with 100 bytes; the client asks for the next answer once it has
+    // the whole of the last, so every small answer arrives as a read of its own.
+    const burst = randomBytes(2 * 1024 * 1024);
+    const answers: Record<string, Buffer> = { h: Buffer.from('hello'), b: burst, p: Buffer.alloc(100, 7) };
+    const server = await serve((socket) => {
+      socket.on('data', (requests: Buffer) => {
+        for (const r of requests.toString()) socket.write(answers[r]!);
+      });
+    });
+    servers.push(server);
+    const plan = ['h', 'b', ...Array.from({ length: 10 }, () => 'p')];
+    const expected = Buffer.concat(plan.map((r) => answers[r]!));
+    // What each read landed in: the size of the buffer behind the chunk, and the chunk's length.
+    const reads: { size: number; length: number }[] = [];
+    const received: Buffer[] = [];
+    let have = 0;
+    let asked = 0;
+    let due = 0;
+    const input = new SocketInput();
+    const socket = connect({ port: portOf(server), host: '127.0.0.1', onread: input.readOptions() });
+    const ask = () => {
+      due += answers[plan[asked]!]!.length;
+      socket.write(plan[asked++]!);
+    };
+    const done = new Promise<void>((resolve) => {
+      input.onChunk = (chunk) => {
+        reads.push({ size: chunk.buffer.byteLength, length: chunk.length });
+        received.push(Buffer.from(chunk));
+        have += chunk.length;
+        if (have < due) return;
+        if (asked < plan.length) ask();
+        else resolve();
+      };
+    });
+    ask();
+    await done;
+    socket.destroy();
+    assert.equal(sha256(Buffer.concat(received)), sha256(expected));
+    assert.deepEqual(reads[0], { size: 8 * 1024, length: 5 });
+    assert.ok(
+      reads.some((r) => r.size === 64 * 1024 && r.length > 8 * 1024),
+      'the burst is read in 64 KiB buffers',
+    );
+    // The answers after the burst: the first may still land in a large buffer, the rest in
+    // small ones again.
+    assert.deepEqual(
+      reads.slice(-9),
+      Array.from({ length: 9 }, () => ({ size: 8 * 1024, length: 100 })),
+    );
   });
 
   it('adopts an accepted socket: bytes arrive through the handler, writes and close still work', async () => {

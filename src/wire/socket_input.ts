@@ -6,6 +6,11 @@
  * `onread`): the relay then costs no allocation and no stream event per read, which on the hot
  * path is worth several percent of throughput. The price is a rule for every handler: a chunk
  * is valid only during its call. Copy what you keep, and write views of it with `write()`.
+ * The buffer is small while reads are small (most of a session) and large while reads fill it
+ * (a large result, COPY): an idle connection holds 8 KiB, not 64, and a connection that lives
+ * for one transaction allocates that much less.
+ * It cannot be shared between sockets: Node picks each socket's next buffer after its read, so
+ * a buffer a queued write keeps could still be filled by another socket's next read.
  * A TLS socket decrypts into fresh buffers and is read through 'data' events (`listen()`);
  * handlers follow the same rule (they cannot tell), and `write()` then never needs to copy.
  */
@@ -14,8 +19,10 @@ import { type OnReadOpts, Socket, type SocketConstructorOpts } from 'node:net';
 /** Receives each chunk read; `chunk` may be overwritten once the call returns. */
 export type ChunkHandler = (chunk: Buffer) => void;
 
-/** One read's worth: what libuv would offer by default. */
-const READ_BUFFER_BYTES = 64 * 1024;
+/** The read buffer while reads are small: a whole OLTP request or result fits. */
+const SMALL_READ_BYTES = 8 * 1024;
+/** The read buffer once a read filled the small one: what libuv would offer by default. */
+const LARGE_READ_BYTES = 64 * 1024;
 
 export class SocketInput {
   /** The current reader of this socket's bytes. */
@@ -26,17 +33,27 @@ export class SocketInput {
 
   /** The `onread` option for `net.connect`: reads land in a buffer this input reuses. */
   readOptions(): OnReadOpts {
-    this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    this.buffer = Buffer.allocUnsafe(SMALL_READ_BYTES);
     this.reusing = true;
     return {
-      // Asked again after every read: a kept buffer has been replaced by then.
+      // Asked again after every read: a kept or resized buffer has been replaced by then.
       buffer: () => this.buffer!,
       callback: (bytes, buffer) => {
         // The buffer is the one `buffer()` returned: a Buffer.
         this.onChunk((buffer as Buffer).subarray(0, bytes));
+        this.resize(bytes, buffer.length);
         return true;
       },
     };
+  }
+
+  /**
+   * Sizes the next read's buffer after a read of `bytes` into one of `size`: large after a read
+   * that filled it (more is likely waiting), small again after a read the small one would hold.
+   */
+  private resize(bytes: number, size: number): void {
+    const want = bytes === size ? LARGE_READ_BYTES : bytes <= SMALL_READ_BYTES ? SMALL_READ_BYTES : size;
+    if (this.buffer !== undefined && this.buffer.length !== want) this.buffer = Buffer.allocUnsafe(want);
   }
 
   /**
@@ -87,7 +104,7 @@ export class SocketInput {
    * Writes segments of the chunk just read (views of it, or copies) to `to`, several in one
    * write, keeping the rule: a write that cannot go out at once must own its bytes.
    * - When `to` is already waiting, the segments are copied at their own size: a trickle of tiny
-   *   chunks must not pin a 64 KiB buffer each (that would let a client make the gateway hold
+   *   chunks must not pin a whole read buffer each (that would let a client make the gateway hold
    *   a gigabyte before backpressure stops reading).
    * - When this write is the one that has to wait, it keeps the buffer (`keep()`).
    * Returns false when `to` is full: stop reading until it drains.
@@ -111,6 +128,6 @@ export class SocketInput {
    * left to that write and later reads go to a new one.
    */
   private keep(): void {
-    if (this.buffer) this.buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
+    if (this.buffer) this.buffer = Buffer.allocUnsafe(this.buffer.length);
   }
 }
