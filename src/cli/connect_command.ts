@@ -180,7 +180,7 @@ export class LocalConnectListener {
       hello.push(encode.negotiateProtocolVersion(0, startup.protocolOptions));
     }
     hello.push(encode.authenticationOk());
-    for (const [name, value] of upstream.parameters) hello.push(encode.parameterStatus(name, value));
+    hello.push(upstream.parameterStatusMessages());
     // The gateway's key for this session: a CancelRequest with it is forwarded to the gateway.
     hello.push(encode.backendKeyData(upstream.backendPid, upstream.backendSecret));
     hello.push(encode.readyForQuery(upstream.status));
