@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { loginRoleName, loginRoleSuffix, RoleProvisioner } from '../src/proxy/role_provisioner.js';
+import { loginRoleName, loginRoleSuffix, RoleProvisioner } from '../src/upstream/role_provisioner.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 
 /** A write the viewer's own roles refuse (app_readonly) and app_readwrite allows. */

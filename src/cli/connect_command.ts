@@ -9,7 +9,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
-import { UpstreamConnection, UpstreamError } from '../proxy/upstream.js';
+import { UpstreamConnection, UpstreamError } from '../upstream/upstream.js';
 import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
 import { FE, LIMITS } from '../wire/protocol.js';

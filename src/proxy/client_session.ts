@@ -23,9 +23,9 @@ import { SocketInput } from '../wire/socket_input.js';
 import { readStartupPacket, type StartupPacket } from '../wire/startup.js';
 import type { CancelKey, Cancellable } from './cancel_map.js';
 import type { ProxyContext } from './proxy_context.js';
-import type { LoginRole } from './role_provisioner.js';
-import { quoteLiteral } from './sql_quote.js';
-import { type UpstreamConnection, UpstreamError, type UpstreamTarget } from './upstream.js';
+import type { LoginRole } from '../upstream/role_provisioner.js';
+import { quoteLiteral } from '../upstream/sql_quote.js';
+import { type UpstreamConnection, UpstreamError, type UpstreamTarget } from '../upstream/upstream.js';
 
 /** Client message types the session decodes; everything else streams through. */
 const CLIENT_TYPES = typeFlags([

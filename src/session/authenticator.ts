@@ -16,7 +16,7 @@ import {
   tokenError,
   type VerifiedIdentity,
 } from '../identity/token_verifier.js';
-import { TtlCache } from '../proxy/ttl_cache.js';
+import { TtlCache } from '../ttl_cache.js';
 import type { AccessTokens } from './access_tokens.js';
 import type { IdpClient, IdpTokens } from './idp_client.js';
 import type { LoginClient, LoginSessions } from './login_sessions.js';
