@@ -17,9 +17,10 @@ import { ProviderRegistry } from './identity/provider_registry.js';
 import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
+import { ConnectPath } from './proxy/connect_path.js';
 import { PgListener } from './proxy/pg_listener.js';
-import { RoleProvisioner } from './upstream/role_provisioner.js';
-import { UpstreamPool } from './upstream/upstream_pool.js';
+import type { ProxyContext } from './proxy/proxy_context.js';
+import { judgeStatement } from './proxy/statement_guard.js';
 import { AccessTokens } from './session/access_tokens.js';
 import { Authenticator } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
@@ -27,6 +28,8 @@ import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
 import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
+import { RoleProvisioner } from './upstream/role_provisioner.js';
+import { UpstreamPool } from './upstream/upstream_pool.js';
 import { ConnectionRepository } from './vault/connections.js';
 import { SecretBox } from './vault/secret_box.js';
 
@@ -38,6 +41,9 @@ export interface Gateway {
   readonly audit: AuditWriter;
   close(): Promise<void>;
 }
+
+/** Longest statement text pgward runs and records, until audit.maxStatementBytes lands. */
+const MAX_STATEMENT_BYTES = 1024 * 1024;
 
 /** How often providers added through the API (by any gateway) are re-read. */
 const PROVIDER_RELOAD_MS = 60_000;
@@ -136,24 +142,32 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       sessions,
       idp,
     });
-    const listener = new PgListener(
-      {
-        config: {
-          maxMessageBytes: config.pg.maxMessageBytes,
-          allowLoopbackPlaintext: config.pg.allowLoopbackPlaintext,
-          authTimeoutMs: config.pg.authTimeoutSeconds * 1000,
-        },
-        log: log.child({ component: 'proxy' }),
-        tls,
-        authenticate: (token) => auth.authenticate(token),
-        connections,
-        provisioner,
-        pool,
-        audit,
-        cancels: new CancelMap(),
-      },
-      config.pg.maxConnections,
-    );
+    const proxyConfig: ProxyContext['config'] = {
+      maxMessageBytes: config.pg.maxMessageBytes,
+      allowLoopbackPlaintext: config.pg.allowLoopbackPlaintext,
+      authTimeoutMs: config.pg.authTimeoutSeconds * 1000,
+      maxStatementBytes: MAX_STATEMENT_BYTES,
+      maxSessionsPerPerson: config.pg.maxSessionsPerPerson,
+      maxSessionsPerConnection: config.pg.maxSessionsPerConnection,
+    };
+    const proxy: ProxyContext = {
+      config: proxyConfig,
+      log: log.child({ component: 'proxy' }),
+      tls,
+      authenticate: (token) => auth.authenticate(token),
+      connections,
+      provisioner,
+      pool,
+      audit,
+      cancels: new CancelMap(),
+      inspectors: [judgeStatement],
+      connectPath: new ConnectPath({ config: proxyConfig, connections, provisioner, pool, audit }),
+    };
+    const listener = new PgListener(proxy, {
+      maxConnections: config.pg.maxConnections,
+      maxUnauthenticated: config.pg.maxUnauthenticated,
+      maxUnauthenticatedPerAddress: config.pg.maxUnauthenticatedPerAddress,
+    });
     const pgAddress = await listener.listen(config.pg.port, config.pg.host);
     cleanup.unshift(() => listener.close());
 

@@ -27,7 +27,7 @@ describe('configuration defaults', () => {
     assert.equal(config.dataDir, '.pgward');
     assert.equal(config.http.port, 8080);
     assert.equal(config.pg.port, 55432);
-    assert.equal(config.pg.maxMessageBytes, 1024 ** 3);
+    assert.equal(config.pg.maxMessageBytes, 64 * 1024 ** 2);
     assert.equal(config.pg.allowLoopbackPlaintext, false);
     assert.deepEqual(config.providers, []);
   });

@@ -1,18 +1,22 @@
 /**
  * Follows one relayed session's requests and responses to record each statement: Query text
- * (simple protocol), Parse text for each Execute (extended protocol; bind parameter values are
- * never read), duration, command tag, rows and SQLSTATE. Pure logic over decoded messages:
- * responses arrive in request order, so a FIFO of pending requests pairs them (protocol
- * section "Extended Query": after an error the server skips to the next Sync).
+ * (simple protocol), the text an Execute runs (extended protocol; bind parameter values are
+ * never read), FunctionCalls by function, duration, command tag, rows and SQLSTATE. Pure logic:
+ * the relay hands it each request it forwards and each response; responses arrive in request
+ * order, so a FIFO of pending requests pairs them (protocol section "Extended Query": after an
+ * error the server skips to the next Sync).
  */
 import { performance } from 'node:perf_hooks';
 import * as decode from '../wire/decode.js';
-import { BE, FE } from '../wire/protocol.js';
-import { MAX_STATEMENT_TEXT, type StatementRecord } from './audit_writer.js';
+import { BE } from '../wire/protocol.js';
+import type { StatementRecord } from './audit_writer.js';
 import { WallClock } from './wall_clock.js';
 
+/** A request that gets an answer: a Query, an Execute, a FunctionCall, or a Sync ending a batch. */
+export type RequestKind = 'simple' | 'extended' | 'function' | 'sync';
+
 interface Pending {
-  kind: 'simple' | 'extended' | 'function' | 'sync';
+  kind: RequestKind;
   text: string;
   /** performance.now() when the request was forwarded. */
   t0: number;
@@ -24,20 +28,9 @@ interface Pending {
 /** One for all sessions: it reads the wall clock once a second. */
 const wallClock = new WallClock();
 
-/** Prepared statements and portals whose text is remembered, per session. */
-const MAX_TRACKED_NAMES = 10_000;
-
-function cap(text: string): string {
-  return text.length > MAX_STATEMENT_TEXT
-    ? `${text.slice(0, MAX_STATEMENT_TEXT)}… [cut at ${MAX_STATEMENT_TEXT} characters]`
-    : text;
-}
-
 export class StatementTracker {
   private seq = 0;
   private readonly pending: Pending[] = [];
-  private readonly prepared = new Map<string, string>();
-  private readonly portals = new Map<string, string>();
 
   constructor(
     private readonly sessionId: string,
@@ -49,7 +42,11 @@ export class StatementTracker {
     return this.pending.length > 0;
   }
 
-  private push(kind: Pending['kind'], text: string): void {
+  /**
+   * A request forwarded to the target (or answered in its place with a refusal, which the
+   * target then reports in order): `text` is what is recorded.
+   */
+  request(kind: RequestKind, text: string): void {
     this.pending.push({
       kind,
       text,
@@ -58,44 +55,6 @@ export class StatementTracker {
       rows: null,
       sqlstate: null,
     });
-  }
-
-  private remember(map: Map<string, string>, name: string, text: string): void {
-    if (map.size >= MAX_TRACKED_NAMES && !map.has(name)) return;
-    map.set(name, text);
-  }
-
-  /** A message from the client, before it is forwarded. */
-  onClient(type: number, message: Buffer): void {
-    switch (type) {
-      case FE.QUERY:
-        this.push('simple', cap(decode.queryText(message)));
-        break;
-      case FE.PARSE: {
-        const { name, text } = decode.parseMessage(message);
-        this.remember(this.prepared, name, cap(text));
-        break;
-      }
-      case FE.BIND: {
-        const { portal, statement } = decode.bindMessage(message);
-        this.remember(this.portals, portal, this.prepared.get(statement) ?? '(unknown prepared statement)');
-        break;
-      }
-      case FE.EXECUTE:
-        this.push('extended', this.portals.get(decode.executePortal(message)) ?? '(unknown portal)');
-        break;
-      case FE.FUNCTION_CALL:
-        this.push('function', '(function call)');
-        break;
-      case FE.SYNC:
-        this.push('sync', '');
-        break;
-      case FE.CLOSE: {
-        const { kind, name } = decode.closeMessage(message);
-        (kind === 'S' ? this.prepared : this.portals).delete(name);
-        break;
-      }
-    }
   }
 
   private finish(entry: Pending): void {

@@ -12,9 +12,10 @@ import { isLoopbackHost } from '../loopback.js';
 import { UpstreamConnection, UpstreamError } from '../upstream/upstream.js';
 import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
+import { HandshakeInput } from '../wire/handshake_input.js';
 import { FE, LIMITS } from '../wire/protocol.js';
 import { MessageReader } from '../wire/reader.js';
-import { readStartupPacket, type StartupPacket } from '../wire/startup.js';
+import type { StartupPacket } from '../wire/startup.js';
 import { accessToken, api, type GatewaySslMode, gatewayUrl, pgEndpoint } from './gateway_client.js';
 import { untilSignal } from './signals.js';
 
@@ -123,10 +124,13 @@ export class LocalConnectListener {
 
   /** Startup, local password check, login at the gateway, then the relay. */
   private async handshake(socket: Socket): Promise<void> {
-    const input = new Input(socket);
+    const input = new HandshakeInput(() => socket.destroy());
+    const onData = (chunk: Buffer) => input.push(chunk);
+    socket.on('data', onData);
+    socket.once('close', () => input.end());
     let startup: Startup | undefined;
     while (!startup) {
-      const packet = await input.startup();
+      const packet = await input.startupPacket();
       if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
         // Plaintext on loopback; the hop to the gateway is the one that needs TLS.
         socket.write('N');
@@ -139,9 +143,8 @@ export class LocalConnectListener {
       }
     }
     socket.write(encode.authenticationCleartextPassword());
-    const answer = await input.message(LIMITS.PASSWORD_BYTES);
-    const presented = answer[0] === FE.PASSWORD ? digest(decode.passwordText(answer)) : Buffer.alloc(0);
-    if (presented.length === 0 || !timingSafeEqual(presented, this.passwordDigest)) {
+    const presented = digest(await input.password());
+    if (!timingSafeEqual(presented, this.passwordDigest)) {
       throw new PgwardError('LOGIN_FAILED', 'wrong password for this `pgward connect` port', {
         hint: 'use the password in the line `pgward connect` printed; it changes each time it starts',
       });
@@ -168,6 +171,7 @@ export class LocalConnectListener {
       upstream.close();
       return;
     }
+    socket.removeListener('data', onData);
     this.relay(socket, input.rest(), startup, upstream);
   }
 
@@ -210,65 +214,6 @@ export class LocalConnectListener {
         return;
       }
     }
-  }
-}
-
-/** Reads the client's first packets in order, with the startup size caps. */
-class Input {
-  private buffered: Buffer = Buffer.alloc(0);
-  private waiting: (() => void) | undefined;
-  private ended = false;
-
-  constructor(private readonly socket: Socket) {
-    socket.on('data', this.onData);
-    socket.once('close', () => {
-      this.ended = true;
-      this.waiting?.();
-    });
-  }
-
-  private readonly onData = (chunk: Buffer) => {
-    this.buffered = this.buffered.length === 0 ? chunk : Buffer.concat([this.buffered, chunk]);
-    if (this.buffered.length > LIMITS.STARTUP_BYTES + LIMITS.PASSWORD_BYTES) this.socket.destroy();
-    this.waiting?.();
-  };
-
-  private async until<T>(take: () => { value: T; size: number } | undefined): Promise<T> {
-    for (;;) {
-      const got = take();
-      if (got) {
-        this.buffered = this.buffered.subarray(got.size);
-        return got.value;
-      }
-      if (this.ended) throw new PgwardError('PROTOCOL_VIOLATION', 'the client went away during login');
-      await new Promise<void>((resolve) => {
-        this.waiting = resolve;
-      });
-      this.waiting = undefined;
-    }
-  }
-
-  startup(): Promise<StartupPacket> {
-    return this.until(() => {
-      const read = readStartupPacket(this.buffered);
-      return read && { value: read.packet, size: read.size };
-    });
-  }
-
-  message(maxBytes: number): Promise<Buffer> {
-    return this.until(() => {
-      if (this.buffered.length < 5) return undefined;
-      const reader = new MessageReader(maxBytes);
-      reader.push(this.buffered.subarray(0, Math.min(this.buffered.length, 1 + maxBytes)));
-      const message = reader.shift();
-      return message && { value: message, size: message.length };
-    });
-  }
-
-  /** What the client sent after its password (a pipelined first query), and stop reading. */
-  rest(): Buffer {
-    this.socket.removeListener('data', this.onData);
-    return this.buffered;
   }
 }
 

@@ -140,11 +140,24 @@ export const configSchema = z
           .int()
           .min(8192, 'must be at least 8192 bytes')
           .max(1024 ** 3, 'must be at most 1 GiB (PostgreSQL itself refuses larger)')
-          .default(1024 ** 3),
-        /** Client connections accepted at once; beyond it clients get SQLSTATE 53300. */
+          .default(64 * 1024 ** 2),
+        /** Signed-in client sessions at once; beyond it clients get SQLSTATE 53300. */
         maxConnections: z.coerce.number().int().min(1).max(100_000).default(1000),
+        /**
+         * Connections still starting up or authenticating, in total and per client address:
+         * they are held apart from signed-in sessions, so half-open sockets cannot lock people out.
+         */
+        maxUnauthenticated: z.coerce.number().int().min(1).max(100_000).default(200),
+        maxUnauthenticatedPerAddress: z.coerce.number().int().min(1).max(100_000).default(20),
         /** Startup and authentication must finish within this many seconds. */
-        authTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(30),
+        authTimeoutSeconds: z.coerce.number().int().min(1).max(600).default(10),
+        /** Sessions one person may hold at once, over all connections (53300 beyond). */
+        maxSessionsPerPerson: z.coerce.number().int().min(1).max(100_000).default(20),
+        /**
+         * Sessions one connection may hold at once, over all people: keep it below the target's
+         * max_connections, so that one connection's users cannot use up the target.
+         */
+        maxSessionsPerConnection: z.coerce.number().int().min(1).max(100_000).default(90),
         /** Idle pooled upstream connections close after this many seconds. */
         poolIdleSeconds: z.coerce.number().int().min(0).max(86_400).default(60),
         /** Idle upstream connections kept per (connection, login role, settings). */

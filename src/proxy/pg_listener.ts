@@ -1,49 +1,124 @@
 /**
- * The PostgreSQL endpoint: accepts client connections, caps how many there are (53300 beyond
- * the limit), and runs a ClientSession for each. close() stops accepting, tells every client the
- * gateway is shutting down, and waits for sessions to hand back their upstream connections.
+ * The PostgreSQL endpoint: accepts client connections and runs a ClientSession for each.
+ * Connections still starting up or authenticating are capped apart from signed-in sessions, in
+ * total and per client address, and each has a short deadline: half-open sockets cannot lock
+ * people out. Signed-in sessions are capped by pg.maxConnections (53300 beyond, as PostgreSQL's
+ * "too many clients"). close() stops accepting, tells every client the gateway is shutting
+ * down, and waits for sessions to hand back their upstream connections.
  */
 
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server, type Socket } from 'node:net';
-import * as encode from '../wire/encode.js';
+import { PgwardError } from '../errors.js';
 import { SocketInput } from '../wire/socket_input.js';
 import { ClientSession } from './client_session.js';
+import { errorResponseFor } from './error_response.js';
 import type { ProxyContext } from './proxy_context.js';
+
+export interface ListenerLimits {
+  /** Signed-in sessions at once. */
+  maxConnections: number;
+  /** Connections not signed in yet, in total and per client address. */
+  maxUnauthenticated: number;
+  maxUnauthenticatedPerAddress: number;
+}
 
 export class PgListener {
   private readonly server: Server;
   private readonly sessions = new Set<ClientSession>();
+  /** Connections not signed in yet, per client address. */
+  private readonly starting = new Map<string, number>();
+  private startingTotal = 0;
+  private signedIn = 0;
 
   constructor(
     private readonly ctx: ProxyContext,
-    private readonly maxConnections: number,
+    private readonly limits: ListenerLimits,
   ) {
     // Paused until a session adopts the socket: it reads into a reused buffer (see SocketInput).
     this.server = createServer({ noDelay: true, pauseOnConnect: true }, (socket) => this.accept(socket));
   }
 
+  /** Answers a connection pgward will not serve with a FATAL error, and closes it. */
+  private turnAway(socket: Socket, err: PgwardError): void {
+    socket.on('error', () => undefined);
+    // Read (and drop) what it sends, so that its close is seen; a client that never closes
+    // is cut off.
+    socket.resume();
+    setTimeout(() => socket.destroy(), 2_000).unref();
+    socket.end(errorResponseFor(err));
+  }
+
   private accept(socket: Socket): void {
-    if (this.sessions.size >= this.maxConnections) {
-      socket.on('error', () => undefined);
-      // Read (and drop) what it sends, so that its close is seen; a client that never closes
-      // is cut off.
-      socket.resume();
-      setTimeout(() => socket.destroy(), 2_000).unref();
-      socket.end(
-        encode.errorResponse({
-          severity: 'FATAL',
-          code: '53300',
-          message: `too many connections to pgward (limit ${this.maxConnections})`,
-          hint: 'try again later, or ask the operator to raise pg.maxConnections',
-        }),
+    const address = socket.remoteAddress ?? 'unknown';
+    const fromAddress = this.starting.get(address) ?? 0;
+    if (this.signedIn >= this.limits.maxConnections) {
+      this.turnAway(
+        socket,
+        new PgwardError(
+          'TOO_MANY_CONNECTIONS',
+          `too many connections to pgward (limit ${this.limits.maxConnections})`,
+          {
+            hint: 'try again later, or ask the operator to raise pg.maxConnections',
+          },
+        ),
       );
       return;
     }
+    if (
+      this.startingTotal >= this.limits.maxUnauthenticated ||
+      fromAddress >= this.limits.maxUnauthenticatedPerAddress
+    ) {
+      const perAddress = fromAddress >= this.limits.maxUnauthenticatedPerAddress;
+      this.turnAway(
+        socket,
+        new PgwardError(
+          'TOO_MANY_CONNECTIONS',
+          perAddress
+            ? `too many connections from ${address} still signing in to pgward (limit ${this.limits.maxUnauthenticatedPerAddress})`
+            : `too many connections still signing in to pgward (limit ${this.limits.maxUnauthenticated})`,
+          {
+            hint: 'try again shortly; connections that do not finish signing in are closed after pg.authTimeoutSeconds',
+          },
+        ),
+      );
+      return;
+    }
+    this.starting.set(address, fromAddress + 1);
+    this.startingTotal++;
+    let startingOver = false;
+    const leaveStarting = () => {
+      if (startingOver) return;
+      startingOver = true;
+      this.startingTotal--;
+      const n = (this.starting.get(address) ?? 1) - 1;
+      if (n <= 0) this.starting.delete(address);
+      else this.starting.set(address, n);
+    };
     const input = new SocketInput();
     const session = new ClientSession(input.adopt(socket), input, this.ctx);
+    let counted = false;
+    session.onAuthenticated = () => {
+      leaveStarting();
+      if (this.signedIn >= this.limits.maxConnections) {
+        return new PgwardError(
+          'TOO_MANY_CONNECTIONS',
+          `too many connections to pgward (limit ${this.limits.maxConnections})`,
+          {
+            hint: 'try again later, or ask the operator to raise pg.maxConnections',
+          },
+        );
+      }
+      this.signedIn++;
+      counted = true;
+      return undefined;
+    };
     this.sessions.add(session);
-    void session.done.then(() => this.sessions.delete(session));
+    void session.done.then(() => {
+      leaveStarting();
+      if (counted) this.signedIn--;
+      this.sessions.delete(session);
+    });
     void session.run();
   }
 
@@ -63,6 +138,24 @@ export class PgListener {
 
   get sessionCount(): number {
     return this.sessions.size;
+  }
+
+  /**
+   * Ends, with 57P01 and `reason`, every signed-in session for which `ended` says so: access
+   * rechecks after a revocation, deactivation, sign-out or access change.
+   */
+  async endSessions(ended: (session: ClientSession) => Promise<string | undefined>): Promise<number> {
+    let count = 0;
+    await Promise.all(
+      [...this.sessions].map(async (session) => {
+        if (!session.person) return;
+        const reason = await ended(session).catch(() => undefined);
+        if (reason === undefined) return;
+        count++;
+        await session.terminate(reason);
+      }),
+    );
+    return count;
   }
 
   async close(): Promise<void> {

@@ -3,10 +3,12 @@ import type { SecureContext } from 'node:tls';
 import type { AuditWriter } from '../audit/audit_writer.js';
 import type { Logger } from '../log/logger.js';
 import type { SignedIn } from '../session/authenticator.js';
-import type { ConnectionRepository } from '../vault/connections.js';
-import type { CancelMap } from './cancel_map.js';
 import type { RoleProvisioner } from '../upstream/role_provisioner.js';
 import type { UpstreamPool } from '../upstream/upstream_pool.js';
+import type { ConnectionRepository } from '../vault/connections.js';
+import type { CancelMap } from './cancel_map.js';
+import type { ConnectPath } from './connect_path.js';
+import type { StatementInspector } from './relay.js';
 
 export interface ProxyContext {
   config: {
@@ -14,6 +16,10 @@ export interface ProxyContext {
     allowLoopbackPlaintext: boolean;
     /** Startup and authentication must finish within this time. */
     authTimeoutMs: number;
+    /** Longest statement text pgward runs and records (audit.maxStatementBytes). */
+    maxStatementBytes: number;
+    maxSessionsPerPerson: number;
+    maxSessionsPerConnection: number;
   };
   log: Logger;
   /** TLS for clients; without it SSLRequest is answered "N". */
@@ -25,4 +31,7 @@ export interface ProxyContext {
   pool: UpstreamPool;
   audit: AuditWriter;
   cancels: CancelMap;
+  /** The statement inspectors every session runs, in order (the built-in rules first). */
+  inspectors: readonly StatementInspector[];
+  connectPath: ConnectPath;
 }

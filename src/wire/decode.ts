@@ -114,3 +114,10 @@ export function authenticationRequest(message: Buffer): { code: number; data: Bu
 export function passwordText(message: Buffer): string {
   return cstring(message, BODY)[0];
 }
+
+/** FunctionCall: the OID of the function (arguments are never decoded, like bind values). */
+export function functionCallOid(message: Buffer): number {
+  if (message.length < BODY + 4)
+    throw new PgwardError('PROTOCOL_VIOLATION', 'FunctionCall message too short');
+  return message.readUInt32BE(BODY);
+}

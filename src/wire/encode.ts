@@ -28,6 +28,8 @@ export interface ErrorFields {
   message: string;
   detail?: string | undefined;
   hint?: string | undefined;
+  /** 1-based character position of the error in the statement (field P). */
+  position?: number | undefined;
 }
 
 function fields(f: ErrorFields): Buffer {
@@ -43,6 +45,7 @@ function fields(f: ErrorFields): Buffer {
   ];
   if (f.detail) parts.push(Buffer.from('D'), cstring(f.detail));
   if (f.hint) parts.push(Buffer.from('H'), cstring(f.hint));
+  if (f.position) parts.push(Buffer.from('P'), cstring(String(f.position)));
   parts.push(Buffer.from([0]));
   return Buffer.concat(parts);
 }
@@ -117,4 +120,13 @@ export function query(sql: string): Buffer {
 
 export function terminate(): Buffer {
   return message(FE.TERMINATE, Buffer.alloc(0));
+}
+
+/** Execute: run a portal, at most `maxRows` rows (0: all). */
+export function execute(portal: string, maxRows = 0): Buffer {
+  return message(FE.EXECUTE, Buffer.concat([cstring(portal), int32(maxRows)]));
+}
+
+export function sync(): Buffer {
+  return message(FE.SYNC, Buffer.alloc(0));
 }

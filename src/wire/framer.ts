@@ -10,8 +10,8 @@
  */
 import { PgwardError } from '../errors.js';
 
-/** What to do with a decoded message: forward it as is, or drop it from the stream. */
-export type Verdict = 'forward' | 'drop';
+/** What to do with a decoded message: forward it as is, drop it, or send these bytes instead. */
+export type Verdict = 'forward' | 'drop' | Buffer;
 
 /**
  * Receives each complete message of an interesting type: `message` is the whole message (type
@@ -25,8 +25,10 @@ export class MessageFramer {
   /** Bytes of a split header, carried to the next chunk. */
   private readonly header = Buffer.allocUnsafe(HEADER);
   private headerLength = 0;
-  /** Bytes still to stream of a message nobody decodes. */
+  /** Bytes still to stream of a message nobody decodes (or to discard, see `discarding`). */
   private skip = 0;
+  /** The message being skipped is an oversized one: its bytes are dropped, not streamed. */
+  private discarding = false;
   /** A decoded-type message split across chunks, being filled. */
   private held: Buffer | undefined;
   private heldLength = 0;
@@ -34,13 +36,28 @@ export class MessageFramer {
   /**
    * @param interesting 256 flags: which message types `onMessage` must see whole.
    * @param maxMessageBytes cap on any message's declared length (type byte excluded).
+   * @param oversize a message of an interesting type longer than its type's entry in `maxBytes`
+   *   is never held: its bytes are dropped as they arrive and `onOversize` says what to send in
+   *   its place.
    */
   constructor(
     private readonly interesting: Uint8Array,
     private readonly maxMessageBytes: number,
     private readonly onMessage: MessageHandler,
     private readonly direction: 'client' | 'server',
+    private readonly oversize?: {
+      maxBytes: Float64Array;
+      onOversize: (type: number, length: number) => Verdict;
+    },
   ) {}
+
+  /** Starts dropping an oversized message; returns the bytes to send in its place, if any. */
+  private discard(type: number, length: number, available: number): Buffer | undefined {
+    this.skip = 1 + length - available;
+    this.discarding = this.skip > 0;
+    const verdict = this.oversize!.onOversize(type, length);
+    return typeof verdict === 'object' ? verdict : undefined;
+  }
 
   private checkLength(type: number, length: number): void {
     if (length < 4 || length > this.maxMessageBytes) {
@@ -69,6 +86,10 @@ export class MessageFramer {
         const take = Math.min(this.skip, n - pos);
         this.skip -= take;
         pos += take;
+        if (this.discarding) {
+          runStart = pos;
+          this.discarding = this.skip > 0;
+        }
         continue;
       }
       const held = this.held;
@@ -80,7 +101,9 @@ export class MessageFramer {
         runStart = pos;
         if (this.heldLength === held.length) {
           this.held = undefined;
-          if (this.onMessage(held[0]!, held) === 'forward') out.push(held);
+          const verdict = this.onMessage(held[0]!, held);
+          if (verdict === 'forward') out.push(held);
+          else if (verdict !== 'drop') out.push(verdict);
         }
         continue;
       }
@@ -97,10 +120,17 @@ export class MessageFramer {
         const length = int32At(this.header, 1);
         this.checkLength(type, length);
         if (this.interesting[type] === 1) {
+          if (this.oversize !== undefined && length > this.oversize.maxBytes[type]!) {
+            const instead = this.discard(type, length, HEADER);
+            if (instead) out.push(instead);
+            continue;
+          }
           const message = Buffer.allocUnsafe(1 + length);
           this.header.copy(message, 0, 0, HEADER);
           if (length === 4) {
-            if (this.onMessage(type, message) === 'forward') out.push(message);
+            const verdict = this.onMessage(type, message);
+            if (verdict === 'forward') out.push(message);
+            else if (verdict !== 'drop') out.push(verdict);
           } else {
             this.held = message;
             this.heldLength = HEADER;
@@ -124,9 +154,20 @@ export class MessageFramer {
         }
         continue;
       }
+      if (this.oversize !== undefined && length > this.oversize.maxBytes[type]!) {
+        if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+        const available = Math.min(total, n - pos);
+        const instead = this.discard(type, length, available);
+        if (instead) out.push(instead);
+        pos += available;
+        runStart = pos;
+        continue;
+      }
       if (n - pos >= total) {
-        if (this.onMessage(type, chunk.subarray(pos, pos + total)) === 'drop') {
+        const verdict = this.onMessage(type, chunk.subarray(pos, pos + total));
+        if (verdict !== 'forward') {
           if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+          if (verdict !== 'drop') out.push(verdict);
           runStart = pos + total;
         }
         pos += total;

@@ -24,6 +24,16 @@ function violation(message: string): PgwardError {
 }
 
 /**
+ * Bytes that cannot be the start of a PostgreSQL connection (a length out of range): PostgreSQL
+ * logs them and closes without an answer, since the peer may not be a PostgreSQL client at all.
+ */
+export class MalformedStartup extends PgwardError {
+  constructor(message: string) {
+    super('PROTOCOL_VIOLATION', message);
+  }
+}
+
+/**
  * Reads one startup packet from the start of `buf`. Returns undefined while it is incomplete;
  * throws PROTOCOL_VIOLATION as soon as the bytes cannot be a valid packet.
  */
@@ -31,7 +41,9 @@ export function readStartupPacket(buf: Buffer): { packet: StartupPacket; size: n
   if (buf.length < 4) return undefined;
   const length = buf.readInt32BE(0);
   if (length < 8 || length > LIMITS.STARTUP_BYTES) {
-    throw violation(`invalid startup packet length ${length} (expected 8 to ${LIMITS.STARTUP_BYTES} bytes)`);
+    throw new MalformedStartup(
+      `invalid startup packet length ${length} (expected 8 to ${LIMITS.STARTUP_BYTES} bytes)`,
+    );
   }
   if (buf.length < length) return undefined;
   const code = buf.readInt32BE(4);
@@ -39,12 +51,12 @@ export function readStartupPacket(buf: Buffer): { packet: StartupPacket; size: n
   switch (code) {
     case REQUEST_CODE.SSL:
     case REQUEST_CODE.GSSENC:
-      if (length !== 8) throw violation('invalid SSL/GSS encryption request length');
+      if (length !== 8) throw new MalformedStartup('invalid SSL/GSS encryption request length');
       return { packet: { kind: code === REQUEST_CODE.SSL ? 'ssl' : 'gssenc' }, size: length };
     case REQUEST_CODE.CANCEL: {
       const secretLength = length - 12;
       if (secretLength < 4 || secretLength > LIMITS.CANCEL_KEY_BYTES)
-        throw violation('invalid cancel request length');
+        throw new MalformedStartup('invalid cancel request length');
       return {
         packet: { kind: 'cancel', pid: body.readInt32BE(0), secret: Buffer.from(body.subarray(4)) },
         size: length,
