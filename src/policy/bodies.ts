@@ -164,7 +164,8 @@ function expression(
     return;
   }
   const parsed = parseSql(select);
-  const target = parsed.ok && parsed.statements.length === 1 ? selectTarget(parsed.statements[0]?.stmt) : undefined;
+  const target =
+    parsed.ok && parsed.statements.length === 1 ? selectTarget(parsed.statements[0]?.stmt) : undefined;
   if (target !== undefined) walkTree(target, uses);
   const literal = target === undefined ? undefined : foldString(target);
   if (literal === undefined) {
@@ -178,7 +179,8 @@ function expression(
 function selectTarget(stmt: PgNode | undefined): unknown {
   const select = stmt?.['SelectStmt'] as PgNode | undefined;
   const list = select?.['targetList'] as PgNode[] | undefined;
-  if (list?.length !== 1 || Object.keys(select ?? {}).some((k) => !SIMPLE_SELECT_KEYS.has(k))) return undefined;
+  if (list?.length !== 1 || Object.keys(select ?? {}).some((k) => !SIMPLE_SELECT_KEYS.has(k)))
+    return undefined;
   return (list[0]?.['ResTarget'] as PgNode | undefined)?.['val'];
 }
 const SIMPLE_SELECT_KEYS = new Set(['targetList', 'limitOption', 'op']);

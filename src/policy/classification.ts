@@ -75,3 +75,16 @@ export interface Classification {
   /** PostgreSQL's syntax error when the text does not parse (then one 'unknown' statement). */
   syntaxError?: { message: string; position: number };
 }
+
+/** A statement refused before it reaches the target: sent to the client as an ErrorResponse. */
+export interface Refusal {
+  sqlstate: string;
+  /** A message a person can act on; never holds a secret. */
+  message: string;
+  detail?: string;
+  hint?: string;
+  /** 1-based character position in the text (syntax errors), as the ErrorResponse `P` field. */
+  position?: number;
+  /** The rule that refused: 'protect-pgward', 'parse', or a policy's rule. */
+  rule: string;
+}

@@ -160,7 +160,12 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
   if (type === 'SelectStmt') {
     walkTree(stmt, uses, writeTargets);
     cls = uses.writes ? 'write' : 'read';
-  } else if (type === 'InsertStmt' || type === 'UpdateStmt' || type === 'DeleteStmt' || type === 'MergeStmt') {
+  } else if (
+    type === 'InsertStmt' ||
+    type === 'UpdateStmt' ||
+    type === 'DeleteStmt' ||
+    type === 'MergeStmt'
+  ) {
     walkTree(stmt, uses, writeTargets);
     cls = 'write';
   } else if (type === 'CopyStmt') {

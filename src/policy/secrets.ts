@@ -17,19 +17,28 @@ const STRING_TOKENS = new Set(['SCONST', 'USCONST']);
  * ROLE|USER|GROUP, `password 'x'` in OPTIONS of user mappings and servers; with `wholeBody`
  * (a DO or function body holding one), every string literal of the statement.
  */
-export function findPasswordSecrets(raw: RawStatement, text: string, bytes: Buffer, wholeBody: boolean): Range[] {
+export function findPasswordSecrets(
+  raw: RawStatement,
+  text: string,
+  bytes: Buffer,
+  wholeBody: boolean,
+): Range[] {
   const locations: number[] = [];
   collectPasswordOptions(raw.stmt, locations);
   if (locations.length === 0 && !wholeBody) return [];
   const tokens = scanSql(text);
   if (tokens === undefined) return [{ start: raw.start, end: raw.end }];
-  const inStatement = tokens.filter((t) => t.start >= raw.start && t.end <= raw.end && STRING_TOKENS.has(t.kind));
+  const inStatement = tokens.filter(
+    (t) => t.start >= raw.start && t.end <= raw.end && STRING_TOKENS.has(t.kind),
+  );
   if (wholeBody) return inStatement.map(range);
   const found: Range[] = [];
   for (const location of locations) {
     const literal = inStatement.find((t) => t.start >= location);
     // Not found means the parse and the lexer disagree: hide the rest of the statement.
-    found.push(literal === undefined ? { start: location, end: Math.min(raw.end, bytes.length) } : range(literal));
+    found.push(
+      literal === undefined ? { start: location, end: Math.min(raw.end, bytes.length) } : range(literal),
+    );
   }
   return found;
 }
@@ -60,12 +69,17 @@ export function secretsOnSyntaxError(text: string, bytes: Buffer): Range[] {
   if (!/password/i.test(text)) return [];
   const tokens = scanSql(text);
   if (tokens === undefined) return [{ start: 0, end: bytes.length }];
-  const keyword = tokens.findIndex((t) => bytes.subarray(t.start, t.end).toString('latin1').toLowerCase() === 'password');
+  const keyword = tokens.findIndex(
+    (t) => bytes.subarray(t.start, t.end).toString('latin1').toLowerCase() === 'password',
+  );
   if (keyword < 0) {
     // The word is inside a literal or an identifier: hide every literal.
     return tokens.filter((t) => STRING_TOKENS.has(t.kind)).map(range);
   }
-  return tokens.slice(keyword).filter((t) => STRING_TOKENS.has(t.kind)).map(range);
+  return tokens
+    .slice(keyword)
+    .filter((t) => STRING_TOKENS.has(t.kind))
+    .map(range);
 }
 
 /** The text with each secret byte range replaced by '[redacted]' (ranges are UTF-8 byte offsets). */

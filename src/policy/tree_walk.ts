@@ -17,7 +17,14 @@ export interface Uses {
 }
 
 export function emptyUses(): Uses {
-  return { tables: [], functions: [], settings: [], writes: false, writeWithoutWhere: false, lockingRead: false };
+  return {
+    tables: [],
+    functions: [],
+    settings: [],
+    writes: false,
+    writeWithoutWhere: false,
+    lockingRead: false,
+  };
 }
 
 /** Sequence functions that change data: a SELECT calling them is a write. */
@@ -107,7 +114,9 @@ export function walkTree(root: unknown, uses: Uses, writeTargets: Set<object> = 
       return;
     }
     let scope = ctes;
-    const withClause = obj['withClause'] as { ctes?: { CommonTableExpr?: { ctename?: string } }[] } | undefined;
+    const withClause = obj['withClause'] as
+      | { ctes?: { CommonTableExpr?: { ctename?: string } }[] }
+      | undefined;
     if (withClause?.ctes !== undefined) {
       scope = [...ctes, ...withClause.ctes.map((c) => c.CommonTableExpr?.ctename ?? '')];
     }
@@ -136,6 +145,10 @@ export function walkTree(root: unknown, uses: Uses, writeTargets: Set<object> = 
           break;
         case 'FuncCall':
           visitFuncCall(v, uses);
+          break;
+        case 'CallStmt':
+          // CALL's FuncCall is bare, not wrapped.
+          if (v['funccall']) visitFuncCall(v['funccall'] as PgNode, uses);
           break;
       }
       visit(value, scope, depth + 1);
