@@ -19,16 +19,16 @@ export type StatementClass = (typeof STATEMENT_CLASSES)[number];
 
 /** A table (or view, sequence) a statement reads or writes. */
 export interface TableUse {
-  /** Lowercased schema as written, or null when unqualified. */
+  /** Schema as PostgreSQL reads it (unquoted folded to lower case, quoted exact), or null. */
   schema: string | null;
-  /** Lowercased relation name. */
+  /** Relation name, folded the same way. */
   name: string;
   access: 'read' | 'write';
 }
 
 /** A run-time setting a statement changes: SET, RESET, set_config(), SET TRANSACTION. */
 export interface SettingChange {
-  /** Lowercased setting name; 'all' for RESET ALL. */
+  /** Lowercased setting name; 'all' for RESET ALL and DISCARD ALL; '?' when not a literal. */
   name: string;
   via: 'set' | 'reset' | 'set_config';
   /** The literal value when there is one. */
@@ -57,6 +57,11 @@ export interface StatementInfo {
   execute?: { name: string };
   /** Why the class is unknown (unparsable, dynamic SQL in a DO body, too long, ...). */
   unknownReason?: string;
+  /**
+   * Why this statement runs or stores SQL pgward cannot see, when it does: EXECUTE of a computed
+   * string in a DO or function body, a body in a language pgward does not read. Fails closed.
+   */
+  opaqueSql?: string;
 }
 
 export interface Classification {
@@ -67,4 +72,19 @@ export interface Classification {
    * found from the parse: the audit records the text with these replaced.
    */
   secrets: { start: number; end: number }[];
+  /** PostgreSQL's syntax error when the text does not parse (then one 'unknown' statement). */
+  syntaxError?: { message: string; position: number };
+}
+
+/** A statement refused before it reaches the target: sent to the client as an ErrorResponse. */
+export interface Refusal {
+  sqlstate: string;
+  /** A message a person can act on; never holds a secret. */
+  message: string;
+  detail?: string;
+  hint?: string;
+  /** 1-based character position in the text (syntax errors), as the ErrorResponse `P` field. */
+  position?: number;
+  /** The rule that refused: 'protect-pgward', 'parse', or a policy's rule. */
+  rule: string;
 }

@@ -1,0 +1,124 @@
+/**
+ * The rule that is always on: nobody changes a role through pgward (pgward provisions and
+ * renews them), and nothing runs SQL that pgward cannot inspect, since it could change one.
+ * Also refused: settings that would make PostgreSQL lex a text differently from pgward.
+ */
+import type { Classification, Refusal, SettingChange, StatementInfo } from './classification.js';
+import type { SqlSyntaxError } from './sql_parser.js';
+
+export const PROTECT_PGWARD = 'protect-pgward';
+const INSUFFICIENT_PRIVILEGE = '42501';
+const SYNTAX_ERROR = '42601';
+const PROGRAM_LIMIT_EXCEEDED = '54000';
+const HINT = 'pgward manages your database role; ask an administrator to change access';
+
+/** A refusal when any statement of the text would change a role or run SQL pgward cannot see. */
+export function protectPgward(c: Classification): Refusal | undefined {
+  if (c.syntaxError !== undefined) return parseFailure(c.syntaxError);
+  const n = c.statements.length;
+  for (let i = 0; i < n; i++) {
+    const s = c.statements[i] as StatementInfo;
+    const where = n > 1 ? ` (statement ${i + 1} of ${n})` : '';
+    if (s.changesRole) {
+      return refuse(
+        `${s.command}${where} changes a database role, which pgward manages; it is not allowed through pgward`,
+        'ROLE_CHANGE_DENIED',
+        HINT,
+      );
+    }
+    if (s.unknownReason?.startsWith('the statement is longer than')) {
+      return {
+        sqlstate: PROGRAM_LIMIT_EXCEEDED,
+        message: `${s.unknownReason}${where}: pgward cannot check it`,
+        detail: 'pgward error STATEMENT_TOO_LONG',
+        hint: 'split the statement, or load large data with COPY',
+        rule: PROTECT_PGWARD,
+      };
+    }
+    if (s.opaqueSql !== undefined) {
+      return refuse(
+        `${s.command}${where} is not allowed through pgward: ${s.opaqueSql}, and it could change a database role`,
+        'UNINSPECTABLE_SQL_DENIED',
+        'write the SQL as literal statements (EXECUTE of a string literal is inspected), or ask an administrator',
+      );
+    }
+    for (const setting of s.settings) {
+      const why = unsafeSetting(setting);
+      if (why !== undefined) return refuse(`${s.command}${where}: ${why}`, 'SETTING_DENIED', undefined);
+    }
+  }
+  return undefined;
+}
+
+function refuse(message: string, code: string, hint: string | undefined): Refusal {
+  const r: Refusal = {
+    sqlstate: INSUFFICIENT_PRIVILEGE,
+    message,
+    detail: `pgward error ${code}`,
+    rule: PROTECT_PGWARD,
+  };
+  if (hint !== undefined) r.hint = hint;
+  return r;
+}
+
+/** A syntax error as PostgreSQL itself reports it (42601, its message and position). */
+export function parseFailure(error: SqlSyntaxError): Refusal {
+  const r: Refusal = { sqlstate: SYNTAX_ERROR, message: error.message, rule: 'parse' };
+  if (error.position > 0) r.position = error.position;
+  return r;
+}
+
+/** parse_bool's spellings of true (unique prefixes of true/yes, on, 1). */
+const TRUE_VALUE = /^(t|tr|tru|true|y|ye|yes|on|1)$/i;
+
+/**
+ * Client encodings in which every byte below 0x80 is the ASCII character (so quotes and
+ * backslashes mean what pgward reads), after PostgreSQL's name cleaning (alphanumerics,
+ * lower case). SJIS, BIG5, GBK, UHC, GB18030 and JOHAB are not: a trail byte can be `\`.
+ */
+const LEXER_SAFE_ENCODINGS = new Set([
+  'utf8',
+  'unicode',
+  'sqlascii',
+  'muleinternal',
+  'eucjp',
+  'euccn',
+  'euckr',
+  'euctw',
+  'eucjis2004',
+  'koi8',
+  'koi8r',
+  'koi8u',
+  'alt',
+  'win',
+  'win866',
+  'win874',
+  'cp866',
+  'cp874',
+  'tcvn',
+  'tcvn5712',
+  'vscii',
+  ...Array.from({ length: 10 }, (_, k) => `latin${k + 1}`),
+  ...[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15, 16].map((k) => `iso8859${k}`),
+  ...[0, 1, 2, 3, 4, 5, 6, 7, 8].map((k) => `win125${k}`),
+  ...[0, 1, 2, 3, 4, 5, 6, 7, 8].map((k) => `cp125${k}`),
+]);
+
+/** Whether a client_encoding keeps SQL texts lexing the same for pgward and PostgreSQL. */
+export function isLexerSafeClientEncoding(name: string): boolean {
+  return LEXER_SAFE_ENCODINGS.has(name.toLowerCase().replace(/[^a-z0-9]/g, ''));
+}
+
+function unsafeSetting(s: SettingChange): string | undefined {
+  if (s.name === '?') {
+    return 'set_config() with a computed setting name is not allowed through pgward: it cannot be checked';
+  }
+  if (s.via === 'reset') return undefined;
+  if (s.name === 'standard_conforming_strings' && (s.value === null || !TRUE_VALUE.test(s.value.trim()))) {
+    return 'standard_conforming_strings must stay on through pgward (pgward reads statements as PostgreSQL does with it on)';
+  }
+  if (s.name === 'client_encoding' && (s.value === null || !isLexerSafeClientEncoding(s.value))) {
+    return `client_encoding ${s.value ?? '(computed)'} is not allowed through pgward: in it a quote or backslash byte can hide inside a character; use UTF8`;
+  }
+  return undefined;
+}

@@ -1,0 +1,102 @@
+/**
+ * Password literals in statement texts, found from PostgreSQL's own parse and lexer (never a
+ * regular expression over the text), and their redaction for the audit.
+ */
+import type { Classification } from './classification.js';
+import { type PgNode, type RawStatement, type SqlToken, scanSql } from './sql_parser.js';
+
+type Range = Classification['secrets'][number];
+
+/** What a redacted secret reads as in the recorded text. */
+export const REDACTED = "'[redacted]'";
+
+const STRING_TOKENS = new Set(['SCONST', 'USCONST']);
+
+/**
+ * The byte ranges of password literals in one parsed statement: `PASSWORD 'x'` of CREATE/ALTER
+ * ROLE|USER|GROUP, `password 'x'` in OPTIONS of user mappings and servers; with `wholeBody`
+ * (a DO or function body holding one), every string literal of the statement.
+ */
+export function findPasswordSecrets(
+  raw: RawStatement,
+  text: string,
+  bytes: Buffer,
+  wholeBody: boolean,
+): Range[] {
+  const locations: number[] = [];
+  collectPasswordOptions(raw.stmt, locations);
+  if (locations.length === 0 && !wholeBody) return [];
+  const tokens = scanSql(text);
+  if (tokens === undefined) return [{ start: raw.start, end: raw.end }];
+  const inStatement = tokens.filter(
+    (t) => t.start >= raw.start && t.end <= raw.end && STRING_TOKENS.has(t.kind),
+  );
+  if (wholeBody) return inStatement.map(range);
+  const found: Range[] = [];
+  for (const location of locations) {
+    const literal = inStatement.find((t) => t.start >= location);
+    // Not found means the parse and the lexer disagree: hide the rest of the statement.
+    found.push(
+      literal === undefined ? { start: location, end: Math.min(raw.end, bytes.length) } : range(literal),
+    );
+  }
+  return found;
+}
+
+function range(t: SqlToken): Range {
+  return { start: t.start, end: t.end };
+}
+
+/** DefElem locations of `password` options with a value (PASSWORD NULL has none), at any depth. */
+function collectPasswordOptions(node: unknown, out: number[]): void {
+  if (node === null || typeof node !== 'object') return;
+  if (Array.isArray(node)) {
+    for (const item of node) collectPasswordOptions(item, out);
+    return;
+  }
+  const def = (node as PgNode)['DefElem'] as PgNode | undefined;
+  if (def !== undefined && String(def['defname']).toLowerCase() === 'password' && def['arg'] !== undefined) {
+    out.push(typeof def['location'] === 'number' ? def['location'] : 0);
+  }
+  for (const value of Object.values(node as PgNode)) collectPasswordOptions(value, out);
+}
+
+/**
+ * A text that does not parse may still hold a password (a typo after it): every string literal
+ * after a PASSWORD keyword is hidden; when even the lexer fails, the whole text is.
+ */
+export function secretsOnSyntaxError(text: string, bytes: Buffer): Range[] {
+  if (!/password/i.test(text)) return [];
+  const tokens = scanSql(text);
+  if (tokens === undefined) return [{ start: 0, end: bytes.length }];
+  const keyword = tokens.findIndex(
+    (t) => bytes.subarray(t.start, t.end).toString('latin1').toLowerCase() === 'password',
+  );
+  if (keyword < 0) {
+    // The word is inside a literal or an identifier: hide every literal.
+    return tokens.filter((t) => STRING_TOKENS.has(t.kind)).map(range);
+  }
+  return tokens
+    .slice(keyword)
+    .filter((t) => STRING_TOKENS.has(t.kind))
+    .map(range);
+}
+
+/** The text with each secret byte range replaced by '[redacted]' (ranges are UTF-8 byte offsets). */
+export function redactSecrets(text: string, secrets: readonly Range[]): string {
+  if (secrets.length === 0) return text;
+  const bytes = Buffer.from(text, 'utf8');
+  const sorted = [...secrets].sort((a, b) => a.start - b.start);
+  const parts: Buffer[] = [];
+  let at = 0;
+  const replacement = Buffer.from(REDACTED);
+  for (const s of sorted) {
+    const start = Math.max(at, Math.min(s.start, bytes.length));
+    const end = Math.min(Math.max(s.end, start), bytes.length);
+    if (end <= at) continue;
+    parts.push(bytes.subarray(at, start), replacement);
+    at = end;
+  }
+  parts.push(bytes.subarray(at));
+  return Buffer.concat(parts).toString('utf8');
+}
