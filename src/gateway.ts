@@ -16,6 +16,7 @@ import { PgwardError } from './errors.js';
 import { ProviderRegistry } from './identity/provider_registry.js';
 import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
+import { loadSqlParser } from './policy/sql_parser.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { ConnectPath } from './proxy/connect_path.js';
 import { PgListener } from './proxy/pg_listener.js';
@@ -93,6 +94,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   }
   const cert = certificate(config);
   const tls = cert?.context;
+  // The statement inspectors parse with PostgreSQL's grammar (WebAssembly, loaded once).
+  await loadSqlParser();
   const store =
     opts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];

@@ -6,19 +6,10 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
+import { eventually } from './support/eventually.js';
 import { tempDir } from './support/temp_dir.js';
 
 const run = promisify(execFile);
-
-async function eventually<T>(probe: () => Promise<T | undefined>, what: string, ms = 10_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 describe('PostgreSQL gateway with real clients', () => {
   let t: TestStack;
@@ -51,13 +42,24 @@ describe('PostgreSQL gateway with real clients', () => {
     assert.equal(r.stdout.trim(), '3');
   });
 
-  it('shows the person in PostgreSQL: application_name carries the email', async () => {
-    const client = await t.client('viewer@example.com', { applicationName: 'reports' });
+  it("application_name is the client's own, as direct; the login role names the person in the target", async () => {
+    const target = new pg.Client({ connectionString: t.stack.info.target });
+    await target.connect();
+    const named = await t.client('viewer@example.com', { applicationName: 'reports' });
+    const unnamed = await t.client('viewer@example.com', { applicationName: '' });
     try {
-      const { rows } = await client.query('show application_name');
-      assert.equal(rows[0].application_name, 'reports [viewer@example.com]');
+      assert.equal((await named.query('show application_name')).rows[0].application_name, 'reports');
+      assert.equal((await unnamed.query('show application_name')).rows[0].application_name, '');
+      const pid = (await named.query('select pg_backend_pid() as pid')).rows[0].pid;
+      const seen = await target.query(
+        'select usename, application_name from pg_stat_activity where pid = $1',
+        [pid],
+      );
+      assert.deepEqual(seen.rows[0], { usename: 'viewer@example.com', application_name: 'reports' });
     } finally {
-      await client.end();
+      await named.end();
+      await unnamed.end();
+      await target.end();
     }
   });
 
@@ -320,7 +322,7 @@ describe('PostgreSQL gateway with real clients', () => {
     }, 'the pooled connection to be reused');
     try {
       // The welcome tells the parameters as they are now: after the reset, and for this client.
-      assert.equal(welcome.get('application_name'), 'pool-b [editor@example.com]');
+      assert.equal(welcome.get('application_name'), 'pool-b');
       assert.equal(welcome.get('DateStyle'), 'ISO, MDY');
       assert.ok(welcome.has('server_version'));
       assert.equal(
@@ -332,10 +334,7 @@ describe('PostgreSQL gateway with real clients', () => {
         0,
       );
       assert.notEqual((await second.query('show statement_timeout')).rows[0].statement_timeout, '1234ms');
-      assert.equal(
-        (await second.query('show application_name')).rows[0].application_name,
-        'pool-b [editor@example.com]',
-      );
+      assert.equal((await second.query('show application_name')).rows[0].application_name, 'pool-b');
     } finally {
       await second.end();
     }

@@ -68,7 +68,7 @@ describe('upstream login methods and role mode shared', () => {
         },
       );
       assert.equal(r.code, 0, r.stderr);
-      assert.deepEqual(r.stdout.trim().split('\n'), [role, 'psql [viewer@example.com]']);
+      assert.deepEqual(r.stdout.trim().split('\n'), [role, 'psql']);
     });
   }
 

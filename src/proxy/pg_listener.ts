@@ -2,8 +2,9 @@
  * The PostgreSQL endpoint: accepts client connections and runs a ClientSession for each.
  * Connections still starting up or authenticating are capped apart from signed-in sessions, in
  * total and per client address, and each has a short deadline: half-open sockets cannot lock
- * people out. Signed-in sessions are capped by pg.maxConnections (53300 beyond, as PostgreSQL's
- * "too many clients"). close() stops accepting, tells every client the gateway is shutting
+ * people out (beyond the caps a connection is answered 53300 at once, before any TLS work).
+ * Signed-in sessions are capped by pg.maxConnections: beyond it the client gets 53300 after
+ * its TLS handshake, as PostgreSQL's "too many clients" comes after SSL negotiation. close() stops accepting, tells every client the gateway is shutting
  * down, and waits for sessions to hand back their upstream connections.
  */
 
@@ -52,19 +53,6 @@ export class PgListener {
   private accept(socket: Socket): void {
     const address = socket.remoteAddress ?? 'unknown';
     const fromAddress = this.starting.get(address) ?? 0;
-    if (this.signedIn >= this.limits.maxConnections) {
-      this.turnAway(
-        socket,
-        new PgwardError(
-          'TOO_MANY_CONNECTIONS',
-          `too many connections to pgward (limit ${this.limits.maxConnections})`,
-          {
-            hint: 'try again later, or ask the operator to raise pg.maxConnections',
-          },
-        ),
-      );
-      return;
-    }
     if (
       this.startingTotal >= this.limits.maxUnauthenticated ||
       fromAddress >= this.limits.maxUnauthenticatedPerAddress

@@ -80,7 +80,8 @@ export async function startTestStack(
       database: opts.database ?? 'demo',
       password: opts.password ?? (await token(email)),
       ssl: opts.ssl === false ? false : { rejectUnauthorized: false },
-      application_name: opts.applicationName ?? 'pgward-test',
+      application_name:
+        opts.applicationName === undefined ? 'pgward-test' : opts.applicationName || undefined,
     });
     // Errors after a test is done with a client (e.g. the gateway shutting down) are expected.
     connection.on('error', () => undefined);
