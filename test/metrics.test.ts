@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SignJWT } from 'jose';
 import { redactConfig } from '../src/config/redact.js';
@@ -8,6 +10,7 @@ import { devLogin } from '../src/dev/dev_login.js';
 import { PgwardError } from '../src/errors.js';
 import { TokenVerifier } from '../src/identity/token_verifier.js';
 import { Metrics, OTHER_LABEL, UNKNOWN_PROVIDER } from '../src/metrics/metrics.js';
+import { PACKAGE_ROOT } from '../src/package_root.js';
 import { freePort } from '../src/store/free_port.js';
 import { call } from './support/api.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
@@ -371,5 +374,24 @@ describe('GET /metrics on the dev stack', () => {
     assert.ok(checkouts('reused') >= 1, 'the second session reused it');
     // Values may hold any digits: look for the statement text and the emails.
     assert.doesNotMatch(text, /metrics_probe|select|@example\.com/);
+  });
+
+  it('has a Grafana dashboard whose every series the gateway exposes', async () => {
+    const { text } = await scrape();
+    const declared = new Set([...text.matchAll(/^# TYPE (\S+) (\S+)$/gm)].map((m) => m[1]!));
+    const dashboard = JSON.parse(
+      readFileSync(path.join(PACKAGE_ROOT, 'ops', 'grafana', 'pgward-dashboard.json'), 'utf8'),
+    ) as { uid: string; panels: { id: number; type: string; targets?: { expr: string }[] }[] };
+    assert.equal(dashboard.uid, 'pgward-overview');
+    const ids = dashboard.panels.map((p) => p.id);
+    assert.equal(new Set(ids).size, ids.length, 'panel ids are unique');
+    const exprs = dashboard.panels.flatMap((p) => p.targets ?? []).map((t) => t.expr);
+    assert.ok(exprs.length >= 20);
+    for (const expr of exprs) {
+      for (const [series] of expr.matchAll(/pgward_[a-z0-9_]+/g)) {
+        const family = declared.has(series) ? series : series.replace(/_(bucket|sum|count)$/, '');
+        assert.ok(declared.has(family), `the dashboard queries ${series}, which /metrics does not expose`);
+      }
+    }
   });
 });
