@@ -15,7 +15,7 @@ import {
   STATEMENT_OUTCOMES,
   type StatementOutcome,
 } from './connection_metrics.js';
-import { PreboundHistogram } from './prebound_histogram.js';
+import { type HistogramSeries, PreboundHistogram } from './prebound_histogram.js';
 
 export { ConnectionMetrics, type SessionOutcome, type StatementOutcome };
 
@@ -65,7 +65,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly connections = new Map<string, ConnectionMetrics>();
   private readonly statementDuration: PreboundHistogram;
-  private readonly connectDuration;
+  private readonly connectDuration: HistogramSeries;
   private readonly refusals = new Map<ErrorCode, number>();
   private readonly tokenVerifications: Counter<'provider' | 'result'>;
   private readonly jwksLastSuccess: Gauge<'provider'>;
