@@ -5,6 +5,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { GCProfiler } from 'node:v8';
 import { SignJWT } from 'jose';
+import { loadConfig } from '../src/config/load.js';
 import { redactConfig } from '../src/config/redact.js';
 import { configSchema, providerSchema } from '../src/config/schema.js';
 import { devLogin } from '../src/dev/dev_login.js';
@@ -251,6 +252,22 @@ describe('Metrics (the methods the proxy calls)', () => {
     assert.doesNotMatch(printed, new RegExp(secret));
     assert.match(printed, /"bearerToken":"\[redacted\]"/);
     assert.throws(() => configSchema.parse({ metrics: { bearerToken: 'short' } }), /at least 16/);
+    const fromEnv = loadConfig({
+      env: { PGWARD_METRICS_ENABLED: 'false', PGWARD_METRICS_BEARER_TOKEN: secret },
+    });
+    assert.deepEqual(fromEnv.metrics, { enabled: false, bearerToken: secret });
+    // A bad value is named by its setting, never shown.
+    assert.throws(
+      () => loadConfig({ env: { PGWARD_METRICS_BEARER_TOKEN: 'fifteen-chars-x' } }),
+      (err: Error) => {
+        assert.match(
+          err.message,
+          /metrics\.bearerToken \(from PGWARD_METRICS_BEARER_TOKEN\): use at least 16/,
+        );
+        assert.doesNotMatch(err.message, /fifteen-chars-x/);
+        return true;
+      },
+    );
   });
 });
 
