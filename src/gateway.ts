@@ -16,6 +16,8 @@ import { PgwardError } from './errors.js';
 import { ProviderRegistry } from './identity/provider_registry.js';
 import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
+import { isLoopbackHost } from './loopback.js';
+import { Metrics } from './metrics/metrics.js';
 import { loadSqlParser } from './policy/sql_parser.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { ConnectPath } from './proxy/connect_path.js';
@@ -40,6 +42,8 @@ export interface Gateway {
   readonly store: Store;
   readonly connections: ConnectionRepository;
   readonly audit: AuditWriter;
+  /** The gateway's metrics (its own registry); the proxy reports sessions and statements here. */
+  readonly metrics: Metrics;
   close(): Promise<void>;
 }
 
@@ -102,7 +106,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
   try {
     const directory = new Directory(store.pool, config.tenancy);
     await directory.syncProviders(config.providers);
-    const verifier = new TokenVerifier(config.providers, log);
+    const metrics = new Metrics({ defaultMetrics: config.metrics.enabled });
+    const verifier = new TokenVerifier(config.providers, log, undefined, metrics);
+    metrics.observeProviders(() => verifier.health());
     const box = new SecretBox(key);
     const providers = new ProviderRegistry(config.providers, store.pool, box, (all) => {
       verifier.setProviders(all);
@@ -121,8 +127,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const pool = new UpstreamPool(
       { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
       log,
+      metrics,
     );
+    metrics.observePool(() => ({ idle: pool.size }));
     const audit = new AuditWriter(store.pool, log.child({ component: 'audit' }));
+    metrics.observeAudit(() => ({ queued: audit.backlog, ...audit.totals }));
     cleanup.unshift(
       () => audit.close(),
       () => pool.close(),
@@ -177,6 +186,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const http: FastifyInstance = await buildHttpServer({
       log,
       https: config.http.tls ? cert?.options : undefined,
+      metrics: config.metrics.enabled ? metrics : undefined,
       api: {
         config,
         log,
@@ -228,6 +238,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const httpUrl = `${config.http.tls ? 'https' : 'http'}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;
     // pgward's tokens name the gateway's public URL as their issuer (its own address by default).
     if (issuer === '') issuer = httpUrl;
+    if (config.metrics.enabled && !config.metrics.bearerToken && !isLoopbackHost(config.http.host))
+      log.warn('GET /metrics is open to anyone who reaches the HTTP listener: set metrics.bearerToken');
     log.info(
       { http: httpUrl, pg: `${config.pg.host}:${pgAddress.port}`, tls: tls !== undefined },
       'gateway listening',
@@ -243,6 +255,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       store,
       connections,
       audit,
+      metrics,
       close: closeAll,
     };
   } catch (err) {

@@ -23,6 +23,7 @@ import type { DirectoryAdmin } from '../directory/directory_admin.js';
 import { asPgwardError, PgwardError } from '../errors.js';
 import type { ProviderRegistry } from '../identity/provider_registry.js';
 import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import type { Authenticator } from '../session/authenticator.js';
 import type { IdpClient } from '../session/idp_client.js';
 import type { LoginCodes } from '../session/login_codes.js';
@@ -33,6 +34,7 @@ import type { SecretBox } from '../vault/secret_box.js';
 import { adminRoutes } from './admin_routes.js';
 import { authRoutes } from './auth_routes.js';
 import { meRoutes } from './me_routes.js';
+import { metricsRoutes } from './metrics_routes.js';
 
 /** One component's health: `ok`, and a short detail safe to show anyone. */
 export interface ComponentHealth {
@@ -82,6 +84,8 @@ export interface HttpServerOptions {
   /** Public facts a CLI needs to log in: providers (name, issuer, client id), the PostgreSQL endpoint. */
   discovery: () => unknown;
   api: ApiContext;
+  /** Serves GET /metrics (absent when `metrics.enabled` is false). */
+  metrics?: Metrics | undefined;
 }
 
 /** An RFC 9457 problem with pgward's stable error code. */
@@ -174,6 +178,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     return opts.api.signingKeys.jwks();
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  if (opts.metrics) await app.register(metricsRoutes(opts.metrics, opts.api.config.metrics.bearerToken));
 
   await app.register(authRoutes(opts.api));
   await app.register(meRoutes(opts.api), { prefix: '/api/v1' });

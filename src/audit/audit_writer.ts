@@ -76,6 +76,13 @@ export class AuditWriter {
   private ends: SessionEnd[] = [];
   private readonly statements = new StatementRows();
   private dropped = 0;
+  /** Records written and dropped since start (for metrics); they only grow. */
+  readonly totals = {
+    statementsWritten: 0,
+    sessionStartsWritten: 0,
+    sessionEndsWritten: 0,
+    statementsDropped: 0,
+  };
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private failures = 0;
@@ -101,6 +108,7 @@ export class AuditWriter {
   statement(s: StatementRecord): void {
     if (this.statements.bytes >= MAX_QUEUED_BYTES) {
       this.dropped++;
+      this.totals.statementsDropped++;
       return;
     }
     this.statements.add(s);
@@ -144,6 +152,9 @@ export class AuditWriter {
       if (statements.rows > 0) await this.insertStatements(statements);
       if (ends.length > 0) await this.updateEnds(ends);
       this.failures = 0;
+      this.totals.sessionStartsWritten += starts.length;
+      this.totals.statementsWritten += statements.rows;
+      this.totals.sessionEndsWritten += ends.length;
       if (this.dropped > 0) {
         this.log.error(
           { dropped: this.dropped },

@@ -43,6 +43,8 @@ const ENV_SETTINGS: Record<string, string> = {
   PGWARD_KEY_ROTATION_HOURS: 'tokens.keyRotationHours',
   PGWARD_CORS_ORIGINS: 'api.corsOrigins',
   PGWARD_LOGIN_RATE_LIMIT: 'api.loginRateLimit',
+  PGWARD_METRICS_ENABLED: 'metrics.enabled',
+  PGWARD_METRICS_BEARER_TOKEN: 'metrics.bearerToken',
 };
 
 export interface LoadOptions {

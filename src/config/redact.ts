@@ -19,6 +19,10 @@ export function redactConfig(config: Config): unknown {
     ...config,
     databaseUrl: config.databaseUrl === undefined ? undefined : redactUrl(config.databaseUrl),
     secretKey: config.secretKey === undefined ? undefined : REDACTED,
+    metrics: {
+      ...config.metrics,
+      bearerToken: config.metrics.bearerToken === undefined ? undefined : REDACTED,
+    },
     providers: config.providers.map((p) => ({
       ...p,
       clientSecret: p.clientSecret === undefined ? undefined : REDACTED,

@@ -222,6 +222,17 @@ export const configSchema = z
         loginRateLimit: z.coerce.number().int().min(1).max(100_000).default(30),
       })
       .prefault({}),
+    /** `GET /metrics` (Prometheus text) on the HTTP listener. */
+    metrics: z
+      .strictObject({
+        enabled: booleanSetting.default(true),
+        /** A scrape must send `Authorization: Bearer <this>`; without it /metrics is open. */
+        bearerToken: z
+          .string()
+          .min(16, 'use at least 16 characters (e.g. `openssl rand -hex 32`)')
+          .optional(),
+      })
+      .prefault({}),
     /** `multi`: each person's tenant comes from their email domain (seed 001); `single`: one tenant. */
     tenancy: z.enum(['single', 'multi']).default('single'),
     providers: z

@@ -8,6 +8,7 @@ import { createHash } from 'node:crypto';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  customFetch,
   decodeJwt,
   decodeProtectedHeader,
   errors,
@@ -17,8 +18,9 @@ import {
   jwtVerify,
 } from 'jose';
 import type { ProviderConfig } from '../config/schema.js';
-import { PgwardError, type TokenErrorCode } from '../errors.js';
+import { asPgwardError, PgwardError, type TokenErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
+import { type Metrics, UNKNOWN_PROVIDER } from '../metrics/metrics.js';
 import { type MappedClaims, mapClaims } from './claims.js';
 import { fetchJson } from './http_json.js';
 
@@ -141,6 +143,7 @@ export class TokenVerifier {
     private readonly log: Logger,
     /** How long fetched keys count as fresh, and the least time between two fetches. */
     private readonly jwksTiming = { cacheMaxAgeMs: 10 * 60_000, cooldownMs: 30_000 },
+    private readonly metrics?: Metrics,
   ) {
     this.states = providers.map((provider) => ({ provider }));
   }
@@ -170,13 +173,31 @@ export class TokenVerifier {
 
   private async keySet(state: ProviderState) {
     if (!state.jwks) {
-      const uri = state.provider.jwksUri ?? (await this.discovery(state)).jwks_uri;
+      const uri =
+        state.provider.jwksUri ??
+        (
+          await this.discovery(state).catch((err: unknown) => {
+            this.metrics?.jwksFetched(state.provider.name, false);
+            throw err;
+          })
+        ).jwks_uri;
       if (!uri)
         throw new PgwardError('IDP_UNREACHABLE', `${state.provider.name}: the IdP publishes no jwks_uri`);
       state.jwks = createRemoteJWKSet(new URL(uri), {
         timeoutDuration: OUTBOUND_TIMEOUT_MS,
         cooldownDuration: this.jwksTiming.cooldownMs,
         cacheMaxAge: this.jwksTiming.cacheMaxAgeMs,
+        [customFetch]: async (url, init) => {
+          const name = state.provider.name;
+          try {
+            const res = await fetch(url, init);
+            this.metrics?.jwksFetched(name, res.status === 200);
+            return res;
+          } catch (err) {
+            this.metrics?.jwksFetched(name, false);
+            throw err;
+          }
+        },
       });
     }
     return state.jwks;
@@ -225,6 +246,31 @@ export class TokenVerifier {
 
   /** Verifies a token; throws one of the TOKEN_* codes, or IDP_UNREACHABLE. */
   async verify(token: string): Promise<VerifiedIdentity> {
+    try {
+      const identity = await this.check(token);
+      this.metrics?.tokenVerified(identity.provider.name, 'ok');
+      return identity;
+    } catch (err) {
+      this.metrics?.tokenVerified(this.providerOf(token), asPgwardError(err).code);
+      throw err;
+    }
+  }
+
+  /** The provider a token claims to come from, for metrics only (nothing is trusted from it). */
+  private providerOf(token: string): string {
+    try {
+      if (!looksLikeJwt(token)) {
+        const userinfo = this.states.filter((s) => s.provider.validation === 'userinfo');
+        return userinfo.length === 1 ? userinfo[0]!.provider.name : UNKNOWN_PROVIDER;
+      }
+      const issuer = decodeJwt(token).iss;
+      return this.states.find((s) => s.provider.issuer === issuer)?.provider.name ?? UNKNOWN_PROVIDER;
+    } catch {
+      return UNKNOWN_PROVIDER;
+    }
+  }
+
+  private async check(token: string): Promise<VerifiedIdentity> {
     if (!looksLikeJwt(token)) return this.verifyOpaque(token);
     const issuer = inspectToken(token).payload.iss!;
     const state = this.states.find((s) => s.provider.issuer === issuer);

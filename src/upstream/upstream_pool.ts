@@ -5,6 +5,7 @@
  * at rest (idle, outside a transaction) are pooled; anything else is closed.
  */
 import type { Logger } from '../log/logger.js';
+import type { Metrics } from '../metrics/metrics.js';
 import { UpstreamConnection, type UpstreamTarget } from './upstream.js';
 
 interface Idle {
@@ -24,6 +25,7 @@ export class UpstreamPool {
   constructor(
     private readonly opts: PoolOptions,
     private readonly log: Logger,
+    private readonly metrics?: Metrics,
   ) {}
 
   /** An idle connection for `key`, or undefined. */
@@ -32,7 +34,10 @@ export class UpstreamPool {
     while (list && list.length > 0) {
       const entry = list.pop()!;
       clearTimeout(entry.timer);
-      if (entry.conn.alive) return entry.conn;
+      if (entry.conn.alive) {
+        this.metrics?.poolCheckout('reused');
+        return entry.conn;
+      }
       entry.conn.close();
     }
     return undefined;
@@ -40,6 +45,7 @@ export class UpstreamPool {
 
   /** Opens a new connection (the caller decided none can be reused). */
   open(target: UpstreamTarget): Promise<UpstreamConnection> {
+    this.metrics?.poolCheckout('opened');
     return UpstreamConnection.open(target);
   }
 
