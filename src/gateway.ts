@@ -173,6 +173,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       audit,
       cancels: new CancelMap(),
       inspectors: [judgeStatement],
+      metrics: config.metrics.enabled ? metrics : undefined,
       connectPath: new ConnectPath({ config: proxyConfig, connections, provisioner, pool, audit }),
     };
     const listener = new PgListener(proxy, {

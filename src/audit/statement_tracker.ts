@@ -23,6 +23,8 @@ interface Pending {
   tag: string | null;
   rows: number | null;
   sqlstate: string | null;
+  /** pgward refused it in place; the target reported the refusal. */
+  refused: boolean;
 }
 
 /** One for all sessions: it reads the wall clock once a second. */
@@ -34,7 +36,7 @@ export class StatementTracker {
 
   constructor(
     private readonly sessionId: string,
-    private readonly emit: (record: StatementRecord) => void,
+    private readonly emit: (record: StatementRecord, refused: boolean) => void,
   ) {}
 
   /** True while requests await their responses (the session is mid-query). */
@@ -46,7 +48,7 @@ export class StatementTracker {
    * A request forwarded to the target (or answered in its place with a refusal, which the
    * target then reports in order): `text` is what is recorded.
    */
-  request(kind: RequestKind, text: string): void {
+  request(kind: RequestKind, text: string, refused = false): void {
     this.pending.push({
       kind,
       text,
@@ -54,25 +56,29 @@ export class StatementTracker {
       tag: null,
       rows: null,
       sqlstate: null,
+      refused,
     });
   }
 
   private finish(entry: Pending): void {
     const now = performance.now();
     const elapsed = now - entry.t0;
-    this.emit({
-      sessionId: this.sessionId,
-      seq: ++this.seq,
-      kind: entry.kind === 'sync' ? 'extended' : entry.kind,
-      text: entry.text,
-      // Wall-clock time, like the session's own start and end: the monotonic clock's origin
-      // drifts from it over a long-running process (clock steps and slews).
-      startedAtMs: wallClock.at(now) - elapsed,
-      durationMs: Math.round(elapsed * 1000) / 1000,
-      commandTag: entry.tag,
-      rows: entry.rows,
-      sqlstate: entry.sqlstate,
-    });
+    this.emit(
+      {
+        sessionId: this.sessionId,
+        seq: ++this.seq,
+        kind: entry.kind === 'sync' ? 'extended' : entry.kind,
+        text: entry.text,
+        // Wall-clock time, like the session's own start and end: the monotonic clock's origin
+        // drifts from it over a long-running process (clock steps and slews).
+        startedAtMs: wallClock.at(now) - elapsed,
+        durationMs: Math.round(elapsed * 1000) / 1000,
+        commandTag: entry.tag,
+        rows: entry.rows,
+        sqlstate: entry.sqlstate,
+      },
+      entry.refused,
+    );
   }
 
   /** A message from the server, before it is forwarded. */

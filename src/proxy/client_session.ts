@@ -7,12 +7,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
 import type { StatementRecord } from '../audit/audit_writer.js';
 import { StatementTracker } from '../audit/statement_tracker.js';
 import { asPgwardError, PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
+import type { ConnectionMetrics, SessionOutcome } from '../metrics/metrics.js';
 import type { SignedIn } from '../session/authenticator.js';
 import type { Connection } from '../vault/connections.js';
 import * as decode from '../wire/decode.js';
@@ -66,6 +68,8 @@ export class ClientSession implements Cancellable {
   private attached: Attached | undefined;
   private signedIn: SignedIn | undefined;
   private relayer: Relay | undefined;
+  private connectionMetrics: ConnectionMetrics | undefined;
+  private readonly startedAt = performance.now();
   /**
    * Called once the client has authenticated: the listener moves it out of the startup caps, or
    * answers the error that refuses it (too many sessions).
@@ -107,7 +111,7 @@ export class ClientSession implements Cancellable {
 
   private readonly onGone = () => {
     this.handshake.end();
-    void this.close('client disconnected');
+    void this.close('client disconnected', false, 'client_disconnected');
   };
 
   private listen(socket: Socket | TLSSocket): void {
@@ -150,6 +154,7 @@ export class ClientSession implements Cancellable {
         return;
       }
       if (stage.email || e.code !== 'PROTOCOL_VIOLATION') this.auditRefusal(e, stage);
+      if (!this.attached) this.ctx.metrics?.loginRefused(e.code);
       await this.refuse(e);
     }
   }
@@ -290,7 +295,12 @@ export class ClientSession implements Cancellable {
     this.signedIn = signedIn;
     this.audited = true;
     this.cancelKey = this.ctx.cancels.register(this, startup.minor);
-    this.tracker = new StatementTracker(this.id, (r: StatementRecord) => this.ctx.audit.statement(r));
+    const metrics = this.ctx.metrics?.connection(attached.connection.name);
+    this.connectionMetrics = metrics;
+    this.tracker = new StatementTracker(this.id, (r: StatementRecord, refused: boolean) => {
+      this.ctx.audit.statement(r);
+      metrics?.statement(refused ? 'refused' : r.sqlstate ? 'error' : 'ok', (r.durationMs ?? 0) / 1000);
+    });
     const { upstream } = attached;
     this.socket.write(
       Buffer.concat([
@@ -326,10 +336,14 @@ export class ClientSession implements Cancellable {
       inspectors: this.ctx.inspectors,
       maxMessageBytes: this.ctx.config.maxMessageBytes,
       maxStatementBytes: this.ctx.config.maxStatementBytes,
-      onClientGone: (terminated) => void this.close(terminated ? 'client terminated' : 'client disconnected'),
+      onClientGone: (terminated) =>
+        void (terminated
+          ? this.close('client terminated', false, 'client_terminated')
+          : this.close('client disconnected', false, 'client_disconnected')),
       // The target said why (a FATAL the client has been sent) or closed without a word, as
       // PostgreSQL itself would: the client sees the same, nothing of pgward's.
-      onUpstreamGone: () => void this.close('the target database closed the connection', true),
+      onUpstreamGone: () =>
+        void this.close('the target database closed the connection', true, 'target_closed'),
       onClientViolation: (err) => void this.refuse(err),
       onTargetViolation: (message) => void this.close(`target protocol error: ${message}`, true),
       counted: (bytesIn, bytesOut) => {
@@ -394,7 +408,7 @@ export class ClientSession implements Cancellable {
    * does: the gateway shutting down, or the person's access gone (revoked, deactivated, signed
    * out, connection changed).
    */
-  terminate(reason: string): Promise<void> {
+  terminate(reason: string, outcome: SessionOutcome = 'revoked'): Promise<void> {
     if (this.closing) return this.closing;
     if (!this.socket.destroyed && this.socket.writable) {
       this.socket.write(
@@ -406,21 +420,21 @@ export class ClientSession implements Cancellable {
         }),
       );
     }
-    return this.close(reason, Boolean(this.tracker?.busy));
+    return this.close(reason, Boolean(this.tracker?.busy), outcome);
   }
 
   /** Gateway shutdown: the client is told, as PostgreSQL tells it (57P01). */
   shutdown(): Promise<void> {
-    return this.terminate('pgward is shutting down');
+    return this.terminate('pgward is shutting down', 'shutdown');
   }
 
   /** Ends the session: the upstream goes back to the pool when it is at rest, else it closes. */
-  close(reason: string, upstreamBroken = false): Promise<void> {
-    this.closing ??= this.finish(reason, upstreamBroken);
+  close(reason: string, upstreamBroken = false, outcome: SessionOutcome = 'error'): Promise<void> {
+    this.closing ??= this.finish(reason, upstreamBroken, outcome);
     return this.closing;
   }
 
-  private async finish(reason: string, upstreamBroken: boolean): Promise<void> {
+  private async finish(reason: string, upstreamBroken: boolean, outcome: SessionOutcome): Promise<void> {
     const attached = this.attached;
     this.attached = undefined;
     if (this.cancelKey) this.ctx.cancels.unregister(this.cancelKey);
@@ -431,6 +445,7 @@ export class ClientSession implements Cancellable {
       setTimeout(() => this.socket.destroy(), 2_000).unref();
     }
     if (attached) {
+      this.connectionMetrics?.sessionEnded(outcome);
       const busy = Boolean(this.tracker?.busy);
       // Mid-query: stop the work upstream, and do not reuse a connection in an unknown state.
       if (busy && !upstreamBroken && attached.upstream.alive)

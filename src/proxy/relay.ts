@@ -138,7 +138,7 @@ export class Relay {
 
   /** A refused Query or FunctionCall: the target reports the refusal and ends the batch. */
   private refuseSimple(refusal: Refusal, text: string): Buffer {
-    this.o.tracker.request('simple', text);
+    this.o.tracker.request('simple', text, true);
     const bytes = this.refusals.inject(refusal, true, this.batches);
     this.ended();
     return bytes;
@@ -146,7 +146,7 @@ export class Relay {
 
   /** A refused Parse or Bind: the target reports the refusal; the rest waits for Sync. */
   private refuseExtended(refusal: Refusal, text: string): Buffer {
-    this.o.tracker.request('extended', text);
+    this.o.tracker.request('extended', text, true);
     this.skipping = true;
     return this.refusals.inject(refusal, false, this.batches);
   }

@@ -55,7 +55,8 @@ export class PreparedStatements {
   /** Whether a Parse of `name` with `text` fits (the unnamed statement always does). */
   checkParse(name: string, text: string): CapExceeded | undefined {
     if (name === '') return undefined;
-    let count = this.statements.size;
+    // The unnamed statement is one slot that every unnamed Parse reuses: it is not counted.
+    let count = this.statements.size - (this.statements.has('') ? 1 : 0);
     let chars = this.statementChars + text.length;
     for (const p of this.pending) {
       if (p.op !== 'parse' || p.name === '') continue;
