@@ -208,7 +208,9 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
       uses.settings.push({ name: 'all', via: 'reset', value: null });
     }
   } else if (DCL.has(type)) {
-    walkTree(stmt, uses);
+    // GRANT/REVOKE on tables changes them (their privileges).
+    if (type === 'GrantStmt') markRelations({ relations: node['objects'] }, writeTargets);
+    walkTree(stmt, uses, writeTargets);
     cls = 'dcl';
   } else if (isDdlType(type)) {
     for (const field of DDL_TARGETS) {

@@ -10,7 +10,10 @@ type Range = Classification['secrets'][number];
 /** What a redacted secret reads as in the recorded text. */
 export const REDACTED = "'[redacted]'";
 
-const STRING_TOKENS = new Set(['SCONST', 'USCONST']);
+/** A string literal token: SCONST ('...', E'...', $$...$$), or U&'...' (which the scanner leaves unnamed). */
+function isString(t: SqlToken): boolean {
+  return t.kind === 'SCONST' || t.kind === 'USCONST' || /^u&'/i.test(t.text);
+}
 
 /**
  * The byte ranges of password literals in one parsed statement: `PASSWORD 'x'` of CREATE/ALTER
@@ -28,9 +31,7 @@ export function findPasswordSecrets(
   if (locations.length === 0 && !wholeBody) return [];
   const tokens = scanSql(text);
   if (tokens === undefined) return [{ start: raw.start, end: raw.end }];
-  const inStatement = tokens.filter(
-    (t) => t.start >= raw.start && t.end <= raw.end && STRING_TOKENS.has(t.kind),
-  );
+  const inStatement = tokens.filter((t) => t.start >= raw.start && t.end <= raw.end && isString(t));
   if (wholeBody) return inStatement.map(range);
   const found: Range[] = [];
   for (const location of locations) {
@@ -74,11 +75,11 @@ export function secretsOnSyntaxError(text: string, bytes: Buffer): Range[] {
   );
   if (keyword < 0) {
     // The word is inside a literal or an identifier: hide every literal.
-    return tokens.filter((t) => STRING_TOKENS.has(t.kind)).map(range);
+    return tokens.filter((t) => isString(t)).map(range);
   }
   return tokens
     .slice(keyword)
-    .filter((t) => STRING_TOKENS.has(t.kind))
+    .filter((t) => isString(t))
     .map(range);
 }
 
