@@ -111,7 +111,7 @@ export function isLexerSafeClientEncoding(name: string): boolean {
 
 function unsafeSetting(s: SettingChange): string | undefined {
   if (s.name === '?') {
-    return 'set_config() with a computed setting name is not allowed through pgward: it cannot be checked';
+    return 'a setting whose name is not a literal (set_config() of an expression, UPDATE pg_settings) is not allowed through pgward: it cannot be checked; use SET';
   }
   if (s.via === 'reset') return undefined;
   if (s.name === 'standard_conforming_strings' && (s.value === null || !TRUE_VALUE.test(s.value.trim()))) {

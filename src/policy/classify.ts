@@ -281,14 +281,13 @@ function isTrue(arg: unknown): boolean {
   return text === undefined || !/^(f|fa|fal|fals|false|n|no|of|off|0)$/i.test(text);
 }
 
-/** PREPARE runs nothing; its statement's uses are reported on it too, so rules can refuse early. */
+/** PREPARE runs nothing; its statement's uses are reported on it too, so rules refuse early. */
 function prepareInfo(node: PgNode, ctx: Context): StatementInfo {
   const inner = infoOf(node['query'] as PgNode, ctx);
   return {
     ...inner,
     class: 'utility',
     command: 'PREPARE',
-    settings: [],
     readWrite: false,
     prepare: { name: String(node['name'] ?? ''), statement: inner },
   };
