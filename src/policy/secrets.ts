@@ -92,10 +92,11 @@ export function redactSecrets(text: string, secrets: readonly Range[]): string {
   let at = 0;
   const replacement = Buffer.from(REDACTED);
   for (const s of sorted) {
-    const start = Math.max(at, Math.min(s.start, bytes.length));
+    const start = Math.min(Math.max(s.start, 0), bytes.length);
     const end = Math.min(Math.max(s.end, start), bytes.length);
     if (end <= at) continue;
-    parts.push(bytes.subarray(at, start), replacement);
+    // Overlapping ranges extend the secret already replaced.
+    if (start >= at) parts.push(bytes.subarray(at, start), replacement);
     at = end;
   }
   parts.push(bytes.subarray(at));
