@@ -44,7 +44,7 @@ export function firstLook(text: string): FirstLook {
   let depth = 0;
   /** Whether the current statement has its first token yet. */
   let started = false;
-  let previousWord = '';
+  let afterBegin = false;
   let mentionsSettings = false;
   while (i < n) {
     const c = text.charCodeAt(i);
@@ -86,7 +86,7 @@ export function firstLook(text: string): FirstLook {
       // `;` inside parentheses is a CREATE RULE action list or a syntax error: let the parser say.
       if (depth !== 0) return 'unsure';
       started = false;
-      previousWord = '';
+      afterBegin = false;
       i++;
       continue;
     }
@@ -96,22 +96,22 @@ export function firstLook(text: string): FirstLook {
       const start = i;
       i++;
       while (i < n && isIdentCont(text.charCodeAt(i))) i++;
-      const word = text.slice(start, i);
-      if (word.length === 10 || word.length === 11) mentionsSettings ||= isSettingsName(word);
-      if (i < n && text.charCodeAt(i) === 39 && (word === 'e' || word === 'E')) {
+      const length = i - start;
+      if (length === 1 && (c === 101 || c === 69) && text.charCodeAt(i) === 39) {
         i = skipEscapeString(text, i + 1);
         if (i < 0) return 'unsure';
         if (first) keywords.push('');
+        afterBegin = false;
         continue;
       }
-      const upper = word.length <= 10 ? word.toUpperCase() : '';
+      if (first) keywords.push(length <= 10 ? text.slice(start, i).toUpperCase() : '');
+      if (length === 10 || length === 11) mentionsSettings ||= isSettingsName(text.slice(start, i));
       // BEGIN ATOMIC bodies hold `;` that do not end the statement.
-      if (upper === 'ATOMIC' && previousWord === 'BEGIN') return 'unsure';
-      previousWord = upper;
-      if (first) keywords.push(upper);
+      if (afterBegin && length === 6 && sameWord(text, start, 'atomic')) return 'unsure';
+      afterBegin = length === 5 && sameWord(text, start, 'begin');
       continue;
     }
-    previousWord = '';
+    afterBegin = false;
     if (first) keywords.push('');
     if (c === 39) {
       i = skipQuoted(text, i + 1, 39);
@@ -143,6 +143,14 @@ export function firstLook(text: string): FirstLook {
   }
   if (depth !== 0) return 'unsure';
   return { count: keywords.length, keywords, mentionsSettings };
+}
+
+/** Whether text at `at` is `lower` in any case (ASCII letters). */
+function sameWord(text: string, at: number, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) {
+    if ((text.charCodeAt(at + k) | 0x20) !== lower.charCodeAt(k)) return false;
+  }
+  return true;
 }
 
 /** set_config or pg_settings, in any case (a quoted "SET_CONFIG" names another function; fine). */
