@@ -83,7 +83,10 @@ const heavyUs =
   }) / 1000;
 
 // An application's statements: 500 distinct texts needing a parse, Zipf-like repetition.
-const app = Array.from({ length: 500 }, (_, i) => `SET application_name = 'app-${i}'; SELECT * FROM t${i % 50} WHERE id = $1`);
+const app = Array.from(
+  { length: 500 },
+  (_, i) => `SET application_name = 'app-${i}'; SELECT * FROM t${i % 50} WHERE id = $1`,
+);
 const cache = new DecisionCache<ReturnType<typeof protectPgward> | null>(10_000, 4 * 1024 * 1024);
 const lookups = 200_000;
 const cachedNs = nsPer(lookups, () => {
@@ -95,8 +98,14 @@ const cachedNs = nsPer(lookups, () => {
 });
 const s = cache.stats;
 
-console.log(`first look, pgbench statements:          ${firstLookNs.toFixed(0)} ns per statement (${texts.length} statements, ${((plain / texts.length) * 100).toFixed(1)}% pass without a parse)`);
-console.log(`  (a bare charCodeAt loop over the same texts: ${baselineNs.toFixed(0)} ns per statement${sum < 0 ? '' : ''})`);
+console.log(
+  `first look, pgbench statements:          ${firstLookNs.toFixed(0)} ns per statement (${texts.length} statements, ${((plain / texts.length) * 100).toFixed(1)}% pass without a parse)`,
+);
+console.log(
+  `  (a bare charCodeAt loop over the same texts: ${baselineNs.toFixed(0)} ns per statement${sum < 0 ? '' : ''})`,
+);
 console.log(`full parse + classify + rule, pgbench:   ${parseUs.toFixed(1)} µs per distinct statement`);
 console.log(`full parse + classify + rule, DO + CTE:  ${heavyUs.toFixed(1)} µs per distinct text`);
-console.log(`decision cache, 500 texts repeated:      ${((s.hits / (s.hits + s.misses)) * 100).toFixed(1)}% hits (${s.hits} hits, ${s.misses} misses), ${cachedNs.toFixed(0)} ns per statement`);
+console.log(
+  `decision cache, 500 texts repeated:      ${((s.hits / (s.hits + s.misses)) * 100).toFixed(1)}% hits (${s.hits} hits, ${s.misses} misses), ${cachedNs.toFixed(0)} ns per statement`,
+);

@@ -88,6 +88,31 @@ const REFUSED: [string, string, string][] = [
     "SELECT E'\\';'; ALTER ROLE current_user PASSWORD 'x'",
     'ROLE_CHANGE_DENIED',
   ],
+  [
+    'after an E-string whose escaped quote would pair with a quote in a comment',
+    "SELECT E'\\''; ALTER ROLE current_user SUPERUSER; SELECT 1 -- '",
+    'ROLE_CHANGE_DENIED',
+  ],
+  [
+    'after a dollar quote holding a quote that would pair with one in a comment',
+    "SELECT $$'$$; ALTER ROLE current_user SUPERUSER; SELECT 1 -- '",
+    'ROLE_CHANGE_DENIED',
+  ],
+  [
+    'after a tagged dollar quote holding $$',
+    "SELECT $a$ $$ ' $a$; ALTER ROLE current_user SUPERUSER; SELECT 1 -- '",
+    'ROLE_CHANGE_DENIED',
+  ],
+  [
+    'after a quoted identifier holding a quote',
+    'SELECT 1 AS "\'"; ALTER ROLE current_user SUPERUSER; SELECT 1 -- \'',
+    'ROLE_CHANGE_DENIED',
+  ],
+  [
+    'after a -- comment holding a quote',
+    "SELECT 1 -- '\n; ALTER ROLE current_user SUPERUSER; SELECT 1 -- '",
+    'ROLE_CHANGE_DENIED',
+  ],
   ['after a dollar-quoted ;', "SELECT $$;$$; ALTER ROLE current_user PASSWORD 'x'", 'ROLE_CHANGE_DENIED'],
   [
     'after a quoted identifier holding ;',

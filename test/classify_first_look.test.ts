@@ -105,7 +105,7 @@ describe('needsParseForBuiltins', () => {
     for (const text of [
       "SELECT set_config('a', 'b', false)",
       "SELECT SET_CONFIG('a', 'b', false)",
-      'SELECT "set_config"(\'a\', \'b\', false)',
+      "SELECT \"set_config\"('a', 'b', false)",
       "UPDATE pg_settings SET setting = 'x' WHERE name = 'y'",
       'SELECT U&"\\0061"',
     ]) {
@@ -114,7 +114,14 @@ describe('needsParseForBuiltins', () => {
   });
 
   test('statements that are not plain are parsed', () => {
-    for (const text of ['SET x = 1', 'COPY t FROM STDIN', 'CALL p()', 'DO $$ BEGIN END $$', 'ALTER TABLE t ADD c int', 'GRANT a TO b']) {
+    for (const text of [
+      'SET x = 1',
+      'COPY t FROM STDIN',
+      'CALL p()',
+      'DO $$ BEGIN END $$',
+      'ALTER TABLE t ADD c int',
+      'GRANT a TO b',
+    ]) {
       assert.equal(needsParseForBuiltins(firstLook(text)), true, text);
     }
   });
@@ -134,10 +141,49 @@ describe('needsParseForBuiltins', () => {
 
 describe('firstLook against PostgreSQL on generated texts', () => {
   const FRAGMENTS = [
-    'SELECT 1', 'ALTER ROLE x SUPERUSER', 'UPDATE t SET a = 1', ';', ' ', '\n', '\r', '--c\n', '--c\r', '-- ',
-    '/* a */', '/* /* n */ */', '/*', '*/', "'s;'", "'it''s'", "''", "'", "E'\\''", "E'\\\\'", "e'", '\\',
-    '$$;$$', '$a$ $$ ; $a$', '$a$', '$$', '$1', '"q;"', '"a""b"', '"', "U&'x;'", 'U&"y"', 'x', 'E', '(', ')',
-    '1', '1e', 'a$b', ',', 'SELECT', 'ALTER', 'DO $$ BEGIN ALTER ROLE x SUPERUSER; END $$',
+    'SELECT 1',
+    'ALTER ROLE x SUPERUSER',
+    'UPDATE t SET a = 1',
+    ';',
+    ' ',
+    '\n',
+    '\r',
+    '--c\n',
+    '--c\r',
+    '-- ',
+    '/* a */',
+    '/* /* n */ */',
+    '/*',
+    '*/',
+    "'s;'",
+    "'it''s'",
+    "''",
+    "'",
+    "E'\\''",
+    "E'\\\\'",
+    "e'",
+    '\\',
+    '$$;$$',
+    '$a$ $$ ; $a$',
+    '$a$',
+    '$$',
+    '$1',
+    '"q;"',
+    '"a""b"',
+    '"',
+    "U&'x;'",
+    'U&"y"',
+    'x',
+    'E',
+    '(',
+    ')',
+    '1',
+    '1e',
+    'a$b',
+    ',',
+    'SELECT',
+    'ALTER',
+    'DO $$ BEGIN ALTER ROLE x SUPERUSER; END $$',
   ];
   test('same boundaries and keywords whenever PostgreSQL parses the text; never plain for a role change', () => {
     let seed = 42;
@@ -149,7 +195,8 @@ describe('firstLook against PostgreSQL on generated texts', () => {
     for (let iteration = 0; iteration < 20000; iteration++) {
       const parts: string[] = [];
       const count = 1 + random(8);
-      for (let k = 0; k < count; k++) parts.push(FRAGMENTS[random(FRAGMENTS.length)] ?? '', random(2) === 0 ? ' ' : '');
+      for (let k = 0; k < count; k++)
+        parts.push(FRAGMENTS[random(FRAGMENTS.length)] ?? '', random(2) === 0 ? ' ' : '');
       const text = parts.join('');
       const expected = reference(text);
       if (expected === undefined) continue;

@@ -16,14 +16,22 @@ function redact(text: string): string {
 describe('redactSecrets', () => {
   const cases: [string, string, string][] = [
     ["ALTER ROLE current_user PASSWORD 'hunter2'", 'hunter2', `ALTER ROLE current_user PASSWORD ${REDACTED}`],
-    ["create role r login password 'p1' valid until 'infinity'", 'p1', `create role r login password ${REDACTED} valid until 'infinity'`],
+    [
+      "create role r login password 'p1' valid until 'infinity'",
+      'p1',
+      `create role r login password ${REDACTED} valid until 'infinity'`,
+    ],
     ["ALTER USER bob ENCRYPTED PASSWORD 'enc'", 'enc', `ALTER USER bob ENCRYPTED PASSWORD ${REDACTED}`],
     [
       "select 'ééé'; alter user \"bøb\" password 'pässwörd' -- ü",
       'pässwörd',
       `select 'ééé'; alter user "bøb" password ${REDACTED} -- ü`,
     ],
-    ["SELECT '日本語 😀'; ALTER ROLE x PASSWORD '😀secret😀'", 'secret', `SELECT '日本語 😀'; ALTER ROLE x PASSWORD ${REDACTED}`],
+    [
+      "SELECT '日本語 😀'; ALTER ROLE x PASSWORD '😀secret😀'",
+      'secret',
+      `SELECT '日本語 😀'; ALTER ROLE x PASSWORD ${REDACTED}`,
+    ],
     ["/* ü */ ALTER ROLE x PASSWORD E'a\\'b'", "a\\'b", `/* ü */ ALTER ROLE x PASSWORD ${REDACTED}`],
     ['ALTER ROLE x PASSWORD $q$dollar$q$', 'dollar', `ALTER ROLE x PASSWORD ${REDACTED}`],
     [
@@ -32,11 +40,7 @@ describe('redactSecrets', () => {
       `CREATE USER MAPPING FOR bob SERVER s OPTIONS (user 'u', password ${REDACTED})`,
     ],
     ["DO $$ BEGIN ALTER ROLE x PASSWORD 'inbody'; END $$", 'inbody', `DO ${REDACTED}`],
-    [
-      "DO $$ BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''dyn'''; END $$",
-      'dyn',
-      `DO ${REDACTED}`,
-    ],
+    ["DO $$ BEGIN EXECUTE 'ALTER ROLE x PASSWORD ''dyn'''; END $$", 'dyn', `DO ${REDACTED}`],
   ];
   for (const [text, secret, expected] of cases) {
     test(text, () => {
