@@ -263,6 +263,21 @@ const REFUSED: [string, string, string][] = [
     'SETTING_DENIED',
   ],
   [
+    'a function whose body PostgreSQL would lex with standard_conforming_strings off',
+    "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql SET standard_conforming_strings = off AS $$ BEGIN PERFORM 'x\\' || '; ALTER ROLE current_user SUPERUSER; PERFORM ' || 'y'; END $$",
+    'SETTING_DENIED',
+  ],
+  [
+    'ALTER FUNCTION ... SET standard_conforming_strings',
+    'ALTER FUNCTION f() SET standard_conforming_strings TO off',
+    'SETTING_DENIED',
+  ],
+  [
+    'ALTER PROCEDURE ... SET standard_conforming_strings',
+    'ALTER PROCEDURE p() SET standard_conforming_strings = false',
+    'SETTING_DENIED',
+  ],
+  [
     'client_encoding SJIS (a trail byte can be a backslash)',
     "SET client_encoding = 'SJIS'",
     'SETTING_DENIED',

@@ -6,6 +6,7 @@
  */
 import type { StatementInfo } from './classification.js';
 import { baseInfo, type Context, classifyNested, mergeInto } from './classify.js';
+import { functionSettings } from './settings.js';
 import { type PgNode, parsePlPgSql, parseSql } from './sql_parser.js';
 import { emptyUses, stringValue, type Uses, walkTree } from './tree_walk.js';
 
@@ -61,6 +62,8 @@ export function inspectFunctionBody(node: PgNode, command: string, ctx: Context)
     opaque(body, `a function body in LANGUAGE ${language || '(none)'} cannot be inspected`);
   }
   finish(body, uses);
+  // Its SET clauses apply whenever it runs, while PostgreSQL compiles the body too.
+  uses.settings.push(...functionSettings(options));
   const info = baseInfo('ddl', command, uses);
   info.writeWithoutWhere = body.writeWithoutWhere;
   info.changesRole = body.changesRole;
