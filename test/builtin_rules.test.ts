@@ -4,8 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { parseFailure, protectPgward } from '../src/policy/builtin_rules.js';
+import { checkBuiltins, parseFailure, protectPgward } from '../src/policy/builtin_rules.js';
+import type { Refusal } from '../src/policy/classification.js';
 import { classify } from '../src/policy/classify.js';
+import { DecisionCache } from '../src/policy/decision_cache.js';
 import { firstLook, needsParseForBuiltins } from '../src/policy/first_look.js';
 import { loadSqlParser } from '../src/policy/sql_parser.js';
 
@@ -362,6 +364,20 @@ describe('protectPgward allows', () => {
       assert.equal(protectPgward(classify(sql)), undefined);
     });
   }
+});
+
+describe('checkBuiltins', () => {
+  test('clears plain texts without the cache, refuses role changes, and caches parsed decisions', () => {
+    const cache = new DecisionCache<Refusal | null>(100, 100_000);
+    assert.equal(checkBuiltins('SELECT 1', cache), undefined);
+    assert.equal(cache.stats.misses, 0);
+    const text = "SELECT 1; ALTER ROLE current_user PASSWORD 'x'";
+    assert.equal(checkBuiltins(text, cache)?.sqlstate, '42501');
+    assert.equal(checkBuiltins(text, cache)?.sqlstate, '42501');
+    assert.equal(checkBuiltins('SET work_mem = 1024', cache), undefined);
+    assert.equal(checkBuiltins('SET work_mem = 1024', cache), undefined);
+    assert.deepEqual([cache.stats.hits, cache.stats.misses], [2, 2]);
+  });
 });
 
 describe('protectPgward messages', () => {

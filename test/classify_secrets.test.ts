@@ -50,6 +50,19 @@ describe('redactSecrets', () => {
     });
   }
 
+  test('connection strings with a password are hidden (subscriptions, dblink)', () => {
+    for (const [text, secret] of [
+      ["CREATE SUBSCRIPTION s CONNECTION 'host=h dbname=d password=subpw' PUBLICATION p", 'subpw'],
+      ["ALTER SUBSCRIPTION s CONNECTION 'password = altpw host=h'", 'altpw'],
+      ["SELECT dblink_connect('c', 'dbname=d user=u password=dblpw')", 'dblpw'],
+      ["SELECT dblink('postgresql://u:uripw@h/d', 'select 1')", 'uripw'],
+    ]) {
+      const out = redact(text as string);
+      assert.ok(!out.includes(secret as string), out);
+      assert.ok(out.includes(REDACTED), out);
+    }
+  });
+
   test('a password in a text that does not parse is still hidden', () => {
     const out = redact("ALTER ROLE x PASSWORD 'typo-secret' VALID UNTL 'x'");
     assert.ok(!out.includes('typo-secret'), out);

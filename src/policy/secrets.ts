@@ -28,14 +28,18 @@ export function findPasswordSecrets(
 ): Range[] {
   const locations: number[] = [];
   collectPasswordOptions(raw.stmt, locations);
-  if (locations.length === 0 && !wholeBody) return [];
+  const conninfo = CONNINFO_HINT.test(text);
+  if (locations.length === 0 && !wholeBody && !conninfo) return [];
   const tokens = scanSql(text);
   if (tokens === undefined) return [{ start: raw.start, end: raw.end }];
   const inStatement = tokens.filter((t) => t.start >= raw.start && t.end <= raw.end && isString(t));
   if (wholeBody) return inStatement.map(range);
   const found: Range[] = [];
+  // Connection strings (CREATE SUBSCRIPTION ... CONNECTION, dblink_connect(...)) holding one.
+  if (conninfo) for (const t of inStatement) if (CONNINFO_SECRET.test(t.text)) found.push(range(t));
   for (const location of locations) {
     const literal = inStatement.find((t) => t.start >= location);
+    if (literal !== undefined && found.some((f) => f.start === literal.start)) continue;
     // Not found means the parse and the lexer disagree: hide the rest of the statement.
     found.push(
       literal === undefined ? { start: location, end: Math.min(raw.end, bytes.length) } : range(literal),
@@ -43,6 +47,11 @@ export function findPasswordSecrets(
   }
   return found;
 }
+
+/** A text that may hold a connection string with a password: conninfo `password=` or a URI's `user:pass@`. */
+const CONNINFO_HINT = /password|:\/\//i;
+/** Inside one string literal: a conninfo password or a URI with user:password@. */
+const CONNINFO_SECRET = /password\s*=|:\/\/[^\s/@]*:[^\s/@]*@/i;
 
 function range(t: SqlToken): Range {
   return { start: t.start, end: t.end };
