@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { classify } from '../src/policy/classify.js';
-import { REDACTED, redactSecrets } from '../src/policy/secrets.js';
+import { REDACTED, redactForAudit, redactSecrets } from '../src/policy/secrets.js';
 import { loadSqlParser } from '../src/policy/sql_parser.js';
 
 before(async () => {
@@ -71,6 +71,16 @@ describe('redactSecrets', () => {
   test('a password in a text the lexer cannot read hides the whole text', () => {
     const out = redact("ALTER ROLE x PASSWORD 'unterminated");
     assert.equal(out, REDACTED);
+  });
+
+  test('redactForAudit parses texts the relay did not classify when they could hold a password', () => {
+    assert.equal(
+      redactForAudit("SELECT dblink_connect('password=zz9')"),
+      `SELECT dblink_connect(${REDACTED})`,
+    );
+    assert.equal(redactForAudit('SELECT 1'), 'SELECT 1');
+    const text = "ALTER ROLE x PASSWORD 'y'";
+    assert.equal(redactForAudit(text, classify(text)), `ALTER ROLE x PASSWORD ${REDACTED}`);
   });
 
   test('a text without secrets is returned unchanged', () => {

@@ -3,6 +3,7 @@
  * regular expression over the text), and their redaction for the audit.
  */
 import type { Classification } from './classification.js';
+import { classify } from './classify.js';
 import { type PgNode, type RawStatement, type SqlToken, scanSql } from './sql_parser.js';
 
 type Range = Classification['secrets'][number];
@@ -110,4 +111,14 @@ export function redactSecrets(text: string, secrets: readonly Range[]): string {
   }
   parts.push(bytes.subarray(at));
   return Buffer.concat(parts).toString('utf8');
+}
+
+/**
+ * The text as the audit records it: password literals redacted. Uses the classification when
+ * the relay has one; otherwise parses only texts that could hold a password at all.
+ */
+export function redactForAudit(text: string, classification?: Classification): string {
+  if (classification !== undefined) return redactSecrets(text, classification.secrets);
+  if (!CONNINFO_HINT.test(text)) return text;
+  return redactSecrets(text, classify(text).secrets);
 }
