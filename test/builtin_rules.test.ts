@@ -220,6 +220,16 @@ const REFUSED: [string, string, string][] = [
     'ROLE_CHANGE_DENIED',
   ],
   [
+    'BEGIN ATOMIC body',
+    'CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC ALTER ROLE current_user SUPERUSER; END',
+    'ROLE_CHANGE_DENIED',
+  ],
+  [
+    'BEGIN ATOMIC procedure body',
+    'CREATE PROCEDURE p() BEGIN ATOMIC SELECT 1; GRANT app_admin TO current_user; END',
+    'ROLE_CHANGE_DENIED',
+  ],
+  [
     'function created then called',
     'CREATE FUNCTION f() RETURNS void LANGUAGE sql AS $$ ALTER ROLE current_user SUPERUSER $$; SELECT f()',
     'ROLE_CHANGE_DENIED',
