@@ -5,7 +5,8 @@
  * the statement gets `opaqueSql` and fails closed.
  */
 import type { StatementInfo } from './classification.js';
-import { baseInfo, type Context, classifyNested, mergeInto } from './classify.js';
+import { baseInfo, type Context, classifyNested, infoOf, mergeInto } from './classify.js';
+import { functionSettings } from './settings.js';
 import { type PgNode, parsePlPgSql, parseSql } from './sql_parser.js';
 import { emptyUses, stringValue, type Uses, walkTree } from './tree_walk.js';
 
@@ -49,8 +50,11 @@ export function inspectFunctionBody(node: PgNode, command: string, ctx: Context)
   const options = node['options'];
   const language = (defElemString(options, 'language') ?? (node['sql_body'] ? 'sql' : '')).toLowerCase();
   if (node['sql_body'] !== undefined) {
-    // BEGIN ATOMIC / RETURN bodies hold only plannable statements, parsed with the CREATE.
-    walkTree(node['sql_body'], uses);
+    // BEGIN ATOMIC / RETURN bodies are parsed with the CREATE; the grammar takes any statement.
+    for (const stmt of bodyStatements(node['sql_body'])) {
+      if (stmt['ReturnStmt'] !== undefined) walkTree(stmt, uses);
+      else mergeInto(body, infoOf(stmt, ctx), uses);
+    }
   } else if (language === 'sql') {
     const source = functionSource(options);
     if (source === undefined) opaque(body, 'the SQL function body cannot be read');
@@ -61,6 +65,8 @@ export function inspectFunctionBody(node: PgNode, command: string, ctx: Context)
     opaque(body, `a function body in LANGUAGE ${language || '(none)'} cannot be inspected`);
   }
   finish(body, uses);
+  // Its SET clauses apply whenever it runs, while PostgreSQL compiles the body too.
+  uses.settings.push(...functionSettings(options));
   const info = baseInfo('ddl', command, uses);
   info.writeWithoutWhere = body.writeWithoutWhere;
   info.changesRole = body.changesRole;
@@ -80,6 +86,14 @@ function finish(info: StatementInfo, uses: Uses): void {
   if (uses.writes && (info.class === 'read' || info.class === 'utility' || info.class === 'transaction')) {
     info.class = 'write';
   }
+}
+
+/** The statements of a BEGIN ATOMIC body (Lists of statements) or a RETURN body. */
+function bodyStatements(node: unknown): PgNode[] {
+  if (node === null || typeof node !== 'object') return [];
+  const list = (node as PgNode)['List'] as { items?: unknown[] } | undefined;
+  if (list !== undefined) return (list.items ?? []).flatMap(bodyStatements);
+  return [node as PgNode];
 }
 
 function opaque(info: StatementInfo, reason: string): void {

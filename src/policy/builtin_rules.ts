@@ -4,6 +4,9 @@
  * Also refused: settings that would make PostgreSQL lex a text differently from pgward.
  */
 import type { Classification, Refusal, SettingChange, StatementInfo } from './classification.js';
+import { classify } from './classify.js';
+import type { DecisionCache } from './decision_cache.js';
+import { firstLook, needsParseForBuiltins } from './first_look.js';
 import type { SqlSyntaxError } from './sql_parser.js';
 
 export const PROTECT_PGWARD = 'protect-pgward';
@@ -11,6 +14,22 @@ const INSUFFICIENT_PRIVILEGE = '42501';
 const SYNTAX_ERROR = '42601';
 const PROGRAM_LIMIT_EXCEEDED = '54000';
 const HINT = 'pgward manages your database role; ask an administrator to change access';
+
+/** Bump when protectPgward's decisions change, so cached decisions are not reused. */
+export const BUILTIN_RULES_VERSION = 1;
+
+/**
+ * The built-in rule for one Query or Parse text, the cheap way: the first look, then (only when
+ * it cannot clear the text) the cache, then a parse. `null` in the cache means allowed.
+ */
+export function checkBuiltins(text: string, cache?: DecisionCache<Refusal | null>): Refusal | undefined {
+  if (!needsParseForBuiltins(firstLook(text))) return undefined;
+  const cached = cache?.get(text, BUILTIN_RULES_VERSION);
+  if (cached !== undefined) return cached ?? undefined;
+  const decision = protectPgward(classify(text));
+  cache?.set(text, BUILTIN_RULES_VERSION, decision ?? null);
+  return decision;
+}
 
 /** A refusal when any statement of the text would change a role or run SQL pgward cannot see. */
 export function protectPgward(c: Classification): Refusal | undefined {
@@ -111,7 +130,7 @@ export function isLexerSafeClientEncoding(name: string): boolean {
 
 function unsafeSetting(s: SettingChange): string | undefined {
   if (s.name === '?') {
-    return 'set_config() with a computed setting name is not allowed through pgward: it cannot be checked';
+    return 'a setting whose name is not a literal (set_config() of an expression, UPDATE pg_settings) is not allowed through pgward: it cannot be checked; use SET';
   }
   if (s.via === 'reset') return undefined;
   if (s.name === 'standard_conforming_strings' && (s.value === null || !TRUE_VALUE.test(s.value.trim()))) {

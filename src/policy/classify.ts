@@ -5,6 +5,7 @@
 import { inspectDoBody, inspectFunctionBody } from './bodies.js';
 import type { Classification, StatementClass, StatementInfo } from './classification.js';
 import { findPasswordSecrets, secretsOnSyntaxError } from './secrets.js';
+import { functionSettings, readWriteOption, settingsOf } from './settings.js';
 import { type PgNode, parseSql, type RawStatement } from './sql_parser.js';
 import { commandTag } from './statement_commands.js';
 import { constText, emptyUses, mergeUses, TreeTooDeep, type Uses, walkTree } from './tree_walk.js';
@@ -185,7 +186,14 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
     walkTree(stmt, uses, writeTargets);
     cls = type === 'TruncateStmt' ? 'truncate' : 'write';
   } else if (type === 'VariableSetStmt') {
-    return setInfo(node, command);
+    const info = baseInfo(
+      node['kind'] === 'VAR_SET_MULTI' && node['name'] === 'TRANSACTION' ? 'transaction' : 'utility',
+      command,
+      uses,
+    );
+    info.settings = settingsOf(node);
+    info.readWrite = node['kind'] === 'VAR_SET_MULTI' && readWriteOption(node['args']);
+    return info;
   } else if (type === 'TransactionStmt') {
     return { ...baseInfo('transaction', command, uses), readWrite: readWriteOption(node['options']) };
   } else if (type === 'ConstraintsSetStmt') {
@@ -208,9 +216,13 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
       uses.settings.push({ name: 'all', via: 'reset', value: null });
     }
   } else if (DCL.has(type)) {
-    walkTree(stmt, uses);
+    // GRANT/REVOKE on tables changes them (their privileges).
+    if (type === 'GrantStmt') markRelations({ relations: node['objects'] }, writeTargets);
+    walkTree(stmt, uses, writeTargets);
     cls = 'dcl';
   } else if (isDdlType(type)) {
+    // ALTER FUNCTION ... SET applies whenever the function runs (and lexes its body).
+    if (type === 'AlterFunctionStmt') uses.settings.push(...functionSettings(node['actions']));
     for (const field of DDL_TARGETS) {
       const target = node[field];
       if (target !== null && typeof target === 'object') writeTargets.add(target);
@@ -279,68 +291,16 @@ function isTrue(arg: unknown): boolean {
   return text === undefined || !/^(f|fa|fal|fals|false|n|no|of|off|0)$/i.test(text);
 }
 
-/** PREPARE runs nothing; its statement's uses are reported on it too, so rules can refuse early. */
+/** PREPARE runs nothing; its statement's uses are reported on it too, so rules refuse early. */
 function prepareInfo(node: PgNode, ctx: Context): StatementInfo {
   const inner = infoOf(node['query'] as PgNode, ctx);
   return {
     ...inner,
     class: 'utility',
     command: 'PREPARE',
-    settings: [],
     readWrite: false,
     prepare: { name: String(node['name'] ?? ''), statement: inner },
   };
-}
-
-const TRANSACTION_SETTING_NAMES: Record<string, string> = {
-  transaction_isolation: 'isolation',
-  transaction_read_only: 'read_only',
-  transaction_deferrable: 'deferrable',
-};
-
-/** SET, RESET, SET TRANSACTION, SET SESSION CHARACTERISTICS. */
-function setInfo(node: PgNode, command: string): StatementInfo {
-  const uses = emptyUses();
-  const kind = node['kind'];
-  const name = String(node['name'] ?? '').toLowerCase();
-  const args = (node['args'] as unknown[] | undefined) ?? [];
-  if (kind === 'VAR_SET_MULTI') {
-    const session = name === 'session characteristics';
-    for (const a of args) {
-      const d = (a as PgNode)['DefElem'] as PgNode | undefined;
-      const opt = String(d?.['defname'] ?? '');
-      if (TRANSACTION_SETTING_NAMES[opt] === undefined) continue;
-      const value = opt === 'transaction_isolation' ? (constText(d?.['arg']) ?? null) : onOff(d?.['arg']);
-      uses.settings.push({ name: session ? `default_${opt}` : opt, via: 'set', value });
-    }
-    const info = baseInfo(session ? 'utility' : 'transaction', command, uses);
-    info.readWrite = readWriteOption(args);
-    return info;
-  }
-  if (kind === 'VAR_RESET_ALL') {
-    uses.settings.push({ name: 'all', via: 'reset', value: null });
-  } else if (kind === 'VAR_RESET' || kind === 'VAR_SET_DEFAULT') {
-    uses.settings.push({ name, via: 'reset', value: null });
-  } else {
-    const values = args.map((a) => constText(a));
-    const value = values.length > 0 && values.every((v) => v !== undefined) ? values.join(', ') : null;
-    uses.settings.push({ name, via: 'set', value });
-  }
-  return baseInfo('utility', command, uses);
-}
-
-function onOff(arg: unknown): string | null {
-  const v = constText(arg);
-  return v === undefined ? null : v === '0' ? 'off' : 'on';
-}
-
-/** BEGIN / START TRANSACTION / SET TRANSACTION options: READ WRITE is transaction_read_only = 0. */
-function readWriteOption(options: unknown): boolean {
-  if (!Array.isArray(options)) return false;
-  return options.some((o) => {
-    const d = (o as PgNode)['DefElem'] as PgNode | undefined;
-    return d?.['defname'] === 'transaction_read_only' && constText(d['arg']) === '0';
-  });
 }
 
 /** Folds a nested statement's info into an outer one (DO body, function body). */

@@ -15,6 +15,11 @@ export type FirstLook =
       count: number;
       /** Each statement's first word, uppercased; '' when it starts with something else. */
       keywords: string[];
+      /**
+       * Names set_config or pg_settings (whose UPDATE rule calls it), or has a U&"..."
+       * identifier that could spell them: any statement can then change a setting.
+       */
+      mentionsSettings: boolean;
     }
   | 'unsure';
 
@@ -39,7 +44,8 @@ export function firstLook(text: string): FirstLook {
   let depth = 0;
   /** Whether the current statement has its first token yet. */
   let started = false;
-  let previousWord = '';
+  let afterBegin = false;
+  let mentionsSettings = false;
   while (i < n) {
     const c = text.charCodeAt(i);
     if (c < 128 && SPACE[c] === 1) {
@@ -80,7 +86,7 @@ export function firstLook(text: string): FirstLook {
       // `;` inside parentheses is a CREATE RULE action list or a syntax error: let the parser say.
       if (depth !== 0) return 'unsure';
       started = false;
-      previousWord = '';
+      afterBegin = false;
       i++;
       continue;
     }
@@ -90,28 +96,34 @@ export function firstLook(text: string): FirstLook {
       const start = i;
       i++;
       while (i < n && isIdentCont(text.charCodeAt(i))) i++;
-      const word = text.slice(start, i);
-      if (i < n && text.charCodeAt(i) === 39 && (word === 'e' || word === 'E')) {
+      const length = i - start;
+      if (length === 1 && (c === 101 || c === 69) && text.charCodeAt(i) === 39) {
         i = skipEscapeString(text, i + 1);
         if (i < 0) return 'unsure';
         if (first) keywords.push('');
+        afterBegin = false;
         continue;
       }
-      const upper = word.length <= 10 ? word.toUpperCase() : '';
+      if (first) keywords.push(length <= 10 ? text.slice(start, i).toUpperCase() : '');
+      if (length === 10 || length === 11) mentionsSettings ||= isSettingsName(text.slice(start, i));
       // BEGIN ATOMIC bodies hold `;` that do not end the statement.
-      if (upper === 'ATOMIC' && previousWord === 'BEGIN') return 'unsure';
-      previousWord = upper;
-      if (first) keywords.push(upper);
+      if (afterBegin && length === 6 && sameWord(text, start, 'atomic')) return 'unsure';
+      afterBegin = length === 5 && sameWord(text, start, 'begin');
       continue;
     }
-    previousWord = '';
+    afterBegin = false;
     if (first) keywords.push('');
     if (c === 39) {
       i = skipQuoted(text, i + 1, 39);
       if (i < 0) return 'unsure';
     } else if (c === 34) {
-      i = skipQuoted(text, i + 1, 34);
+      const start = i + 1;
+      i = skipQuoted(text, start, 34);
       if (i < 0) return 'unsure';
+      const length = i - 1 - start;
+      if (length === 10 || length === 11) mentionsSettings ||= isSettingsName(text.slice(start, i - 1));
+      // U&"..." (the U was read as a word, then &): its escapes can spell any name.
+      if (text.charCodeAt(start - 2) === 38) mentionsSettings = true;
     } else if (c === 36) {
       i = skipDollar(text, i);
       if (i < 0) return 'unsure';
@@ -130,7 +142,21 @@ export function firstLook(text: string): FirstLook {
     }
   }
   if (depth !== 0) return 'unsure';
-  return { count: keywords.length, keywords };
+  return { count: keywords.length, keywords, mentionsSettings };
+}
+
+/** Whether text at `at` is `lower` in any case (ASCII letters). */
+function sameWord(text: string, at: number, lower: string): boolean {
+  for (let k = 0; k < lower.length; k++) {
+    if ((text.charCodeAt(at + k) | 0x20) !== lower.charCodeAt(k)) return false;
+  }
+  return true;
+}
+
+/** set_config or pg_settings, in any case (a quoted "SET_CONFIG" names another function; fine). */
+function isSettingsName(word: string): boolean {
+  const lower = word.toLowerCase();
+  return lower === 'set_config' || lower === 'pg_settings';
 }
 
 /** Past a '...' or "..." whose opening quote is before `i`; -1 when unterminated. */
@@ -185,7 +211,9 @@ function skipDollar(text: string, i: number): number {
  * Statements that can never change a role, whatever follows their first word: plannable
  * statements (SELECT, INSERT, UPDATE, DELETE, MERGE, WITH, VALUES, TABLE; PREPARE, EXPLAIN and
  * DECLARE take only these, EXECUTE runs only what PREPARE took), transaction control, cursors,
- * LISTEN/NOTIFY, LOCK, and RESET/DISCARD (back to values the session started with).
+ * LISTEN/NOTIFY, LOCK, and RESET/DISCARD (back to values the session started with). A text
+ * that names set_config or pg_settings is parsed whatever it starts with: the rules refuse
+ * settings that would change how texts lex.
  * Not here, so parsed: SET (the rules refuse settings that would change how texts lex), COPY
  * (PROGRAM runs a command on the server), CALL, DO, and everything else.
  */
@@ -225,7 +253,7 @@ const NEVER_CHANGES_ROLE = new Set([
 
 /** False only when every statement begins with a keyword that can never change a role. */
 export function needsParseForBuiltins(look: FirstLook): boolean {
-  if (look === 'unsure') return true;
+  if (look === 'unsure' || look.mentionsSettings) return true;
   for (const k of look.keywords) if (!NEVER_CHANGES_ROLE.has(k)) return true;
   return false;
 }

@@ -3,6 +3,7 @@
  * regular expression over the text), and their redaction for the audit.
  */
 import type { Classification } from './classification.js';
+import { classify } from './classify.js';
 import { type PgNode, type RawStatement, type SqlToken, scanSql } from './sql_parser.js';
 
 type Range = Classification['secrets'][number];
@@ -10,7 +11,10 @@ type Range = Classification['secrets'][number];
 /** What a redacted secret reads as in the recorded text. */
 export const REDACTED = "'[redacted]'";
 
-const STRING_TOKENS = new Set(['SCONST', 'USCONST']);
+/** A string literal token: SCONST ('...', E'...', $$...$$), or U&'...' (which the scanner leaves unnamed). */
+function isString(t: SqlToken): boolean {
+  return t.kind === 'SCONST' || t.kind === 'USCONST' || /^u&'/i.test(t.text);
+}
 
 /**
  * The byte ranges of password literals in one parsed statement: `PASSWORD 'x'` of CREATE/ALTER
@@ -25,16 +29,18 @@ export function findPasswordSecrets(
 ): Range[] {
   const locations: number[] = [];
   collectPasswordOptions(raw.stmt, locations);
-  if (locations.length === 0 && !wholeBody) return [];
+  const conninfo = CONNINFO_HINT.test(text);
+  if (locations.length === 0 && !wholeBody && !conninfo) return [];
   const tokens = scanSql(text);
   if (tokens === undefined) return [{ start: raw.start, end: raw.end }];
-  const inStatement = tokens.filter(
-    (t) => t.start >= raw.start && t.end <= raw.end && STRING_TOKENS.has(t.kind),
-  );
+  const inStatement = tokens.filter((t) => t.start >= raw.start && t.end <= raw.end && isString(t));
   if (wholeBody) return inStatement.map(range);
   const found: Range[] = [];
+  // Connection strings (CREATE SUBSCRIPTION ... CONNECTION, dblink_connect(...)) holding one.
+  if (conninfo) for (const t of inStatement) if (CONNINFO_SECRET.test(t.text)) found.push(range(t));
   for (const location of locations) {
     const literal = inStatement.find((t) => t.start >= location);
+    if (literal !== undefined && found.some((f) => f.start === literal.start)) continue;
     // Not found means the parse and the lexer disagree: hide the rest of the statement.
     found.push(
       literal === undefined ? { start: location, end: Math.min(raw.end, bytes.length) } : range(literal),
@@ -42,6 +48,11 @@ export function findPasswordSecrets(
   }
   return found;
 }
+
+/** A text that may hold a connection string with a password: conninfo `password=` or a URI's `user:pass@`. */
+const CONNINFO_HINT = /password|:\/\//i;
+/** Inside one string literal: a conninfo password or a URI with user:password@. */
+const CONNINFO_SECRET = /password\s*=|:\/\/[^\s/@]*:[^\s/@]*@/i;
 
 function range(t: SqlToken): Range {
   return { start: t.start, end: t.end };
@@ -74,11 +85,11 @@ export function secretsOnSyntaxError(text: string, bytes: Buffer): Range[] {
   );
   if (keyword < 0) {
     // The word is inside a literal or an identifier: hide every literal.
-    return tokens.filter((t) => STRING_TOKENS.has(t.kind)).map(range);
+    return tokens.filter((t) => isString(t)).map(range);
   }
   return tokens
     .slice(keyword)
-    .filter((t) => STRING_TOKENS.has(t.kind))
+    .filter((t) => isString(t))
     .map(range);
 }
 
@@ -91,12 +102,23 @@ export function redactSecrets(text: string, secrets: readonly Range[]): string {
   let at = 0;
   const replacement = Buffer.from(REDACTED);
   for (const s of sorted) {
-    const start = Math.max(at, Math.min(s.start, bytes.length));
+    const start = Math.min(Math.max(s.start, 0), bytes.length);
     const end = Math.min(Math.max(s.end, start), bytes.length);
     if (end <= at) continue;
-    parts.push(bytes.subarray(at, start), replacement);
+    // Overlapping ranges extend the secret already replaced.
+    if (start >= at) parts.push(bytes.subarray(at, start), replacement);
     at = end;
   }
   parts.push(bytes.subarray(at));
   return Buffer.concat(parts).toString('utf8');
+}
+
+/**
+ * The text as the audit records it: password literals redacted. Uses the classification when
+ * the relay has one; otherwise parses only texts that could hold a password at all.
+ */
+export function redactForAudit(text: string, classification?: Classification): string {
+  if (classification !== undefined) return redactSecrets(text, classification.secrets);
+  if (!CONNINFO_HINT.test(text)) return text;
+  return redactSecrets(text, classify(text).secrets);
 }

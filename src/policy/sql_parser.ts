@@ -91,6 +91,7 @@ export interface SqlToken {
   end: number;
   /** PostgreSQL's token name: SCONST for a string literal, IDENT, ... */
   kind: string;
+  text: string;
 }
 
 /** PostgreSQL's lexer over a text: the tokens with their byte ranges; undefined if it cannot scan. */
@@ -98,7 +99,12 @@ export function scanSql(text: string): SqlToken[] | undefined {
   if (!ready) notReady();
   if (text.length === 0) return [];
   try {
-    return scanSync(text).tokens.map((t) => ({ start: t.start, end: t.end, kind: t.tokenName }));
+    return scanSync(text).tokens.map((t) => ({
+      start: t.start,
+      end: t.end,
+      kind: t.tokenName,
+      text: t.text,
+    }));
   } catch {
     return undefined;
   }

@@ -70,6 +70,10 @@ function addTable(uses: Uses, rangeVar: PgNode, access: 'read' | 'write'): void 
   const schema = typeof rangeVar['schemaname'] === 'string' ? rangeVar['schemaname'] : null;
   const name = rangeVar['relname'] as string;
   addTableUse(uses, { schema, name, access });
+  // pg_settings' UPDATE rule calls set_config() with the row's name: a setting pgward cannot name.
+  if (access === 'write' && name === 'pg_settings' && (schema === null || schema === 'pg_catalog')) {
+    uses.settings.push({ name: '?', via: 'set_config', value: null });
+  }
 }
 
 export function addTableUse(uses: Uses, t: TableUse): void {
