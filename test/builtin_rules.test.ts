@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
-import { checkBuiltins, parseFailure, protectPgward } from '../src/policy/builtin_rules.js';
+import { checkBuiltins, type Judgement, parseFailure, protectPgward } from '../src/policy/builtin_rules.js';
 import type { Refusal } from '../src/policy/classification.js';
 import { classify } from '../src/policy/classify.js';
 import { DecisionCache } from '../src/policy/decision_cache.js';
@@ -378,15 +378,30 @@ describe('protectPgward allows', () => {
 
 describe('checkBuiltins', () => {
   test('clears plain texts without the cache, refuses role changes, and caches parsed decisions', () => {
-    const cache = new DecisionCache<Refusal | null>(100, 100_000);
+    const cache = new DecisionCache<Judgement>(100, 100_000);
     assert.equal(checkBuiltins('SELECT 1', cache), undefined);
     assert.equal(cache.stats.misses, 0);
     const text = "SELECT 1; ALTER ROLE current_user PASSWORD 'x'";
-    assert.equal(checkBuiltins(text, cache)?.sqlstate, '42501');
-    assert.equal(checkBuiltins(text, cache)?.sqlstate, '42501');
+    assert.equal(checkBuiltins(text, cache)?.refusal?.sqlstate, '42501');
+    const again = checkBuiltins(text, cache);
+    assert.equal(again?.refusal?.sqlstate, '42501');
+    assert.equal(again?.recordAs, "SELECT 1; ALTER ROLE current_user PASSWORD '[redacted]'");
     assert.equal(checkBuiltins('SET work_mem = 1024', cache), undefined);
     assert.equal(checkBuiltins('SET work_mem = 1024', cache), undefined);
     assert.deepEqual([cache.stats.hits, cache.stats.misses], [2, 2]);
+  });
+
+  test('a refused DO body with a password in dynamic SQL is recorded with its strings withheld', () => {
+    const text = "do $$ begin execute 'alter role ' || current_user || ' password ''hunter2'''; end $$";
+    const judged = checkBuiltins(text);
+    assert.equal(judged?.refusal?.sqlstate, '42501');
+    assert.doesNotMatch(judged?.recordAs ?? text, /hunter2/);
+  });
+
+  test('a plain SELECT with a connection string has its password redacted, and runs', () => {
+    const judged = checkBuiltins("select dblink_connect('host=db password=hunter2 dbname=x')");
+    assert.equal(judged?.refusal, undefined);
+    assert.doesNotMatch(judged?.recordAs ?? 'hunter2', /hunter2/);
   });
 });
 

@@ -7,6 +7,7 @@ import type { Classification, Refusal, SettingChange, StatementInfo } from './cl
 import { classify } from './classify.js';
 import type { DecisionCache } from './decision_cache.js';
 import { firstLook, needsParseForBuiltins } from './first_look.js';
+import { redactForAudit, redactStrings } from './secrets.js';
 import type { SqlSyntaxError } from './sql_parser.js';
 
 export const PROTECT_PGWARD = 'protect-pgward';
@@ -18,17 +19,39 @@ const HINT = 'pgward manages your database role; ask an administrator to change 
 /** Bump when protectPgward's decisions change, so cached decisions are not reused. */
 export const BUILTIN_RULES_VERSION = 1;
 
+/** What the built-in rules decided about one statement text. */
+export interface Judgement {
+  /** Set when the statement must not run. */
+  refusal?: Refusal;
+  /** The text to record when it differs from the real one (secrets redacted). */
+  recordAs?: string;
+}
+
+const ALLOWED: Judgement = {};
+
 /**
  * The built-in rule for one Query or Parse text, the cheap way: the first look, then (only when
- * it cannot clear the text) the cache, then a parse. `null` in the cache means allowed.
+ * it cannot clear the text) the cache, then a parse. Undefined: allowed and recorded as it is.
  */
-export function checkBuiltins(text: string, cache?: DecisionCache<Refusal | null>): Refusal | undefined {
-  if (!needsParseForBuiltins(firstLook(text))) return undefined;
+export function checkBuiltins(text: string, cache?: DecisionCache<Judgement>): Judgement | undefined {
+  if (!needsParseForBuiltins(firstLook(text))) {
+    // A plain statement may still carry a connection string with a password (dblink).
+    const recorded = redactForAudit(text);
+    return recorded === text ? undefined : { recordAs: recorded };
+  }
   const cached = cache?.get(text, BUILTIN_RULES_VERSION);
-  if (cached !== undefined) return cached ?? undefined;
-  const decision = protectPgward(classify(text));
-  cache?.set(text, BUILTIN_RULES_VERSION, decision ?? null);
-  return decision;
+  if (cached !== undefined) return cached === ALLOWED ? undefined : cached;
+  const classification = classify(text);
+  const refusal = protectPgward(classification);
+  let recordAs = redactForAudit(text, classification);
+  // A refused role change whose password sits inside dynamic SQL (a DO body) has no literal to
+  // find: every string in it is withheld from the audit instead.
+  if (refusal && /password/i.test(recordAs)) recordAs = redactStrings(recordAs);
+  const judgement: Judgement = refusal ? { refusal } : {};
+  if (recordAs !== text) judgement.recordAs = recordAs;
+  const decided = judgement.refusal || judgement.recordAs !== undefined ? judgement : ALLOWED;
+  cache?.set(text, BUILTIN_RULES_VERSION, decided);
+  return decided === ALLOWED ? undefined : decided;
 }
 
 /** A refusal when any statement of the text would change a role or run SQL pgward cannot see. */

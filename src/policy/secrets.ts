@@ -122,3 +122,10 @@ export function redactForAudit(text: string, classification?: Classification): s
   if (!CONNINFO_HINT.test(text)) return text;
   return redactSecrets(text, classify(text).secrets);
 }
+
+/** The text with every string literal (dollar-quoted bodies included) redacted. */
+export function redactStrings(text: string): string {
+  const tokens = scanSql(text);
+  if (tokens === undefined) return REDACTED;
+  return redactSecrets(text, tokens.filter(isString).map(range));
+}
