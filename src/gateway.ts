@@ -18,8 +18,6 @@ import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { PgListener } from './proxy/pg_listener.js';
-import { RoleProvisioner } from './upstream/role_provisioner.js';
-import { UpstreamPool } from './upstream/upstream_pool.js';
 import { AccessTokens } from './session/access_tokens.js';
 import { Authenticator } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
@@ -27,6 +25,8 @@ import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
 import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
+import { RoleProvisioner } from './upstream/role_provisioner.js';
+import { UpstreamPool } from './upstream/upstream_pool.js';
 import { ConnectionRepository } from './vault/connections.js';
 import { SecretBox } from './vault/secret_box.js';
 
@@ -36,6 +36,8 @@ export interface Gateway {
   readonly store: Store;
   readonly connections: ConnectionRepository;
   readonly audit: AuditWriter;
+  /** Login roles in the targets (deactivation calls `disablePerson`). */
+  readonly provisioner: RoleProvisioner;
   close(): Promise<void>;
 }
 
@@ -108,7 +110,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     providerReload.unref();
     cleanup.unshift(() => clearInterval(providerReload));
     const connections = new ConnectionRepository(store.pool, box);
-    const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000);
+    const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000, {
+      validForMs: config.pg.loginRoleValidSeconds * 1000,
+      timeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
+      log: log.child({ component: 'provisioning' }),
+    });
     const pool = new UpstreamPool(
       { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
       log,
@@ -226,6 +232,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       store,
       connections,
       audit,
+      provisioner,
       close: closeAll,
     };
   } catch (err) {

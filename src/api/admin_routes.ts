@@ -30,7 +30,12 @@ const connectionFields = z.object({
   sslmode: z.enum(SSL_MODES),
   sslCa: z.string().min(1).max(100_000).optional(),
   roleMode: z.enum(['provision', 'shared']),
-  /** Write-only. */
+  /**
+   * UNSAFE: send the vaulted password in cleartext or md5 over TLS pgward did not verify (or
+   * none), where whoever answers at the address gets it. Off by default; SCRAM is always allowed.
+   */
+  allowUnverifiedPasswordAuth: z.boolean().optional(),
+  /** Write-only. Required again when host, port or database change, or TLS gets weaker. */
   credential: z.object({ user: z.string().min(1).max(63), password: z.string().min(1).max(1024) }).optional(),
   access: accessMap.optional(),
 });
@@ -49,6 +54,8 @@ const connectionOutput = z.object({
   database: z.string(),
   sslmode: z.string(),
   roleMode: z.string(),
+  /** UNSAFE when true (see the connection fields). */
+  allowUnverifiedPasswordAuth: z.boolean(),
   hasCredential: z.literal(true),
   access: z.record(z.string(), z.array(z.string())),
 });
@@ -68,6 +75,7 @@ function showConnection(c: Connection): z.infer<typeof connectionOutput> {
     database: c.database,
     sslmode: c.sslmode,
     roleMode: c.roleMode,
+    allowUnverifiedPasswordAuth: c.allowUnverifiedPasswordAuth,
     hasCredential: true,
     access: Object.fromEntries(c.access),
   };
@@ -164,6 +172,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         sslmode: patch.sslmode ?? current.sslmode,
         ...(sslCa ? { sslCa } : {}),
         roleMode: patch.roleMode ?? current.roleMode,
+        allowUnverifiedPasswordAuth: patch.allowUnverifiedPasswordAuth ?? current.allowUnverifiedPasswordAuth,
         ...(patch.credential ? { credential: patch.credential } : {}),
         access: patch.access ?? Object.fromEntries(current.access),
       });
