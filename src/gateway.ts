@@ -116,7 +116,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       log: log.child({ component: 'provisioning' }),
     });
     const pool = new UpstreamPool(
-      { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
+      {
+        idleTimeoutMs: config.pg.poolIdleSeconds * 1000,
+        maxIdlePerKey: config.pg.poolMaxIdlePerKey,
+        timeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
+      },
       log,
     );
     const audit = new AuditWriter(store.pool, log.child({ component: 'audit' }));
