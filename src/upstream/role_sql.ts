@@ -61,9 +61,18 @@ BEGIN
       END IF;
       EXECUTE format('COMMENT ON ROLE %I IS %L', login, mark);
     END IF;
+    -- Each attribute alone: changing CREATEDB needs CREATEDB, which pgward's credential may lack.
     IF existing.rolcreatedb OR NOT existing.rolinherit OR existing.rolconnlimit <> -1 THEN
       tampered := tampered || 'its attributes'::text;
-      EXECUTE format('ALTER ROLE %I NOCREATEDB INHERIT CONNECTION LIMIT -1', login);
+    END IF;
+    IF existing.rolcreatedb THEN
+      EXECUTE format('ALTER ROLE %I NOCREATEDB', login);
+    END IF;
+    IF NOT existing.rolinherit THEN
+      EXECUTE format('ALTER ROLE %I INHERIT', login);
+    END IF;
+    IF existing.rolconnlimit <> -1 THEN
+      EXECUTE format('ALTER ROLE %I CONNECTION LIMIT -1', login);
     END IF;
     -- Settings stored on the role (ALTER ROLE ... SET), in every database: pgward stores none.
     FOR setting IN SELECT s.setdatabase, d.datname FROM pg_db_role_setting s
@@ -152,7 +161,8 @@ DECLARE
 BEGIN
   IF EXISTS (SELECT FROM pg_roles WHERE rolname = login
              AND shobj_description(oid, 'pg_authid') = current_setting('pgward.mark')) THEN
-    EXECUTE format('ALTER ROLE %I NOLOGIN VALID UNTIL %L', login, '-infinity');
+    -- NOLOGIN alone: a login is then told "not permitted to log in", which says what happened.
+    EXECUTE format('ALTER ROLE %I NOLOGIN', login);
   END IF;
 END
 $pgward$`;
