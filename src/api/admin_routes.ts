@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { AuditFilter } from '../audit/audit_queries.js';
 import { internalGroupName } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
+import { checkConnection } from '../upstream/connection_check.js';
 import { type Connection, SSL_MODES } from '../vault/connections.js';
 import type { ApiContext } from './http_server.js';
 import { loginSessionSchema } from './me_routes.js';
@@ -58,6 +59,20 @@ const connectionOutput = z.object({
   allowUnverifiedPasswordAuth: z.boolean(),
   hasCredential: z.literal(true),
   access: z.record(z.string(), z.array(z.string())),
+});
+
+const connectionCheck = z.object({
+  connection: z.string(),
+  /** No check failed. */
+  ok: z.boolean(),
+  checks: z.array(
+    z.object({
+      check: z.string(),
+      status: z.enum(['ok', 'warn', 'fail']),
+      detail: z.string(),
+      action: z.string().optional(),
+    }),
+  ),
 });
 
 /** What someone who may use a connection (but not administer it) sees. */
@@ -214,6 +229,28 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         },
       },
       async (req) => showConnection(await updateConnection(req.params.name, req.body)),
+    );
+
+    app.post(
+      '/connections/:name/check',
+      {
+        preHandler: adminOnly,
+        schema: {
+          summary: 'Check what pgward can verify about a connection with its credential (ok, warn, fail)',
+          tags: ['connections'],
+          params: z.object({ name: connectionName }),
+          response: { 200: connectionCheck },
+        },
+      },
+      async (req) => {
+        const connection = await findConnection(req.params.name);
+        const checks = await checkConnection(
+          ctx.connections,
+          connection,
+          ctx.config.pg.upstreamTimeoutSeconds * 1000,
+        );
+        return { connection: connection.name, ok: !checks.some((c) => c.status === 'fail'), checks };
+      },
     );
 
     app.put(

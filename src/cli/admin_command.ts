@@ -327,3 +327,33 @@ export async function runAdminRevoke(
   }
   throw new PgwardError('BAD_REQUEST', `cannot revoke "${what}"`, { hint: 'one of: user, token' });
 }
+
+interface CheckAnswer {
+  connection: string;
+  ok: boolean;
+  checks: { check: string; status: 'ok' | 'warn' | 'fail'; detail: string; action?: string }[];
+}
+
+/** `admin check conn NAME`: one line per check (ok, warn, fail) and what to do; exits non-zero on a fail. */
+export async function runAdminCheck(resource: string, name: string, opts: AdminOptions): Promise<void> {
+  if (resource !== 'conn') {
+    throw new PgwardError('BAD_REQUEST', `cannot check "${resource}"`, { hint: 'admin check conn NAME' });
+  }
+  const { gateway, token } = await session(opts);
+  const answer = await api<CheckAnswer>(gateway, 'POST', `/api/v1/connections/${enc(name)}/check`, { token });
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+  } else {
+    for (const line of answer.checks) {
+      process.stdout.write(`${line.status.padEnd(4)}  ${line.check}: ${line.detail}\n`);
+      if (line.action && line.status !== 'ok') process.stdout.write(`      do: ${line.action}\n`);
+    }
+  }
+  if (!answer.ok) {
+    const failed = answer.checks.filter((c) => c.status === 'fail').length;
+    throw new PgwardError(
+      'UPSTREAM_FAILED',
+      `connection "${name}" failed ${failed} check${failed === 1 ? '' : 's'}`,
+    );
+  }
+}
