@@ -112,6 +112,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     const connections = new ConnectionRepository(store.pool, box);
     const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000, {
       validForMs: config.pg.loginRoleValidSeconds * 1000,
+      group: config.pg.loginRoleGroup,
       timeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
       log: log.child({ component: 'provisioning' }),
     });

@@ -193,6 +193,23 @@ describe('login roles that cannot be turned against pgward', () => {
     assert.deepEqual(await memberships(name), ['app_readonly']);
   });
 
+  it('makes every login role a member of pg.loginRoleGroup, for pg_hba.conf to match with +group', async () => {
+    await superuser.query('CREATE ROLE pgward_login_roles NOLOGIN');
+    await superuser.query(`GRANT pgward_login_roles TO ${t.stack.target.admin.user} WITH ADMIN OPTION`);
+    const provisioner = new RoleProvisioner(t.stack.gateway.connections, 0, { group: 'pgward_login_roles' });
+    try {
+      const person = await addPerson(t, 'grouped@example.com');
+      const login = await provisioner.prepare(demo, person, ['app_readonly']);
+      assert.deepEqual(await memberships(login.roleName), ['app_readonly', 'pgward_login_roles']);
+      // The group is pgward's own grant: the sync neither revokes it nor calls it a change.
+      const again = await provisioner.prepare(demo, person, ['app_readonly']);
+      assert.equal(again.roleName, login.roleName);
+      assert.deepEqual(await memberships(login.roleName), ['app_readonly', 'pgward_login_roles']);
+    } finally {
+      await provisioner.close();
+    }
+  });
+
   it('disablePerson takes LOGIN away on every connection; the next sync gives it back', async () => {
     const signedIn = await t.psql('editor@example.com', ['-At', '-c', 'select 1']);
     assert.equal(signedIn.code, 0, signedIn.stderr);

@@ -29,6 +29,7 @@ const ENV_SETTINGS: Record<string, string> = {
   PGWARD_PG_POOL_MAX_IDLE: 'pg.poolMaxIdlePerKey',
   PGWARD_PG_ROLE_SYNC_SECONDS: 'pg.roleSyncSeconds',
   PGWARD_PG_LOGIN_ROLE_VALID_SECONDS: 'pg.loginRoleValidSeconds',
+  PGWARD_PG_LOGIN_ROLE_GROUP: 'pg.loginRoleGroup',
   PGWARD_PG_UPSTREAM_TIMEOUT_SECONDS: 'pg.upstreamTimeoutSeconds',
   PGWARD_ALLOW_LOOPBACK_PLAINTEXT: 'pg.allowLoopbackPlaintext',
   PGWARD_HTTP_TLS: 'http.tls',

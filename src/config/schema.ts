@@ -159,6 +159,12 @@ export const configSchema = z
          * connect): a password set inside the database stops working within it.
          */
         loginRoleValidSeconds: z.coerce.number().int().min(2).max(86_400).default(120),
+        /**
+         * A role every provisioned login role is made a member of, in every target (it must exist
+         * there, with ADMIN OPTION for the credential): pg_hba.conf can then accept `+group` only
+         * from the gateway's address.
+         */
+        loginRoleGroup: z.string().min(1).max(63).optional(),
         /** Deadline of each upstream step: TCP connect, TLS, login, control queries, provisioning. */
         upstreamTimeoutSeconds: z.coerce.number().min(0.1).max(600).default(10),
         /** Accept passwords without TLS from loopback clients. Unsafe off a developer machine. */

@@ -80,6 +80,8 @@ export interface ProvisionerOptions {
   /** The deadline of each upstream step. */
   timeoutMs: number;
   log: Logger | undefined;
+  /** A role every login role is a member of (for pg_hba.conf's `+group`). */
+  group: string | undefined;
 }
 
 export class RoleProvisioner {
@@ -109,7 +111,13 @@ export class RoleProvisioner {
     syncIntervalMs: number,
     opts: Partial<ProvisionerOptions> = {},
   ) {
-    this.opts = { validForMs: 120_000, timeoutMs: DEFAULT_UPSTREAM_TIMEOUT_MS, log: undefined, ...opts };
+    this.opts = {
+      validForMs: 120_000,
+      timeoutMs: DEFAULT_UPSTREAM_TIMEOUT_MS,
+      log: undefined,
+      group: undefined,
+      ...opts,
+    };
     this.syncTtlMs = Math.min(syncIntervalMs, this.opts.validForMs / 2);
     this.admin = new AdminPool(connections, { timeoutMs: this.opts.timeoutMs });
   }
@@ -277,13 +285,15 @@ export class RoleProvisioner {
     mark: string,
   ): Promise<string> {
     login.verifier ??= await scramVerifier(login.password);
+    const { group } = this.opts;
+    const wanted = group === undefined || roles.includes(group) ? roles : [...roles, group];
     const statements = [
       {
         sql: SET_SYNC_VALUES,
         params: [
           login.roleName,
           mark,
-          JSON.stringify(roles),
+          JSON.stringify(wanted),
           login.verifier,
           String(Math.ceil(this.opts.validForMs / 1000)),
           login.passwordSet ? 'on' : 'off',
