@@ -65,8 +65,8 @@ export class AdminPool {
     }
   }
 
-  /** Opens one session with the connection's credential (also for `admin check conn`). */
-  async login(connection: Connection): Promise<UpstreamConnection> {
+  /** Opens one session with the connection's credential. */
+  private async login(connection: Connection): Promise<UpstreamConnection> {
     const credential = await this.connections.credential(connection);
     return UpstreamConnection.open(
       upstreamTarget(

@@ -1,6 +1,8 @@
 /**
- * A connection from pgward to a target database: TLS per sslmode, startup, login (SCRAM-SHA-256,
- * md5 or cleartext), then either relayed to a client or driven by pgward itself (reset, SET).
+ * A connection from pgward to a target database: TLS per sslmode (tlsPlan), startup, login
+ * (SCRAM-SHA-256; md5 or cleartext only over verified TLS unless the connection accepts the
+ * risk), then either relayed to a client or driven by pgward itself (reset, SET, provisioning,
+ * with bind parameters). Every step has a deadline and fails naming the connection and the step.
  */
 import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
