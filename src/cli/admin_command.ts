@@ -33,7 +33,16 @@ export interface AdminOptions {
   file?: string;
 }
 
-const ENV_KEYS = ['HOST', 'PORT', 'USER', 'PASS', 'DB', 'SSLMODE', 'ROLE_MODE'] as const;
+const ENV_KEYS = [
+  'HOST',
+  'PORT',
+  'USER',
+  'PASS',
+  'DB',
+  'SSLMODE',
+  'ROLE_MODE',
+  'UNSAFE_ALLOW_UNVERIFIED_PASSWORD_AUTH',
+] as const;
 
 /** `admin create provider`: a provider file (the configuration's format) and flags over it. */
 async function providerFields(name: string, opts: AdminOptions): Promise<Record<string, unknown>> {
@@ -94,6 +103,13 @@ async function connectionFields(env: string[] = [], access: string[] = []) {
   if (values['DB']) body['database'] = values['DB'];
   if (values['SSLMODE']) body['sslmode'] = values['SSLMODE'];
   if (values['ROLE_MODE']) body['roleMode'] = values['ROLE_MODE'];
+  const unsafe = values['UNSAFE_ALLOW_UNVERIFIED_PASSWORD_AUTH'];
+  if (unsafe !== undefined) {
+    if (unsafe !== 'true' && unsafe !== 'false') {
+      throw new PgwardError('BAD_REQUEST', '-e UNSAFE_ALLOW_UNVERIFIED_PASSWORD_AUTH takes true or false');
+    }
+    body['allowUnverifiedPasswordAuth'] = unsafe === 'true';
+  }
   if (values['USER'] !== undefined || values['PASS'] !== undefined) {
     if (!values['USER'] || !values['PASS']) throw new PgwardError('BAD_REQUEST', 'USER and PASS go together');
     body['credential'] = { user: values['USER'], password: values['PASS'] };
@@ -122,7 +138,16 @@ const READS: Record<
 > = {
   conns: {
     route: () => '/api/v1/connections',
-    columns: ['name', 'host', 'port', 'database', 'sslmode', 'roleMode', 'access'],
+    columns: [
+      'name',
+      'host',
+      'port',
+      'database',
+      'sslmode',
+      'roleMode',
+      'access',
+      'allowUnverifiedPasswordAuth',
+    ],
   },
   conn: { route: (n) => `/api/v1/connections/${enc(n!)}`, needsName: true },
   groups: { route: () => '/api/v1/groups' },
