@@ -35,7 +35,12 @@ const connectionFields = z.object({
    * UNSAFE: send the vaulted password in cleartext or md5 over TLS pgward did not verify (or
    * none), where whoever answers at the address gets it. Off by default; SCRAM is always allowed.
    */
-  allowUnverifiedPasswordAuth: z.boolean().optional(),
+  allowUnverifiedPasswordAuth: z
+    .boolean()
+    .optional()
+    .describe(
+      'UNSAFE: send the password in cleartext or md5 over TLS pgward did not verify; whoever answers at the address gets it',
+    ),
   /** Write-only. Required again when host, port or database change, or TLS gets weaker. */
   credential: z.object({ user: z.string().min(1).max(63), password: z.string().min(1).max(1024) }).optional(),
   access: accessMap.optional(),
@@ -56,7 +61,7 @@ const connectionOutput = z.object({
   sslmode: z.string(),
   roleMode: z.string(),
   /** UNSAFE when true (see the connection fields). */
-  allowUnverifiedPasswordAuth: z.boolean(),
+  allowUnverifiedPasswordAuth: z.boolean().describe('UNSAFE when true'),
   hasCredential: z.literal(true),
   access: z.record(z.string(), z.array(z.string())),
 });

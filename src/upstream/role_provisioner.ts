@@ -190,7 +190,9 @@ export class RoleProvisioner {
     let login =
       (!resetPassword && this.logins.get(loginKey)) || (await this.storedLogin(connection, person, loginKey));
     const syncKey = `${loginKey}\0${roles.join('\0')}`;
-    if (!resetPassword && login.passwordSet && this.synced.get(loginKey) === syncKey) return login;
+    if (!resetPassword && login.passwordSet && this.synced.get(loginKey) === syncKey) {
+      return { roleName: login.roleName, password: login.password };
+    }
     const mark = loginRoleMark(connection.id, person.userId);
     let tampered: string;
     try {
