@@ -16,8 +16,8 @@
  * connection: two connections to one cluster must never share a login role, or each connect
  * through one would take back what the other granted and reset its password. So each role
  * carries a mark (its comment) naming the connection and person it serves; a role of the same
- * name marked for another, or with someone else's comment, is left alone and the person gets a
- * role with a suffix of their own on this connection.
+ * name marked for another, or with someone else's comment on a role pgward has not made yet, is
+ * left alone and the person gets a role with a suffix of their own on this connection.
  */
 import { createHash } from 'node:crypto';
 import { PgwardError } from '../errors.js';
