@@ -4,6 +4,7 @@ import pg from 'pg';
 import { call } from './support/api.js';
 import { runCli } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
+import { startFakeTarget } from './support/fake_target.js';
 
 interface Answer {
   connection: string;
@@ -96,6 +97,33 @@ describe('pgward admin check conn NAME', () => {
     const json = await runCli(['admin', 'check', 'conn', 'demo', '--json'], { env });
     assert.equal(json.code, 0, json.stderr);
     assert.equal((JSON.parse(json.stdout) as Answer).ok, true);
+  });
+
+  it('fails a target that asks the credential for cleartext over unverified TLS, without sending it', async () => {
+    const fake = await startFakeTarget('cleartext');
+    try {
+      await t.stack.gateway.connections.put({
+        name: 'demo-cleartext',
+        host: '127.0.0.1',
+        port: fake.port,
+        database: 'demo',
+        sslmode: 'prefer',
+        credential: t.stack.target.admin,
+        access: { viewer: ['app_readonly'] },
+      });
+      const res = await check('demo-cleartext');
+      assert.equal(res.body.ok, false);
+      const c = byName(res.body);
+      assert.equal(c['TLS']?.status, 'warn');
+      assert.equal(c['authentication method']?.status, 'fail');
+      assert.match(
+        c['authentication method']!.detail,
+        /asks the credential for password, and TLS is not verified/,
+      );
+      assert.deepEqual(fake.passwords, []);
+    } finally {
+      await fake.close();
+    }
   });
 
   it('is for administrators only', async () => {

@@ -125,6 +125,28 @@ describe('connection changes that could lead the credential away need it again',
     });
   }
 
+  it('another CA for a connection that verifies certificates needs the credential again', async () => {
+    const connections = t.stack.gateway.connections;
+    const base = {
+      name: 'custody-ca',
+      host: '127.0.0.1',
+      port: 5432,
+      database: 'demo',
+      sslmode: 'verify-full' as const,
+    };
+    await connections.put({
+      ...base,
+      sslCa: 'CA ONE',
+      credential: { user: 'pgward_admin', password: SECRET },
+    });
+    await assert.rejects(connections.put({ ...base, sslCa: 'CA TWO' }), (err: PgwardError) => {
+      assert.equal(err.code, 'BAD_REQUEST');
+      assert.equal(err.message, 'changing sslCa of connection "custody-ca" needs the credential again');
+      return true;
+    });
+    await connections.put({ ...base, sslCa: 'CA ONE' });
+  });
+
   it('a change that cannot lead it away (stronger TLS, access, role mode) needs no credential', async () => {
     const res = await patch('custody', { sslmode: 'require', access: { viewer: ['app_readonly'] } });
     assert.equal(res.status, 200, JSON.stringify(res.body));
