@@ -38,6 +38,14 @@ export const ERRORS = {
   PROTOCOL_VIOLATION: { http: 400, sqlstate: '08P01', exit: 76 },
   TOO_MANY_CONNECTIONS: { http: 503, sqlstate: '53300', exit: 75 },
   UPSTREAM_FAILED: { http: 502, sqlstate: '08006', exit: 69 },
+  // A step of an upstream connection (connect, TLS, login, control query) ran past its deadline.
+  UPSTREAM_TIMEOUT: { http: 504, sqlstate: '08006', exit: 69 },
+  // The target answered that it is starting up (or shutting down, in recovery).
+  UPSTREAM_STARTING: { http: 503, sqlstate: '57P03', exit: 75 },
+  // The target asked for a vaulted password in cleartext or md5 over TLS pgward did not verify.
+  UPSTREAM_PASSWORD_REFUSED: { http: 502, sqlstate: '08006', exit: 69 },
+  // A login role was changed outside pgward; pgward undid it and refused the session.
+  LOGIN_ROLE_TAMPERED: { http: 403, sqlstate: '42501', exit: 77 },
   BAD_REQUEST: { http: 400, sqlstate: '22023', exit: 64 },
   INTERNAL: { http: 500, sqlstate: 'XX000', exit: 70 },
 } as const;

@@ -44,6 +44,8 @@ export interface Gateway {
   readonly audit: AuditWriter;
   /** The gateway's metrics (its own registry); the proxy reports sessions and statements here. */
   readonly metrics: Metrics;
+  /** Login roles in the targets (deactivation calls `disablePerson`). */
+  readonly provisioner: RoleProvisioner;
   close(): Promise<void>;
 }
 
@@ -123,9 +125,18 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     providerReload.unref();
     cleanup.unshift(() => clearInterval(providerReload));
     const connections = new ConnectionRepository(store.pool, box);
-    const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000);
+    const provisioner = new RoleProvisioner(connections, config.pg.roleSyncSeconds * 1000, {
+      validForMs: config.pg.loginRoleValidSeconds * 1000,
+      group: config.pg.loginRoleGroup,
+      timeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
+      log: log.child({ component: 'provisioning' }),
+    });
     const pool = new UpstreamPool(
-      { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
+      {
+        idleTimeoutMs: config.pg.poolIdleSeconds * 1000,
+        maxIdlePerKey: config.pg.poolMaxIdlePerKey,
+        timeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
+      },
       log,
       metrics,
     );
@@ -161,6 +172,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       maxStatementBytes: MAX_STATEMENT_BYTES,
       maxSessionsPerPerson: config.pg.maxSessionsPerPerson,
       maxSessionsPerConnection: config.pg.maxSessionsPerConnection,
+      upstreamTimeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
     };
     const proxy: ProxyContext = {
       config: proxyConfig,
@@ -257,6 +269,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       connections,
       audit,
       metrics,
+      provisioner,
       close: closeAll,
     };
   } catch (err) {

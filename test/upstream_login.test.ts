@@ -3,11 +3,14 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
+import { UpstreamConnection } from '../src/upstream/upstream.js';
+import { upstreamTarget } from '../src/upstream/upstream_target.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 
 /**
  * Role mode `shared` and the upstream login methods: the test opens the demo target's pg_hba.conf
- * to md5 and cleartext password logins for two roles, as an older server would ask.
+ * to md5 and cleartext password logins for two roles, as an older server would ask. Without TLS
+ * pgward verified, it answers those only for a connection that accepts the risk.
  */
 describe('upstream login methods and role mode shared', () => {
   let t: TestStack;
@@ -34,6 +37,12 @@ describe('upstream login methods and role mode shared', () => {
       ['shared-md5', 'shared_md5', 'md5-secret', 'disable'],
       ['shared-plain', 'shared_plain', 'plain-secret', 'disable'],
       ['shared-scram', 'shared_scram', 'scram-secret', 'prefer'],
+      [
+        'provision-prefer',
+        'pgward_admin',
+        readFileSync(path.join(t.dataDir, 'target-admin.password'), 'utf8').trim(),
+        'prefer',
+      ],
       ['needs-tls', 'shared_scram', 'scram-secret', 'require'],
       ['wrong-secret', 'shared_scram', 'not-it', 'disable'],
     ] as const) {
@@ -43,7 +52,7 @@ describe('upstream login methods and role mode shared', () => {
         port: demo.port,
         database: demo.database,
         sslmode,
-        roleMode: 'shared',
+        roleMode: name.startsWith('provision') ? 'provision' : 'shared',
         credential: { user, password },
         access: { viewer: ['app_readonly'] },
       });
@@ -54,11 +63,7 @@ describe('upstream login methods and role mode shared', () => {
     await t?.close();
   });
 
-  for (const [connection, role] of [
-    ['shared-md5', 'shared_md5'],
-    ['shared-plain', 'shared_plain'],
-    ['shared-scram', 'shared_scram'],
-  ] as const) {
+  for (const [connection, role] of [['shared-scram', 'shared_scram']] as const) {
     it(`logs in with ${role.replace('shared_', '')} and acts as the shared role (${connection})`, async () => {
       const r = await t.psql(
         'viewer@example.com',
@@ -71,6 +76,57 @@ describe('upstream login methods and role mode shared', () => {
       assert.deepEqual(r.stdout.trim().split('\n'), [role, 'psql']);
     });
   }
+
+  for (const [connection, method] of [
+    ['shared-md5', 'as md5'],
+    ['shared-plain', 'in cleartext'],
+  ] as const) {
+    it(`does not send a vaulted password ${method} without verified TLS (${connection}, finding 8)`, async () => {
+      const r = await t.psql('viewer@example.com', ['-c', 'select 1'], { database: connection });
+      assert.notEqual(r.code, 0);
+      assert.match(
+        r.stderr,
+        new RegExp(`asks for the password ${method}, which pgward sends only over TLS it verified`),
+      );
+      assert.match(r.stderr, /HINT: +let the target use scram-sha-256/);
+    });
+  }
+
+  for (const [connection, user, method] of [
+    ['shared-md5', 'shared_md5', 'md5'],
+    ['shared-plain', 'shared_plain', 'password'],
+  ] as const) {
+    it(`logs in with ${method} when the connection accepts the risk (allowUnverifiedPasswordAuth)`, async () => {
+      const connection_ = (await t.stack.gateway.connections.find(connection))!;
+      const credential = await t.stack.gateway.connections.credential(connection_);
+      const target = upstreamTarget(connection_, credential, {}, 5000);
+      await assert.rejects(UpstreamConnection.open(target), /sends only over TLS it verified/);
+      const conn = await UpstreamConnection.open(
+        upstreamTarget({ ...connection_, allowUnverifiedPasswordAuth: true }, credential, {}, 5000),
+      );
+      try {
+        assert.equal(conn.authMethod, method);
+        assert.deepEqual(
+          await conn.pipeline([{ sql: 'select current_user, $1::text', params: ['x'] }], 'a test'),
+          [[[user, 'x']]],
+        );
+      } finally {
+        conn.close();
+      }
+    });
+  }
+
+  it('provision mode with sslmode=prefer against a target without TLS provisions and logs in', async () => {
+    const r = await t.psql(
+      'viewer@example.com',
+      ['-At', '-c', 'select current_user, ssl from pg_stat_ssl where pid = pg_backend_pid()'],
+      {
+        database: 'provision-prefer',
+      },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout.trim(), /^viewer@example\.com.*\|f$/);
+  });
 
   it('refuses sslmode=require against a target without TLS, saying so', async () => {
     const r = await t.psql('viewer@example.com', ['-c', 'select 1'], { database: 'needs-tls' });
@@ -106,6 +162,11 @@ describe('upstream TLS per sslmode', () => {
     target = new pg.Client({ connectionString: t.stack.info.target });
     await target.connect();
     await target.query("ALTER SYSTEM SET ssl = 'on'");
+    // A role that logs in with md5, over TLS only.
+    const hba = path.join(dir, 'pg_hba.conf');
+    writeFileSync(hba, `hostssl all tls_md5 127.0.0.1/32 md5\n${readFileSync(hba, 'utf8')}`);
+    await target.query("SET password_encryption = 'md5'");
+    await target.query("CREATE ROLE tls_md5 LOGIN PASSWORD 'md5-secret' IN ROLE app_readonly");
     await target.query('SELECT pg_reload_conf()');
     const demo = (await t.stack.gateway.connections.find('demo'))!;
     const other = (await import('../src/dev/dev_tls.js')).devCertificate(path.join(t.dataDir, 'other-ca'));
@@ -115,6 +176,7 @@ describe('upstream TLS per sslmode', () => {
       ['tls-verify-full', 'verify-full', cert, '127.0.0.1'],
       ['tls-verify-ca', 'verify-ca', cert, '127.0.0.1'],
       ['tls-wrong-ca', 'verify-full', otherCa, '127.0.0.1'],
+      ['tls-md5', 'verify-full', cert, '127.0.0.1'],
     ] as const) {
       await t.stack.gateway.connections.put({
         name,
@@ -123,11 +185,15 @@ describe('upstream TLS per sslmode', () => {
         database: demo.database,
         sslmode,
         ...(sslCa ? { sslCa } : {}),
-        roleMode: 'provision',
-        credential: {
-          user: 'pgward_admin',
-          password: readFileSync(path.join(t.dataDir, 'target-admin.password'), 'utf8').trim(),
-        },
+        ...(name === 'tls-md5'
+          ? { roleMode: 'shared' as const, credential: { user: 'tls_md5', password: 'md5-secret' } }
+          : {
+              roleMode: 'provision' as const,
+              credential: {
+                user: 'pgward_admin',
+                password: readFileSync(path.join(t.dataDir, 'target-admin.password'), 'utf8').trim(),
+              },
+            }),
         access: { viewer: ['app_readonly'] },
       });
     }
@@ -151,11 +217,19 @@ describe('upstream TLS per sslmode', () => {
     });
   }
 
+  it('sends a vaulted password as md5 over TLS it verified (verify-full), without any unsafe option', async () => {
+    const r = await t.psql('viewer@example.com', ['-At', '-c', 'select current_user'], {
+      database: 'tls-md5',
+    });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.trim(), 'tls_md5');
+  });
+
   it('verify-full refuses a target whose certificate another CA signed', async () => {
     const r = await t.psql('viewer@example.com', ['-c', 'select 1'], { database: 'tls-wrong-ca' });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /cannot manage database roles on "tls-wrong-ca"/);
-    assert.match(r.stderr, /DETAIL: +self-signed certificate/);
+    assert.match(r.stderr, /DETAIL: +TLS to the target failed: self-signed certificate/);
   });
 
   it('forwards a cancel to a TLS upstream', async () => {

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { AuditFilter } from '../audit/audit_queries.js';
 import { internalGroupName } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
+import { checkConnection } from '../upstream/connection_check.js';
 import { type Connection, SSL_MODES } from '../vault/connections.js';
 import type { ApiContext } from './http_server.js';
 import { loginSessionSchema } from './me_routes.js';
@@ -30,7 +31,17 @@ const connectionFields = z.object({
   sslmode: z.enum(SSL_MODES),
   sslCa: z.string().min(1).max(100_000).optional(),
   roleMode: z.enum(['provision', 'shared']),
-  /** Write-only. */
+  /**
+   * UNSAFE: send the vaulted password in cleartext or md5 over TLS pgward did not verify (or
+   * none), where whoever answers at the address gets it. Off by default; SCRAM is always allowed.
+   */
+  allowUnverifiedPasswordAuth: z
+    .boolean()
+    .optional()
+    .describe(
+      'UNSAFE: send the password in cleartext or md5 over TLS pgward did not verify; whoever answers at the address gets it',
+    ),
+  /** Write-only. Required again when host, port or database change, or TLS gets weaker. */
   credential: z.object({ user: z.string().min(1).max(63), password: z.string().min(1).max(1024) }).optional(),
   access: accessMap.optional(),
 });
@@ -49,8 +60,24 @@ const connectionOutput = z.object({
   database: z.string(),
   sslmode: z.string(),
   roleMode: z.string(),
+  /** UNSAFE when true (see the connection fields). */
+  allowUnverifiedPasswordAuth: z.boolean().describe('UNSAFE when true'),
   hasCredential: z.literal(true),
   access: z.record(z.string(), z.array(z.string())),
+});
+
+const connectionCheck = z.object({
+  connection: z.string(),
+  /** No check failed. */
+  ok: z.boolean(),
+  checks: z.array(
+    z.object({
+      check: z.string(),
+      status: z.enum(['ok', 'warn', 'fail']),
+      detail: z.string(),
+      action: z.string().optional(),
+    }),
+  ),
 });
 
 /** What someone who may use a connection (but not administer it) sees. */
@@ -68,6 +95,7 @@ function showConnection(c: Connection): z.infer<typeof connectionOutput> {
     database: c.database,
     sslmode: c.sslmode,
     roleMode: c.roleMode,
+    allowUnverifiedPasswordAuth: c.allowUnverifiedPasswordAuth,
     hasCredential: true,
     access: Object.fromEntries(c.access),
   };
@@ -164,6 +192,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         sslmode: patch.sslmode ?? current.sslmode,
         ...(sslCa ? { sslCa } : {}),
         roleMode: patch.roleMode ?? current.roleMode,
+        allowUnverifiedPasswordAuth: patch.allowUnverifiedPasswordAuth ?? current.allowUnverifiedPasswordAuth,
         ...(patch.credential ? { credential: patch.credential } : {}),
         access: patch.access ?? Object.fromEntries(current.access),
       });
@@ -205,6 +234,28 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         },
       },
       async (req) => showConnection(await updateConnection(req.params.name, req.body)),
+    );
+
+    app.post(
+      '/connections/:name/check',
+      {
+        preHandler: adminOnly,
+        schema: {
+          summary: 'Check what pgward can verify about a connection with its credential (ok, warn, fail)',
+          tags: ['connections'],
+          params: z.object({ name: connectionName }),
+          response: { 200: connectionCheck },
+        },
+      },
+      async (req) => {
+        const connection = await findConnection(req.params.name);
+        const checks = await checkConnection(
+          ctx.connections,
+          connection,
+          ctx.config.pg.upstreamTimeoutSeconds * 1000,
+        );
+        return { connection: connection.name, ok: !checks.some((c) => c.status === 'fail'), checks };
+      },
     );
 
     app.put(

@@ -33,7 +33,16 @@ export interface AdminOptions {
   file?: string;
 }
 
-const ENV_KEYS = ['HOST', 'PORT', 'USER', 'PASS', 'DB', 'SSLMODE', 'ROLE_MODE'] as const;
+const ENV_KEYS = [
+  'HOST',
+  'PORT',
+  'USER',
+  'PASS',
+  'DB',
+  'SSLMODE',
+  'ROLE_MODE',
+  'UNSAFE_ALLOW_UNVERIFIED_PASSWORD_AUTH',
+] as const;
 
 /** `admin create provider`: a provider file (the configuration's format) and flags over it. */
 async function providerFields(name: string, opts: AdminOptions): Promise<Record<string, unknown>> {
@@ -94,6 +103,13 @@ async function connectionFields(env: string[] = [], access: string[] = []) {
   if (values['DB']) body['database'] = values['DB'];
   if (values['SSLMODE']) body['sslmode'] = values['SSLMODE'];
   if (values['ROLE_MODE']) body['roleMode'] = values['ROLE_MODE'];
+  const unsafe = values['UNSAFE_ALLOW_UNVERIFIED_PASSWORD_AUTH'];
+  if (unsafe !== undefined) {
+    if (unsafe !== 'true' && unsafe !== 'false') {
+      throw new PgwardError('BAD_REQUEST', '-e UNSAFE_ALLOW_UNVERIFIED_PASSWORD_AUTH takes true or false');
+    }
+    body['allowUnverifiedPasswordAuth'] = unsafe === 'true';
+  }
   if (values['USER'] !== undefined || values['PASS'] !== undefined) {
     if (!values['USER'] || !values['PASS']) throw new PgwardError('BAD_REQUEST', 'USER and PASS go together');
     body['credential'] = { user: values['USER'], password: values['PASS'] };
@@ -122,7 +138,16 @@ const READS: Record<
 > = {
   conns: {
     route: () => '/api/v1/connections',
-    columns: ['name', 'host', 'port', 'database', 'sslmode', 'roleMode', 'access'],
+    columns: [
+      'name',
+      'host',
+      'port',
+      'database',
+      'sslmode',
+      'roleMode',
+      'access',
+      'allowUnverifiedPasswordAuth',
+    ],
   },
   conn: { route: (n) => `/api/v1/connections/${enc(n!)}`, needsName: true },
   groups: { route: () => '/api/v1/groups' },
@@ -326,4 +351,34 @@ export async function runAdminRevoke(
     return;
   }
   throw new PgwardError('BAD_REQUEST', `cannot revoke "${what}"`, { hint: 'one of: user, token' });
+}
+
+interface CheckAnswer {
+  connection: string;
+  ok: boolean;
+  checks: { check: string; status: 'ok' | 'warn' | 'fail'; detail: string; action?: string }[];
+}
+
+/** `admin check conn NAME`: one line per check (ok, warn, fail) and what to do; exits non-zero on a fail. */
+export async function runAdminCheck(resource: string, name: string, opts: AdminOptions): Promise<void> {
+  if (resource !== 'conn') {
+    throw new PgwardError('BAD_REQUEST', `cannot check "${resource}"`, { hint: 'admin check conn NAME' });
+  }
+  const { gateway, token } = await session(opts);
+  const answer = await api<CheckAnswer>(gateway, 'POST', `/api/v1/connections/${enc(name)}/check`, { token });
+  if (opts.json) {
+    process.stdout.write(`${JSON.stringify(answer, null, 2)}\n`);
+  } else {
+    for (const line of answer.checks) {
+      process.stdout.write(`${line.status.padEnd(4)}  ${line.check}: ${line.detail}\n`);
+      if (line.action && line.status !== 'ok') process.stdout.write(`      do: ${line.action}\n`);
+    }
+  }
+  if (!answer.ok) {
+    const failed = answer.checks.filter((c) => c.status === 'fail').length;
+    throw new PgwardError(
+      'UPSTREAM_FAILED',
+      `connection "${name}" failed ${failed} check${failed === 1 ? '' : 's'}`,
+    );
+  }
 }

@@ -368,6 +368,20 @@ adminFlags(
 
 adminFlags(
   admin
+    .command('check')
+    .description('check what pgward can verify about a connection: reachability, TLS, credential, roles')
+    .argument('<resource>', 'conn')
+    .argument('<name>', 'the connection')
+    .addHelpText('after', '\nExample:\n  $ pgward admin check conn demo'),
+).action(
+  run(async (resource: string, name: string, opts: Record<string, unknown>) => {
+    const { runAdminCheck } = await import('./admin_command.js');
+    await runAdminCheck(resource, name, opts as AdminOptions);
+  }),
+);
+
+adminFlags(
+  admin
     .command('revoke')
     .description('end every sign-in of a person, or revoke one pgward token (read from stdin)')
     .argument('<what>', 'user | token')

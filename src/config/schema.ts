@@ -167,6 +167,19 @@ export const configSchema = z
          * not re-checked at connect (0: at every connect). A changed role set applies at once.
          */
         roleSyncSeconds: z.coerce.number().int().min(0).max(3600).default(10),
+        /**
+         * A provisioned login role's VALID UNTIL is this many seconds after each sync (renewed at
+         * connect): a password set inside the database stops working within it.
+         */
+        loginRoleValidSeconds: z.coerce.number().int().min(2).max(86_400).default(120),
+        /**
+         * A role every provisioned login role is made a member of, in every target (it must exist
+         * there, with ADMIN OPTION for the credential): pg_hba.conf can then accept `+group` only
+         * from the gateway's address.
+         */
+        loginRoleGroup: z.string().min(1).max(63).optional(),
+        /** Deadline of each upstream step: TCP connect, TLS, login, control queries, provisioning. */
+        upstreamTimeoutSeconds: z.coerce.number().min(0.1).max(600).default(10),
         /** Accept passwords without TLS from loopback clients. Unsafe off a developer machine. */
         allowLoopbackPlaintext: booleanSetting.default(false),
       })

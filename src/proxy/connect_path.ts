@@ -8,7 +8,8 @@ import type { Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
 import type { LoginRole } from '../upstream/role_provisioner.js';
 import { quoteLiteral } from '../upstream/sql_quote.js';
-import { type UpstreamConnection, UpstreamError, type UpstreamTarget } from '../upstream/upstream.js';
+import { type UpstreamConnection, UpstreamError } from '../upstream/upstream.js';
+import { upstreamTarget } from '../upstream/upstream_target.js';
 import type { Connection } from '../vault/connections.js';
 import type { ProxyContext } from './proxy_context.js';
 
@@ -183,22 +184,19 @@ export class ConnectPath {
     const credential = roleReady
       ? { user: roleReady.roleName, password: roleReady.password }
       : await ctx.connections.credential(connection);
-    const target: UpstreamTarget = {
-      host: connection.host,
-      port: connection.port,
-      database: connection.database,
-      sslmode: connection.sslmode,
-      sslCa: connection.sslCa,
-      user: credential.user,
-      password: credential.password,
-      params: appName === '' ? settings : { ...settings, application_name: appName },
-    };
+    const target = upstreamTarget(
+      connection,
+      credential,
+      appName === '' ? settings : { ...settings, application_name: appName },
+      ctx.config.upstreamTimeoutMs,
+    );
     try {
       upstream = await ctx.pool.open(target);
     } catch (err) {
-      if (!(roleReady && err instanceof UpstreamError && err.upstreamFields.get('C') === '28P01'))
-        throw upstreamFailure(err);
-      // The role's password was changed behind pgward's back: set a new one and retry once.
+      const code = err instanceof UpstreamError ? err.upstreamFields.get('C') : undefined;
+      if (!(roleReady && (code === '28P01' || code === '28000'))) throw upstreamFailure(err);
+      // The role's password was changed behind pgward's back (28P01), or another gateway took
+      // LOGIN away before the person was active again (28000): sync it again and retry once.
       roleReady = await ctx.provisioner.prepare(connection, person, roles, true);
       upstream = await ctx.pool.open({ ...target, password: roleReady.password }).catch((e) => {
         throw upstreamFailure(e);

@@ -21,6 +21,8 @@ export interface ProxyContext {
     maxStatementBytes: number;
     maxSessionsPerPerson: number;
     maxSessionsPerConnection: number;
+    /** Deadline of each step with a target (connect, TLS, login, control query). */
+    upstreamTimeoutMs: number;
   };
   log: Logger;
   /** TLS for clients; without it SSLRequest is answered "N". */

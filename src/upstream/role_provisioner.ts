@@ -3,26 +3,40 @@
  * cluster, named after their email, and at each connect grants exactly the database roles their
  * groups map to and revokes the others. It acts through the connection's own credential, which
  * needs CREATEROLE and ADMIN OPTION on the mapped roles (PostgreSQL 16+), never superuser.
- * All SQL passes names and secrets as quoted literals and builds identifiers with format('%I').
+ * Its SQL is constant text; every value travels as a bind parameter (role_sql.ts). It runs on
+ * pgward's own admin sessions (admin_pool.ts), the one way pgward talks to targets.
+ *
+ * A login role cannot be turned against pgward from inside the database: its VALID UNTIL is a
+ * few minutes away, renewed with its password at each sync, so a password the person set
+ * themselves stops working soon; settings stored on it, changed attributes, memberships granted
+ * by others and a changed comment are undone, and the session that found them is refused.
+ * `disablePerson` takes LOGIN away when a person is deactivated; the next sync gives it back.
  *
  * Roles belong to the whole cluster, not to one database, while grants and secrets are kept per
  * connection: two connections to one cluster must never share a login role, or each connect
  * through one would take back what the other granted and reset its password. So each role
  * carries a mark (its comment) naming the connection and person it serves; a role of the same
- * name marked for another, or with someone else's comment, is left alone and the person gets a
- * role with a suffix of their own on this connection.
+ * name marked for another, or with someone else's comment on a role pgward has not made yet, is
+ * left alone and the person gets a role with a suffix of their own on this connection.
  */
 import { createHash } from 'node:crypto';
-import pg from 'pg';
 import { PgwardError } from '../errors.js';
+import type { Logger } from '../log/logger.js';
 import { TtlCache } from '../ttl_cache.js';
 import type { Connection, ConnectionRepository } from '../vault/connections.js';
+import { AdminPool } from './admin_pool.js';
+import {
+  DISABLE_ROLE,
+  READ_TAMPERED,
+  ROLE_TAKEN,
+  SET_DISABLE_VALUES,
+  SET_SYNC_VALUES,
+  SYNC_ROLE,
+} from './role_sql.js';
 import { scramVerifier } from './scram.js';
-import { quoteLiteral } from './sql_quote.js';
+import { DEFAULT_UPSTREAM_TIMEOUT_MS } from './upstream.js';
 
 const MAX_IDENTIFIER_BYTES = 63;
-/** SQLSTATE the role sync raises when the role's name is taken in the cluster (ours alone). */
-const ROLE_TAKEN = 'PGW01';
 
 /**
  * The login role of a person: their email; with `suffix` (when that name is taken) the email
@@ -33,7 +47,8 @@ export function loginRoleName(email: string, suffix?: string): string {
   if (Buffer.byteLength(name) <= MAX_IDENTIFIER_BYTES) return name;
   const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
   let prefix = name;
-  while (Buffer.byteLength(prefix) > MAX_IDENTIFIER_BYTES - 9) prefix = prefix.slice(0, -1);
+  // By code point, so a character is never cut in half.
+  while (Buffer.byteLength(prefix) > MAX_IDENTIFIER_BYTES - 9) prefix = [...prefix].slice(0, -1).join('');
   return `${prefix}~${hash}`;
 }
 
@@ -47,135 +62,31 @@ export function loginRoleMark(connectionId: string, userId: string): string {
   return `pgward login role: connection ${connectionId}, person ${userId}`;
 }
 
-/**
- * The DO block that creates or checks the login role and makes its memberships exactly `wanted`.
- * An existing role is used only when it carries `mark`, or no comment at all (made by an
- * administrator for pgward, or by pgward before roles were marked) and no privileges pgward
- * does not manage; it is then marked.
- */
-export function syncRoleSql(
-  role: string,
-  wanted: string[],
-  verifier: string | undefined,
-  mark: string,
-): string {
-  const wantedArray = `ARRAY[${wanted.map(quoteLiteral).join(', ')}]::text[]`;
-  const setPassword = verifier
-    ? `EXECUTE format('ALTER ROLE %I PASSWORD %L', login, ${quoteLiteral(verifier)});`
-    : '';
-  const createPassword = verifier ? quoteLiteral(verifier) : 'NULL';
-  return `DO $pgward$
-DECLARE
-  login text := ${quoteLiteral(role)};
-  mark text := ${quoteLiteral(mark)};
-  wanted text[] := ${wantedArray};
-  existing record;
-  login_oid oid;
-  w text;
-  r text;
-BEGIN
-  SELECT rolsuper, rolcreaterole, rolreplication, rolbypassrls, rolcanlogin,
-         shobj_description(oid, 'pg_authid') AS note INTO existing
-    FROM pg_roles WHERE rolname = login;
-  IF NOT FOUND THEN
-    EXECUTE format('CREATE ROLE %I LOGIN INHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L',
-      login, ${createPassword});
-    EXECUTE format('COMMENT ON ROLE %I IS %L', login, mark);
-  ELSIF existing.note IS DISTINCT FROM mark AND existing.note IS NOT NULL THEN
-    RAISE EXCEPTION 'role % belongs to another connection, person or owner', login USING ERRCODE = '${ROLE_TAKEN}';
-  ELSIF existing.rolsuper OR existing.rolcreaterole OR existing.rolreplication OR existing.rolbypassrls THEN
-    RAISE EXCEPTION 'login role % exists with privileges pgward does not manage', login USING ERRCODE = '42501';
-  ELSE
-    ${setPassword}
-    IF existing.note IS NULL THEN
-      EXECUTE format('COMMENT ON ROLE %I IS %L', login, mark);
-    END IF;
-  END IF;
-  FOREACH w IN ARRAY wanted LOOP
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = w) THEN
-      RAISE EXCEPTION 'database role % does not exist', w USING ERRCODE = '42704';
-    END IF;
-  END LOOP;
-  FOR r IN SELECT g.rolname FROM pg_auth_members m
-      JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-      WHERE u.rolname = login LOOP
-    IF NOT (r = ANY (wanted)) THEN
-      EXECUTE format('REVOKE %I FROM %I', r, login);  -- a no-op (warning) for grants by others
-    END IF;
-  END LOOP;
-  -- A membership granted by someone else cannot be revoked by pgward: refuse rather than serve it.
-  SELECT string_agg(DISTINCT g.rolname, ', ') INTO r FROM pg_auth_members m
-    JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-    WHERE u.rolname = login AND NOT (g.rolname = ANY (wanted));
-  IF r IS NOT NULL THEN
-    RAISE EXCEPTION 'login role % holds memberships pgward cannot revoke: %', login, r USING ERRCODE = '42501';
-  END IF;
-  -- Privileges granted to the login role itself by someone else (not an owner's own) would come
-  -- on top of the mapped roles: refuse rather than serve them. This database's objects only.
-  SELECT oid INTO login_oid FROM pg_roles WHERE rolname = login;
-  SELECT string_agg(what, ', ' ORDER BY what) INTO r FROM (
-    SELECT DISTINCT format('%s %s',
-        CASE c.relkind WHEN 'S' THEN 'sequence' WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view'
-          WHEN 'f' THEN 'foreign table' ELSE 'table' END, c.oid::regclass) AS what
-      FROM pg_class c, aclexplode(c.relacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
-    UNION
-    SELECT format('column %s.%I', t.attrelid::regclass, t.attname)
-      FROM pg_attribute t, aclexplode(t.attacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
-    UNION
-    SELECT format('schema %I', n.nspname)
-      FROM pg_namespace n, aclexplode(n.nspacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
-    UNION
-    SELECT format('function %s', p.oid::regprocedure)
-      FROM pg_proc p, aclexplode(p.proacl) a WHERE a.grantee = login_oid AND a.grantor <> login_oid
-    UNION
-    SELECT format('database %I', d.datname)
-      FROM pg_database d, aclexplode(d.datacl) a
-      WHERE d.datname = current_database() AND a.grantee = login_oid AND a.grantor <> login_oid
-  ) direct;
-  IF r IS NOT NULL THEN
-    RAISE EXCEPTION 'login role % holds privileges granted to it directly, which pgward does not manage: %', login, r
-      USING ERRCODE = '42501';
-  END IF;
-  FOREACH w IN ARRAY wanted LOOP
-    IF NOT EXISTS (SELECT FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid JOIN pg_roles u ON u.oid = m.member
-                   WHERE u.rolname = login AND g.rolname = w) THEN
-      EXECUTE format('GRANT %I TO %I', w, login);
-    END IF;
-  END LOOP;
-END
-$pgward$`;
-}
-
-/** node-postgres TLS options for a connection's sslmode. */
-function pgSsl(connection: Connection): pg.ClientConfig['ssl'] {
-  switch (connection.sslmode) {
-    case 'disable':
-      return false;
-    case 'prefer':
-    case 'require':
-      return connection.sslCa
-        ? { ca: connection.sslCa, checkServerIdentity: () => undefined }
-        : { rejectUnauthorized: false };
-    case 'verify-ca':
-      return { ca: connection.sslCa, checkServerIdentity: () => undefined };
-    case 'verify-full':
-      return { ca: connection.sslCa, servername: connection.host };
-  }
-}
-
 export interface LoginRole {
   roleName: string;
   password: string;
 }
 
-/** A login role as the provisioner remembers it: is its password in the cluster yet? */
+/** A login role as the provisioner remembers it: is it in the cluster with this password yet? */
 interface CachedLogin extends LoginRole {
   passwordSet: boolean;
+  /** The SCRAM verifier of `password`, made once. */
+  verifier?: string;
+}
+
+export interface ProvisionerOptions {
+  /** A login role's VALID UNTIL is this far ahead of each sync. */
+  validForMs: number;
+  /** The deadline of each upstream step. */
+  timeoutMs: number;
+  log: Logger | undefined;
+  /** A role every login role is a member of (for pg_hba.conf's `+group`). */
+  group: string | undefined;
 }
 
 export class RoleProvisioner {
-  /** One small pool of admin sessions per connection, for the connection as it is now. */
-  private readonly admins = new Map<string, { version: string; pool: Promise<pg.Pool> }>();
+  /** pgward's own sessions on each target, for the connection as it is now. */
+  private readonly admin: AdminPool;
   /** Login roles (name and password) already read from the vault, per connection and person. */
   private readonly logins = new Map<string, CachedLogin>();
   /**
@@ -186,49 +97,36 @@ export class RoleProvisioner {
   private readonly synced = new TtlCache<string>();
   /** Syncs under way, per (connection, person): concurrent connects of one person share one. */
   private readonly inFlight = new Map<string, Promise<LoginRole>>();
+  private readonly opts: ProvisionerOptions;
+  /** How long a sync counts: never so long that VALID UNTIL could pass before the login. */
+  private readonly syncTtlMs: number;
 
   /**
    * @param syncIntervalMs grants are re-checked at a connect when the last check of the same
-   *   person, connection and role set is older than this (0: at every connect). A changed role
-   *   set is always applied at once.
+   *   person, connection and role set is older than this (0: at every connect), and at least
+   *   twice per VALID UNTIL period. A changed role set is always applied at once.
    */
   constructor(
     private readonly connections: ConnectionRepository,
-    private readonly syncIntervalMs: number,
-  ) {}
-
-  /** The admin pool for the connection; a connection changed since (host, credential) gets a new one. */
-  private admin(connection: Connection): Promise<pg.Pool> {
-    const current = this.admins.get(connection.id);
-    if (current && current.version === connection.version) return current.pool;
-    if (current) void current.pool.then((old) => old.end()).catch(() => undefined);
-    const pool = this.connections.credential(connection).then((credential) => {
-      const created = new pg.Pool({
-        host: connection.host,
-        port: connection.port,
-        database: connection.database,
-        user: credential.user,
-        password: credential.password,
-        ssl: pgSsl(connection),
-        max: 4,
-        idleTimeoutMillis: 60_000,
-        connectionTimeoutMillis: 10_000,
-        query_timeout: 15_000,
-        application_name: 'pgward (role provisioning)',
-      });
-      created.on('error', () => undefined);
-      return created;
-    });
-    pool.catch(() => {
-      if (this.admins.get(connection.id)?.pool === pool) this.admins.delete(connection.id);
-    });
-    this.admins.set(connection.id, { version: connection.version, pool });
-    return pool;
+    syncIntervalMs: number,
+    opts: Partial<ProvisionerOptions> = {},
+  ) {
+    this.opts = {
+      validForMs: 120_000,
+      timeoutMs: DEFAULT_UPSTREAM_TIMEOUT_MS,
+      log: undefined,
+      group: undefined,
+      ...opts,
+    };
+    this.syncTtlMs = Math.min(syncIntervalMs, this.opts.validForMs / 2);
+    this.admin = new AdminPool(connections, { timeoutMs: this.opts.timeoutMs });
   }
 
   /**
-   * Makes the person's login role exist with exactly `roles` granted; returns the name and the
-   * password to log in with. `resetPassword` sets a fresh verifier (after a failed login).
+   * Makes the person's login role exist with exactly `roles` granted, LOGIN and a fresh VALID
+   * UNTIL; returns the name and the password to log in with. `resetPassword` (after a failed
+   * login) reads the vault again and syncs now. Refuses (LOGIN_ROLE_TAMPERED, 42501) when the
+   * role was changed outside pgward, after undoing the change.
    */
   prepare(
     connection: Connection,
@@ -245,6 +143,42 @@ export class RoleProvisioner {
     return running;
   }
 
+  /**
+   * Takes LOGIN away from every login role of the person on every connection (deactivation,
+   * revocation). Tries every connection; rejects afterwards when one could not be reached.
+   * The person's next sync (they are active again) gives LOGIN back.
+   */
+  async disablePerson(userId: string): Promise<void> {
+    const failures: string[] = [];
+    for (const { connection, roleName } of await this.connections.loginRolesOf(userId)) {
+      this.synced.delete(`${connection.id}\0${userId}`);
+      try {
+        await this.admin.use(connection, (conn) =>
+          conn.pipeline(
+            [
+              { sql: SET_DISABLE_VALUES, params: [roleName, loginRoleMark(connection.id, userId)] },
+              { sql: DISABLE_ROLE },
+            ],
+            'the role change (NOLOGIN)',
+          ),
+        );
+      } catch (err) {
+        failures.push(connection.name);
+        this.opts.log?.warn(
+          { connection: connection.name, loginRole: roleName, err: (err as Error).message },
+          'cannot take LOGIN away from a login role',
+        );
+      }
+    }
+    if (failures.length > 0) {
+      throw new PgwardError(
+        'UPSTREAM_FAILED',
+        `cannot take LOGIN away from the person's login roles on ${failures.map((n) => `"${n}"`).join(', ')}`,
+        { hint: 'check that the targets are up, then deactivate the person again' },
+      );
+    }
+  }
+
   private async sync(
     connection: Connection,
     person: { userId: string; email: string },
@@ -255,15 +189,18 @@ export class RoleProvisioner {
     // After a failed login, the vault is asked again: another gateway may have changed the role.
     let login =
       (!resetPassword && this.logins.get(loginKey)) || (await this.storedLogin(connection, person, loginKey));
-    if (resetPassword) login.passwordSet = false;
     const syncKey = `${loginKey}\0${roles.join('\0')}`;
-    if (login.passwordSet && this.synced.get(loginKey) === syncKey) return login;
+    if (!resetPassword && login.passwordSet && this.synced.get(loginKey) === syncKey) {
+      return { roleName: login.roleName, password: login.password };
+    }
     const mark = loginRoleMark(connection.id, person.userId);
+    let tampered: string;
     try {
       try {
-        await this.run(connection, login, roles, mark);
+        tampered = await this.run(connection, login, roles, mark);
       } catch (err) {
-        if ((err as { code?: string }).code !== ROLE_TAKEN) throw err;
+        if ((err as { upstreamFields?: Map<string, string> }).upstreamFields?.get('C') !== ROLE_TAKEN)
+          throw err;
         // The name is another's in this cluster: this person gets their own on this connection,
         // unless another gateway gave it to them already.
         const taken = login.roleName;
@@ -278,14 +215,32 @@ export class RoleProvisioner {
           this.remember(loginKey, login);
         }
         login.passwordSet = false;
-        await this.run(connection, login, roles, mark);
+        tampered = await this.run(connection, login, roles, mark);
       }
       login.passwordSet = true;
-      this.synced.set(loginKey, syncKey, this.syncIntervalMs);
     } catch (err) {
       this.synced.delete(loginKey);
       throw this.failure(connection, err);
     }
+    if (tampered !== '') {
+      this.synced.delete(loginKey);
+      // Names what changed, never a value (a stored setting could hold anything).
+      this.opts.log?.warn(
+        { connection: connection.name, loginRole: login.roleName, userId: person.userId, changed: tampered },
+        'a login role was changed outside pgward: undone, and the session refused',
+      );
+      throw new PgwardError(
+        'LOGIN_ROLE_TAMPERED',
+        `your database login role on "${connection.name}" was changed outside pgward (${tampered}); ` +
+          'pgward has undone the change and refused this session',
+        {
+          hint: tampered.includes('cannot revoke')
+            ? 'a database administrator must revoke those memberships; ask a pgward administrator'
+            : 'connect again; changing your own database role (password, settings) is not allowed',
+        },
+      );
+    }
+    this.synced.set(loginKey, syncKey, this.syncTtlMs);
     return { roleName: login.roleName, password: login.password };
   }
 
@@ -306,7 +261,11 @@ export class RoleProvisioner {
           loginRoleName(person.email, loginRoleSuffix(connection.id, person.userId)),
         );
       });
-    const login = { ...stored, passwordSet: !stored.created };
+    const login: CachedLogin = {
+      roleName: stored.roleName,
+      password: stored.password,
+      passwordSet: !stored.created,
+    };
     this.remember(loginKey, login);
     return login;
   }
@@ -317,47 +276,69 @@ export class RoleProvisioner {
   }
 
   /**
-   * Runs the sync (with the password when it is not set yet); a concurrent CREATE ROLE of the
-   * same name by another gateway is retried once.
+   * Runs the sync in one implicit transaction (values as bind parameters, then the constant DO
+   * block); a concurrent CREATE ROLE of the same name by another gateway is retried once.
+   * Resolves with what was found changed outside pgward ('' when nothing).
    */
   private async run(
     connection: Connection,
     login: CachedLogin,
     roles: string[],
     mark: string,
-  ): Promise<void> {
-    const verifier = login.passwordSet ? undefined : await scramVerifier(login.password);
-    const sql = syncRoleSql(login.roleName, roles, verifier, mark);
-    const pool = await this.admin(connection);
+  ): Promise<string> {
+    login.verifier ??= await scramVerifier(login.password);
+    const { group } = this.opts;
+    const wanted = group === undefined || roles.includes(group) ? roles : [...roles, group];
+    const statements = [
+      {
+        sql: SET_SYNC_VALUES,
+        params: [
+          login.roleName,
+          mark,
+          JSON.stringify(wanted),
+          login.verifier,
+          String(Math.ceil(this.opts.validForMs / 1000)),
+          login.passwordSet ? 'on' : 'off',
+        ],
+      },
+      { sql: SYNC_ROLE },
+      { sql: READ_TAMPERED },
+    ];
+    const once = () =>
+      this.admin.use(connection, (conn) => conn.pipeline(statements, 'the role provisioning'));
+    let sets: (string | null)[][][];
     try {
-      await pool.query(sql);
+      sets = await once();
     } catch (err) {
-      const code = (err as { code?: string }).code;
+      const code = (err as { upstreamFields?: Map<string, string> }).upstreamFields?.get('C');
       if (code !== '23505' && code !== '42710') throw err;
-      await pool.query(sql);
+      sets = await once();
     }
+    return sets[2]?.[0]?.[0] ?? '';
   }
 
   private failure(connection: Connection, err: unknown): PgwardError {
-    const e = err as { code?: string; message?: string };
-    if (e.code === '42704' || e.code === '42501' || e.code === ROLE_TAKEN) {
+    const code = (err as { upstreamFields?: Map<string, string> }).upstreamFields?.get('C');
+    const message = (err as Error).message;
+    if (code === '42704' || code === '42501' || code === ROLE_TAKEN) {
       return new PgwardError(
         'NOT_ALLOWED',
-        `cannot prepare your database role on "${connection.name}": ${e.message}`,
+        `cannot prepare your database role on "${connection.name}": ${message}`,
         {
           hint: 'ask a pgward administrator to check the connection access map',
         },
       );
     }
+    // A timeout or a refused password method says what to do itself; keep its code.
+    if (err instanceof PgwardError && err.code !== 'UPSTREAM_FAILED') return err;
+    const detail = err instanceof PgwardError && err.detail ? `${message} (${err.detail})` : message;
     return new PgwardError('UPSTREAM_FAILED', `cannot manage database roles on "${connection.name}"`, {
       cause: err,
-      detail: e.message,
+      detail,
     });
   }
 
   async close(): Promise<void> {
-    const pools = [...this.admins.values()];
-    this.admins.clear();
-    await Promise.all(pools.map((p) => p.pool.then((pool) => pool.end()).catch(() => undefined)));
+    this.admin.close();
   }
 }

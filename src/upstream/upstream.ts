@@ -1,17 +1,20 @@
 /**
- * A connection from pgward to a target database: TLS per sslmode, startup, login (SCRAM-SHA-256,
- * md5 or cleartext), then either relayed to a client or driven by pgward itself (reset, SET).
+ * A connection from pgward to a target database: TLS per sslmode (tlsPlan), startup, login
+ * (SCRAM-SHA-256; md5 or cleartext only over verified TLS unless the connection accepts the
+ * risk), then either relayed to a client or driven by pgward itself (reset, SET, provisioning,
+ * with bind parameters). Every step has a deadline and fails naming the connection and the step.
  */
 import { createHash } from 'node:crypto';
 import { connect as netConnect, type Socket } from 'node:net';
 import { type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { PgwardError } from '../errors.js';
-import type { SslMode } from '../vault/connections.js';
+import { type SslMode, tlsPlan } from '../vault/ssl_mode.js';
 import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
 import { AUTH, BE, PROTOCOL } from '../wire/protocol.js';
 import { MessageReader } from '../wire/reader.js';
 import { SocketInput } from '../wire/socket_input.js';
+import * as control from './control_messages.js';
 import { SCRAM_MECHANISM, ScramClient } from './scram.js';
 
 export interface UpstreamTarget {
@@ -24,10 +27,22 @@ export interface UpstreamTarget {
   password: string;
   /** Startup parameters besides user and database (application_name, client_encoding, ...). */
   params: Record<string, string>;
+  /** The connection's name, for messages (the database name when absent). */
+  name?: string;
+  /** Deadline of each step: TCP connect, TLS answer, TLS handshake, login, a control query. */
+  timeoutMs?: number;
+  /**
+   * Unsafe: send the password in cleartext or md5 over TLS pgward did not verify (or none).
+   * Without it, only SCRAM-SHA-256 is answered unless sslmode is verify-ca or verify-full.
+   */
+  allowUnverifiedPasswordAuth?: boolean;
 }
 
-const CONNECT_TIMEOUT_MS = 10_000;
+export const DEFAULT_UPSTREAM_TIMEOUT_MS = 10_000;
 const MAX_UPSTREAM_MESSAGE = 64 * 1024 * 1024;
+
+/** SQLSTATE class 57P: the target is starting up, shutting down or cannot connect now. */
+const STARTING_UP = /^57P0[34]$/;
 
 /** Error from the target, carried with its own SQLSTATE. */
 export class UpstreamError extends PgwardError {
@@ -35,29 +50,83 @@ export class UpstreamError extends PgwardError {
     message: string,
     readonly upstreamFields: Map<string, string>,
   ) {
-    super('UPSTREAM_FAILED', message);
+    super(STARTING_UP.test(upstreamFields.get('C') ?? '') ? 'UPSTREAM_STARTING' : 'UPSTREAM_FAILED', message);
   }
 }
 
-function tcp(host: string, port: number, input: SocketInput): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port, noDelay: true, onread: input.readOptions() });
-    const timer = setTimeout(() => socket.destroy(new Error('connect timeout')), CONNECT_TIMEOUT_MS);
+/** The target asked for a vaulted password in a form pgward will not send it in. */
+export class PasswordAuthRefused extends PgwardError {
+  constructor(
+    target: UpstreamTarget,
+    /** `password` (cleartext) or `md5`, as pg_hba.conf names them. */
+    readonly method: 'password' | 'md5',
+  ) {
+    super(
+      'UPSTREAM_PASSWORD_REFUSED',
+      `target database "${targetName(target)}" asks for the password ${method === 'md5' ? 'as md5' : 'in cleartext'}, ` +
+        'which pgward sends only over TLS it verified',
+      {
+        hint:
+          'let the target use scram-sha-256 (pg_hba.conf and password_encryption), or set sslmode verify-ca or ' +
+          "verify-full with the target's CA; allowUnverifiedPasswordAuth accepts the risk (unsafe)",
+      },
+    );
+  }
+}
+
+/** What names a target in messages, and its deadline. */
+type TargetLabel = Pick<UpstreamTarget, 'host' | 'port' | 'database' | 'name' | 'timeoutMs'>;
+
+const targetName = (target: TargetLabel) => target.name ?? target.database;
+const timeoutOf = (target: TargetLabel) => target.timeoutMs ?? DEFAULT_UPSTREAM_TIMEOUT_MS;
+
+/** The error of a step that ran past its deadline, naming the connection and the step. */
+export function upstreamTimeout(target: TargetLabel, step: string): PgwardError {
+  const seconds = timeoutOf(target) / 1000;
+  return new PgwardError(
+    'UPSTREAM_TIMEOUT',
+    `target database "${targetName(target)}" did not answer ${step} within ${seconds} s`,
+    { hint: `check that ${target.host}:${target.port} is a PostgreSQL server that is up and not overloaded` },
+  );
+}
+
+/** Rejects with the step's timeout error when `work` takes longer; `onTimeout` tears down. */
+function within<T>(
+  target: UpstreamTarget,
+  step: string,
+  work: Promise<T>,
+  onTimeout: () => void,
+): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      reject(upstreamTimeout(target, step));
+      onTimeout();
+    }, timeoutOf(target));
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+function tcp(target: UpstreamTarget, input: SocketInput): Promise<Socket> {
+  const { host, port } = target;
+  const socket = netConnect({ host, port, noDelay: true, onread: input.readOptions() });
+  const connected = new Promise<Socket>((resolve, reject) => {
     socket.once('connect', () => {
-      clearTimeout(timer);
       socket.removeListener('error', onError);
       resolve(socket);
     });
     const onError = (err: Error) => {
-      clearTimeout(timer);
       reject(
-        new PgwardError('UPSTREAM_FAILED', `cannot reach the target database at ${host}:${port}`, {
-          cause: err,
-        }),
+        new PgwardError(
+          'UPSTREAM_FAILED',
+          `cannot reach target database "${targetName(target)}" at ${host}:${port}`,
+          { cause: err, detail: (err as NodeJS.ErrnoException).code ?? err.message },
+        ),
       );
     };
     socket.once('error', onError);
   });
+  return within(target, 'the TCP connect', connected, () => socket.destroy());
 }
 
 /** Reads exactly one byte (the answer to SSLRequest), refusing anything sent after it. */
@@ -86,17 +155,23 @@ function readSslAnswer(socket: Socket, input: SocketInput): Promise<number> {
   });
 }
 
-/** TLS per sslmode. A TLS socket is read through `input` from then on (its 'data' events). */
+/** How the connection is protected: no TLS, TLS with an unchecked certificate, or verified TLS. */
+export type UpstreamTls = 'none' | 'unverified' | 'verified';
+
+/** TLS per sslmode (tlsPlan). A TLS socket is read through `input` from then on (its 'data' events). */
 async function secure(
   socket: Socket,
   target: UpstreamTarget,
   input: SocketInput,
-): Promise<Socket | TLSSocket> {
-  if (target.sslmode === 'disable') return socket;
+): Promise<{ socket: Socket | TLSSocket; tls: UpstreamTls }> {
+  const plan = tlsPlan(target.sslmode, target.sslCa);
+  if (!plan.request) return { socket, tls: 'none' };
   socket.write(encode.sslRequest());
-  const answer = await readSslAnswer(socket, input);
+  const answer = await within(target, 'the TLS request', readSslAnswer(socket, input), () =>
+    socket.destroy(),
+  );
   if (answer === 0x4e /* N */) {
-    if (target.sslmode === 'prefer') return socket;
+    if (plan.plaintextFallback) return { socket, tls: 'none' };
     socket.destroy();
     throw new PgwardError(
       'UPSTREAM_FAILED',
@@ -107,16 +182,14 @@ async function secure(
     socket.destroy();
     throw new PgwardError('UPSTREAM_FAILED', 'the target answered the TLS request with garbage');
   }
-  const verify =
-    target.sslmode === 'verify-ca' || target.sslmode === 'verify-full' || target.sslCa !== undefined;
-  return new Promise((resolve, reject) => {
+  const handshake = new Promise<TLSSocket>((resolve, reject) => {
     const tls = tlsConnect({
       socket,
       servername: /^[\d.:]+$/.test(target.host) ? undefined : target.host,
       ca: target.sslCa,
-      rejectUnauthorized: verify,
-      // verify-ca checks the chain only; verify-full also the host name (Node's default check).
-      ...(target.sslmode === 'verify-full' ? {} : { checkServerIdentity: () => undefined }),
+      rejectUnauthorized: plan.verifyChain,
+      // Node checks the host name by default; verify-ca and below check the chain only.
+      ...(plan.verifyHost ? {} : { checkServerIdentity: () => undefined }),
     });
     tls.setNoDelay(true);
     input.listen(tls);
@@ -128,6 +201,14 @@ async function secure(
       reject(new PgwardError('UPSTREAM_FAILED', `TLS to the target failed: ${err.message}`, { cause: err }));
     tls.once('error', onError);
   });
+  const tls = await within(target, 'the TLS handshake', handshake, () => socket.destroy());
+  return { socket: tls, tls: plan.verifyChain ? 'verified' : 'unverified' };
+}
+
+/** "DISCARD ALL", "SET application_name": what a control query is called in a timeout error. */
+function describe(sql: string): string {
+  const words = /^\s*([A-Za-z]+(?:\s+[A-Za-z_]+)?)/.exec(sql)?.[1] ?? 'a query';
+  return `a control query (${words.replace(/\s+/g, ' ')})`;
 }
 
 function md5Password(user: string, password: string, salt: Buffer): string {
@@ -161,11 +242,16 @@ export class UpstreamConnection {
     this.wake();
   };
 
+  /** The authentication method the target asked for: scram-sha-256, md5, password or trust. */
+  authMethod: string = 'trust';
+
   private constructor(
     readonly socket: Socket | TLSSocket,
     /** The socket's bytes (see SocketInput for the rule on keeping them). */
     readonly input: SocketInput,
     readonly target: UpstreamTarget,
+    /** Whether the connection is encrypted, and the certificate checked. */
+    readonly tls: UpstreamTls,
   ) {
     input.onChunk = this.onControlData;
     socket.on('error', (err) => this.fail(err));
@@ -209,15 +295,26 @@ export class UpstreamConnection {
   /** Opens a connection and logs in. */
   static async open(target: UpstreamTarget): Promise<UpstreamConnection> {
     const input = new SocketInput();
-    const socket = await secure(await tcp(target.host, target.port, input), target, input);
-    const conn = new UpstreamConnection(socket, input, target);
+    const { socket, tls } = await secure(await tcp(target, input), target, input);
+    const conn = new UpstreamConnection(socket, input, target, tls);
     try {
-      await conn.login();
+      await within(target, 'the login', conn.login(), () => socket.destroy());
     } catch (err) {
       socket.destroy();
       throw err;
     }
     return conn;
+  }
+
+  /**
+   * Cleartext and md5 give the password (or a replayable hash of it) to whoever answers: only
+   * to a target whose certificate was verified, unless the connection accepts the risk.
+   */
+  private mayRevealPassword(method: 'password' | 'md5'): void {
+    this.authMethod = method;
+    if (this.tls !== 'verified' && this.target.allowUnverifiedPasswordAuth !== true) {
+      throw new PasswordAuthRefused(this.target, method);
+    }
   }
 
   private async login(): Promise<void> {
@@ -239,9 +336,11 @@ export class UpstreamConnection {
           case AUTH.OK:
             break;
           case AUTH.CLEARTEXT:
+            this.mayRevealPassword('password');
             this.socket.write(encode.passwordMessage(target.password));
             break;
           case AUTH.MD5:
+            this.mayRevealPassword('md5');
             this.socket.write(
               encode.passwordMessage(md5Password(target.user, target.password, data.subarray(0, 4))),
             );
@@ -254,6 +353,7 @@ export class UpstreamConnection {
                 `the target offers no supported SASL mechanism (${mechanisms.join(' ')})`,
               );
             }
+            this.authMethod = 'scram-sha-256';
             scram = new ScramClient(target.password);
             this.socket.write(encode.saslInitialResponse(SCRAM_MECHANISM, scram.clientFirst()));
             break;
@@ -314,24 +414,58 @@ export class UpstreamConnection {
     return this.parameterMessages;
   }
 
-  /** Runs SQL in control mode; resolves at ReadyForQuery, rejects with the first error. */
-  async query(sql: string): Promise<void> {
+  /**
+   * Runs SQL in control mode (simple protocol); resolves at ReadyForQuery with the rows, rejects
+   * with the first error. `step` names it in a timeout error (default: the SQL's first words).
+   */
+  query(sql: string, step = describe(sql)): Promise<(string | null)[][]> {
     this.socket.write(encode.query(sql));
-    let error: UpstreamError | undefined;
-    for (;;) {
-      const message = await this.next();
-      const type = message[0];
-      if (type === BE.ERROR && !error) {
-        const fields = decode.errorFields(message);
-        error = new UpstreamError(fields.get('M') ?? 'error', fields);
-      } else if (type === BE.PARAMETER_STATUS) {
-        this.parameterStatus(message);
-      } else if (type === BE.READY_FOR_QUERY) {
-        this.status = decode.readyStatus(message);
-        if (error) throw error;
-        return;
-      }
+    return this.results(step).then((sets) => sets.flat());
+  }
+
+  /**
+   * Runs statements with bind parameters (extended protocol) up to one Sync, so they share one
+   * implicit transaction: an error rolls all of them back. Resolves with each one's rows.
+   */
+  pipeline(
+    statements: readonly { sql: string; params?: readonly (string | null)[] }[],
+    step: string,
+  ): Promise<(string | null)[][][]> {
+    const out: Buffer[] = [];
+    for (const { sql, params = [] } of statements) {
+      out.push(control.parse(sql), control.bind(params), control.execute());
     }
+    out.push(control.sync());
+    this.socket.write(Buffer.concat(out));
+    return this.results(step);
+  }
+
+  /** Reads results up to ReadyForQuery under the deadline; a connection past it is closed. */
+  private results(step: string): Promise<(string | null)[][][]> {
+    const read = async () => {
+      const sets: (string | null)[][][] = [[]];
+      let error: UpstreamError | undefined;
+      for (;;) {
+        const message = await this.next();
+        const type = message[0];
+        if (type === BE.DATA_ROW) {
+          sets.at(-1)!.push(control.dataRow(message));
+        } else if (type === BE.COMMAND_COMPLETE) {
+          sets.push([]);
+        } else if (type === BE.ERROR && !error) {
+          const fields = decode.errorFields(message);
+          error = new UpstreamError(fields.get('M') ?? 'error', fields);
+        } else if (type === BE.PARAMETER_STATUS) {
+          this.parameterStatus(message);
+        } else if (type === BE.READY_FOR_QUERY) {
+          this.status = decode.readyStatus(message);
+          if (error) throw error;
+          sets.pop();
+          return sets;
+        }
+      }
+    };
+    return within(this.target, step, read(), () => this.socket.destroy());
   }
 
   /**
@@ -351,7 +485,7 @@ export class UpstreamConnection {
   /** Asks the target to cancel what this connection is running (a separate connection). */
   async cancel(): Promise<void> {
     const input = new SocketInput();
-    const socket = await secure(await tcp(this.target.host, this.target.port, input), this.target, input);
+    const { socket } = await secure(await tcp(this.target, input), this.target, input);
     socket.on('error', () => undefined);
     socket.end(encode.cancelRequest(this.backendPid, this.backendSecret));
   }

@@ -16,6 +16,8 @@ interface Idle {
 export interface PoolOptions {
   idleTimeoutMs: number;
   maxIdlePerKey: number;
+  /** The deadline of each upstream step, for targets that do not set their own. */
+  timeoutMs?: number;
 }
 
 export class UpstreamPool {
@@ -46,7 +48,7 @@ export class UpstreamPool {
   /** Opens a new connection (the caller decided none can be reused). */
   open(target: UpstreamTarget): Promise<UpstreamConnection> {
     this.metrics?.poolCheckout('opened');
-    return UpstreamConnection.open(target);
+    return UpstreamConnection.open({ timeoutMs: this.opts.timeoutMs, ...target });
   }
 
   /** Gives a connection back after its client left: reset and keep, or close. */

@@ -8,9 +8,9 @@ import type pg from 'pg';
 import { PgwardError } from '../errors.js';
 import { withTransaction } from '../store/transaction.js';
 import type { SecretBox } from './secret_box.js';
+import { SSL_MODE_STRENGTH, SSL_MODES, type SslMode, tlsPlan } from './ssl_mode.js';
 
-export const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
-export type SslMode = (typeof SSL_MODES)[number];
+export { SSL_MODES, type SslMode };
 export type RoleMode = 'provision' | 'shared';
 
 export interface Connection {
@@ -23,6 +23,8 @@ export interface Connection {
   sslCa: string | undefined;
   roleMode: RoleMode;
   credentialUser: string;
+  /** Unsafe: send the password in cleartext or md5 over TLS pgward did not verify. */
+  allowUnverifiedPasswordAuth: boolean;
   /** Group name → database roles that group's members get. */
   access: Map<string, string[]>;
   /** Changes whenever the connection is updated (what was cached for it must be redone). */
@@ -37,7 +39,12 @@ export interface ConnectionInput {
   sslmode?: SslMode;
   sslCa?: string;
   roleMode?: RoleMode;
-  /** Required for a new connection; when updating, absent means "keep the stored one". */
+  /** Unsafe; false when absent. */
+  allowUnverifiedPasswordAuth?: boolean;
+  /**
+   * Required for a new connection; when updating, absent means "keep the stored one", which is
+   * refused when the change could lead the credential to another server (see `custodyChanges`).
+   */
   credential?: { user: string; password: string };
   access?: Record<string, string[]>;
 }
@@ -52,13 +59,14 @@ interface ConnectionRow {
   ssl_ca: string | null;
   role_mode: RoleMode;
   credential_user: string;
+  allow_unverified_password_auth: boolean;
   access: Record<string, string[]> | null;
   version: string;
 }
 
 const SELECT_CONNECTION = `
   SELECT c.connection_id, c.name, c.host, c.port, c.database, c.sslmode, c.ssl_ca, c.role_mode, c.credential_user,
-         c.updated_at::text AS version,
+         c.allow_unverified_password_auth, c.updated_at::text AS version,
          (SELECT jsonb_object_agg(a.group_name, a.db_roles) FROM pgward.connection_access a
            WHERE a.connection_id = c.connection_id) AS access
     FROM pgward.connection c`;
@@ -74,6 +82,7 @@ function toConnection(row: ConnectionRow): Connection {
     sslCa: row.ssl_ca ?? undefined,
     roleMode: row.role_mode,
     credentialUser: row.credential_user,
+    allowUnverifiedPasswordAuth: row.allow_unverified_password_auth,
     access: new Map(Object.entries(row.access ?? {})),
     version: row.version,
   };
@@ -81,6 +90,25 @@ function toConnection(row: ConnectionRow): Connection {
 
 /** How long a looked-up connection is reused before the store is asked again. */
 const CACHE_MS = 2_000;
+
+/**
+ * The changes in `next` that could hand the stored credential to another server, or to one
+ * pgward can no longer check (host, port, database, a weaker sslmode, another CA for a verified
+ * connection, unverified password methods): each needs the credential sent again.
+ */
+export function custodyChanges(current: Connection, next: ConnectionInput): string[] {
+  const changed: string[] = [];
+  if (next.host !== current.host) changed.push('host');
+  if (next.port !== current.port) changed.push('port');
+  if (next.database !== current.database) changed.push('database');
+  const sslmode = next.sslmode ?? 'prefer';
+  if (SSL_MODE_STRENGTH[sslmode] < SSL_MODE_STRENGTH[current.sslmode]) changed.push('sslmode');
+  if (tlsPlan(current.sslmode, current.sslCa).verifyChain && (next.sslCa ?? undefined) !== current.sslCa)
+    changed.push('sslCa');
+  if (next.allowUnverifiedPasswordAuth === true && !current.allowUnverifiedPasswordAuth)
+    changed.push('allowUnverifiedPasswordAuth');
+  return changed;
+}
 
 const owner = (id: string) => `connection:${id}`;
 const loginOwner = (connectionId: string, userId: string) => `login-role:${connectionId}:${userId}`;
@@ -99,12 +127,30 @@ export class ConnectionRepository {
    */
   async put(input: ConnectionInput): Promise<Connection> {
     await withTransaction(this.pool, async (client) => {
+      if (!input.credential) {
+        const { rows: existing } = await client.query<ConnectionRow>(
+          `${SELECT_CONNECTION} WHERE c.name = $1 FOR UPDATE OF c`,
+          [input.name],
+        );
+        const changed = existing[0] ? custodyChanges(toConnection(existing[0]), input) : [];
+        if (changed.length > 0) {
+          throw new PgwardError(
+            'BAD_REQUEST',
+            `changing ${changed.join(', ')} of connection "${input.name}" needs the credential again`,
+            {
+              detail: `fields that could lead the stored credential elsewhere: ${changed.join(', ')}`,
+              hint: 'send credential (user and password) with the change',
+            },
+          );
+        }
+      }
       const { rows } = await client.query<{ connection_id: string; created: boolean }>(
         `INSERT INTO pgward.connection (tenant_id, name, host, port, database, sslmode, ssl_ca, role_mode,
-           credential_user, credential_secret)
-         SELECT tenant_id, $1, $2, $3, $4, $5, $6, $7, COALESCE($8, '?'), '\\x' FROM pgward.tenant WHERE code = 'default'
+           credential_user, credential_secret, allow_unverified_password_auth)
+         SELECT tenant_id, $1, $2, $3, $4, $5, $6, $7, COALESCE($8, '?'), '\\x', $9 FROM pgward.tenant WHERE code = 'default'
          ON CONFLICT (name) DO UPDATE SET host = $2, port = $3, database = $4, sslmode = $5, ssl_ca = $6,
-           role_mode = $7, credential_user = COALESCE($8, pgward.connection.credential_user), updated_at = now()
+           role_mode = $7, credential_user = COALESCE($8, pgward.connection.credential_user),
+           allow_unverified_password_auth = $9, updated_at = now()
          RETURNING connection_id, (xmax = 0) AS created`,
         [
           input.name,
@@ -115,6 +161,7 @@ export class ConnectionRepository {
           input.sslCa ?? null,
           input.roleMode ?? 'provision',
           input.credential?.user ?? null,
+          input.allowUnverifiedPasswordAuth ?? false,
         ],
       );
       const { connection_id: id, created } = rows[0]!;
@@ -165,6 +212,17 @@ export class ConnectionRepository {
     if (this.cache.size > 1000) this.cache.clear();
     this.cache.set(name, { connection, until: Date.now() + CACHE_MS });
     return connection;
+  }
+
+  /** The login roles pgward keeps for a person, on every connection. */
+  async loginRolesOf(userId: string): Promise<{ connection: Connection; roleName: string }[]> {
+    const { rows } = await this.pool.query<ConnectionRow & { role_name: string }>(
+      `SELECT l.role_name, s.* FROM pgward.login_role l
+         JOIN (${SELECT_CONNECTION}) s ON s.connection_id = l.connection_id
+        WHERE l.user_id = $1 ORDER BY s.name`,
+      [userId],
+    );
+    return rows.map((row) => ({ connection: toConnection(row), roleName: row.role_name }));
   }
 
   /** The connection's own credential, opened for an upstream login. */
