@@ -10,6 +10,7 @@ import { buildHttpServer, type HealthCheck } from './api/http_server.js';
 import { AuditQueries } from './audit/audit_queries.js';
 import { AuditWriter } from './audit/audit_writer.js';
 import { type Config, decodeSecretKey } from './config/schema.js';
+import { AccessEvents } from './directory/access_events.js';
 import { Directory } from './directory/directory.js';
 import { DirectoryAdmin } from './directory/directory_admin.js';
 import { PgwardError } from './errors.js';
@@ -18,8 +19,6 @@ import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { PgListener } from './proxy/pg_listener.js';
-import { RoleProvisioner } from './upstream/role_provisioner.js';
-import { UpstreamPool } from './upstream/upstream_pool.js';
 import { AccessTokens } from './session/access_tokens.js';
 import { Authenticator } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
@@ -27,6 +26,8 @@ import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
 import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
+import { RoleProvisioner } from './upstream/role_provisioner.js';
+import { UpstreamPool } from './upstream/upstream_pool.js';
 import { ConnectionRepository } from './vault/connections.js';
 import { SecretBox } from './vault/secret_box.js';
 
@@ -36,6 +37,10 @@ export interface Gateway {
   readonly store: Store;
   readonly connections: ConnectionRepository;
   readonly audit: AuditWriter;
+  /** Access events on the store: what live sessions subscribe to. */
+  readonly events: AccessEvents;
+  /** Token verification, sign-in and `recheck` of live sessions. */
+  readonly auth: Authenticator;
   close(): Promise<void>;
 }
 
@@ -91,6 +96,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     opts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
+    const events = new AccessEvents({
+      url: store.url,
+      pool: store.pool,
+      log: log.child({ component: 'access-events' }),
+    });
+    await events.start();
+    cleanup.unshift(() => events.close());
     const directory = new Directory(store.pool, config.tenancy);
     await directory.syncProviders(config.providers);
     const verifier = new TokenVerifier(config.providers, log);
@@ -126,7 +138,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       tokenLifetimeMs: config.tokens.accessTokenSeconds * 1000,
     });
     const accessTokens = new AccessTokens(signingKeys, () => issuer, config.tokens.accessTokenSeconds * 1000);
-    const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000);
+    const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000, events);
     const idp = new IdpClient();
     const auth = new Authenticator({
       providers: () => providers.all(),
@@ -135,6 +147,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       tokens: accessTokens,
       sessions,
       idp,
+      events,
     });
     const listener = new PgListener(
       {
@@ -171,9 +184,10 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         loginCodes: new LoginCodes(store.pool, box, sessions),
         signingKeys,
         connections,
-        directory: new DirectoryAdmin(store.pool),
+        directory: new DirectoryAdmin(store.pool, events),
         audit: new AuditQueries(store.pool),
         box,
+        events,
       },
       health: {
         store: async () =>
@@ -226,6 +240,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       store,
       connections,
       audit,
+      events,
+      auth,
       close: closeAll,
     };
   } catch (err) {

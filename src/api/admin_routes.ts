@@ -98,17 +98,9 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
   return async (app) => {
     const { signedIn, adminOnly } = requestGuards(ctx.auth);
-    // A change to who belongs where applies at the next connect on this gateway (others within
-    // their sign-in cache time, a few seconds).
-    app.addHook('onResponse', async (req, reply) => {
-      if (
-        req.method !== 'GET' &&
-        reply.statusCode < 300 &&
-        /^\/api\/v1\/(groups|mappings|users)/.test(req.url)
-      ) {
-        ctx.auth.forgetSignIns();
-      }
-    });
+    // Changes to who belongs where publish access events (directory admin, sign-ins, and the
+    // connection routes below): every gateway's caches and live sessions hear of them at once.
+    const everyone = (reason: string) => ctx.events.publish({ kind: 'everyone', reason });
 
     // ---- connections ---------------------------------------------------------------------------
 
@@ -204,7 +196,11 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           response: { 200: connectionOutput },
         },
       },
-      async (req) => showConnection(await updateConnection(req.params.name, req.body)),
+      async (req) => {
+        const updated = showConnection(await updateConnection(req.params.name, req.body));
+        await everyone(`connection "${req.params.name}" changed`);
+        return updated;
+      },
     );
 
     app.put(
@@ -219,7 +215,11 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           response: { 200: connectionOutput },
         },
       },
-      async (req) => showConnection(await updateConnection(req.params.name, { access: req.body })),
+      async (req) => {
+        const updated = showConnection(await updateConnection(req.params.name, { access: req.body }));
+        await everyone(`the access map of connection "${req.params.name}" changed`);
+        return updated;
+      },
     );
 
     app.delete(
@@ -236,6 +236,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         if (!(await ctx.connections.remove(req.params.name))) {
           throw new PgwardError('NOT_FOUND', `connection "${req.params.name}" does not exist`);
         }
+        await everyone(`connection "${req.params.name}" deleted`);
         return reply.status(204).send(null);
       },
     );
@@ -443,6 +444,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async (req, reply) => {
         await ctx.providers.setActive(req.params.name, req.body.isActive);
+        if (!req.body.isActive) await everyone(`provider "${req.params.name}" deactivated`);
         return reply.status(204).send(null);
       },
     );
@@ -461,6 +463,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async (req, reply) => {
         await ctx.providers.remove(req.params.name);
+        await everyone(`provider "${req.params.name}" deleted`);
         return reply.status(204).send(null);
       },
     );
@@ -560,7 +563,8 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       {
         preHandler: adminOnly,
         schema: {
-          summary: 'End every sign-in of a person: all their pgward tokens stop working',
+          summary:
+            "Revoke a person: every token issued before now (pgward's and the IdP's) stops working, and their sessions end",
           tags: ['users'],
           params: userParams,
           response: { 200: z.object({ revoked: z.number() }) },
@@ -568,9 +572,10 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async (req) => {
         const user = await ctx.directory.user(req.params.user);
-        return {
-          revoked: await ctx.sessions.revokeAllOf(user.userId, `revoked by ${caller(req).person.email}`),
-        };
+        const reason = `revoked by ${caller(req).person.email}`;
+        // Every token issued until now is refused, the IdP's too; then the sign-ins end.
+        await ctx.directory.revokePerson(user.userId, reason);
+        return { revoked: await ctx.sessions.revokeAllOf(user.userId, reason) };
       },
     );
 

@@ -32,7 +32,7 @@ const OUTBOUND_TIMEOUT_MS = 5_000;
 /** Same cap as a password message: nothing longer can be a token pgward accepts. */
 const MAX_TOKEN_CHARS = 65_535;
 /** Seconds of clock skew tolerated between pgward and the IdP. */
-const CLOCK_TOLERANCE_S = 30;
+export const CLOCK_TOLERANCE_S = 30;
 /** How long a userinfo answer vouches for an opaque token. */
 const USERINFO_TTL_MS = 60_000;
 
@@ -88,6 +88,20 @@ export function inspectToken(token: string): { header: JWSHeaderParameters; payl
   }
   if (typeof payload.iss !== 'string') throw tokenError('TOKEN_CLAIMS', 'the token has no issuer (iss)');
   return { header, payload };
+}
+
+/**
+ * Refuses a token issued in the future beyond the clock skew (jose checks `iat` only together
+ * with a maximum age): such a token would outlive a revocation recorded before its `iat`.
+ */
+export function assertIssuedInThePast(payload: JWTPayload, now = Date.now()): void {
+  if (payload.iat === undefined) return;
+  if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) {
+    throw tokenError('TOKEN_CLAIMS', "the token's iat claim must be a number");
+  }
+  if (payload.iat * 1000 > now + CLOCK_TOLERANCE_S * 1000) {
+    throw tokenError('TOKEN_NOT_YET_VALID', 'the token was issued in the future (iat); check the clocks');
+  }
 }
 
 /** Translates jose's verification failures into pgward's token codes. */
@@ -256,6 +270,7 @@ export class TokenVerifier {
         throw fallback instanceof errors.JWKSNoMatchingKey ? error : this.translate(fallback, state);
       }
     }
+    assertIssuedInThePast(payload);
     return { ...mapClaims(provider, payload), provider, expiresAt: new Date(payload.exp! * 1000) };
   }
 
