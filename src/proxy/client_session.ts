@@ -14,9 +14,6 @@ import type { Person } from '../directory/directory.js';
 import { asPgwardError, PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { SignedIn } from '../session/authenticator.js';
-import type { LoginRole } from '../upstream/role_provisioner.js';
-import { quoteLiteral } from '../upstream/sql_quote.js';
-import { type UpstreamConnection, UpstreamError, type UpstreamTarget } from '../upstream/upstream.js';
 import type { Connection } from '../vault/connections.js';
 import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
@@ -26,6 +23,9 @@ import { SocketInput } from '../wire/socket_input.js';
 import { readStartupPacket, type StartupPacket } from '../wire/startup.js';
 import type { CancelKey, Cancellable } from './cancel_map.js';
 import type { ProxyContext } from './proxy_context.js';
+import type { LoginRole } from '../upstream/role_provisioner.js';
+import { quoteLiteral } from '../upstream/sql_quote.js';
+import { type UpstreamConnection, UpstreamError, type UpstreamTarget } from '../upstream/upstream.js';
 
 /** Client message types the session decodes; everything else streams through. */
 const CLIENT_TYPES = typeFlags([

@@ -3,10 +3,10 @@ import type { SecureContext } from 'node:tls';
 import type { AuditWriter } from '../audit/audit_writer.js';
 import type { Logger } from '../log/logger.js';
 import type { SignedIn } from '../session/authenticator.js';
-import type { RoleProvisioner } from '../upstream/role_provisioner.js';
-import type { UpstreamPool } from '../upstream/upstream_pool.js';
 import type { ConnectionRepository } from '../vault/connections.js';
 import type { CancelMap } from './cancel_map.js';
+import type { RoleProvisioner } from '../upstream/role_provisioner.js';
+import type { UpstreamPool } from '../upstream/upstream_pool.js';
 
 export interface ProxyContext {
   config: {

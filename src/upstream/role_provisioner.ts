@@ -15,10 +15,10 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { PgwardError } from '../errors.js';
-import { TtlCache } from '../ttl_cache.js';
 import type { Connection, ConnectionRepository } from '../vault/connections.js';
 import { scramVerifier } from './scram.js';
 import { quoteLiteral } from './sql_quote.js';
+import { TtlCache } from '../ttl_cache.js';
 
 const MAX_IDENTIFIER_BYTES = 63;
 /** SQLSTATE the role sync raises when the role's name is taken in the cluster (ours alone). */
