@@ -19,6 +19,8 @@ import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { PgListener } from './proxy/pg_listener.js';
+import { RoleProvisioner } from './upstream/role_provisioner.js';
+import { UpstreamPool } from './upstream/upstream_pool.js';
 import { AccessTokens } from './session/access_tokens.js';
 import { Authenticator } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
@@ -26,8 +28,6 @@ import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
 import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
-import { RoleProvisioner } from './upstream/role_provisioner.js';
-import { UpstreamPool } from './upstream/upstream_pool.js';
 import { ConnectionRepository } from './vault/connections.js';
 import { SecretBox } from './vault/secret_box.js';
 
@@ -103,7 +103,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     await events.start();
     cleanup.unshift(() => events.close());
-    const directory = new Directory(store.pool, config.tenancy);
+    const directory = new Directory(store.pool, config.tenancy, events);
     await directory.syncProviders(config.providers);
     const verifier = new TokenVerifier(config.providers, log);
     const box = new SecretBox(key);

@@ -9,6 +9,7 @@ import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import type { VerifiedIdentity } from '../identity/token_verifier.js';
 import { withTransaction } from '../store/transaction.js';
+import type { AccessEvents } from './access_events.js';
 
 /** A signed-in person and what they may do now. */
 export interface Person {
@@ -90,6 +91,8 @@ export class Directory {
   constructor(
     private readonly pool: pg.Pool,
     private readonly tenancy: 'single' | 'multi' = 'single',
+    /** Told when a sign-in switches a person's last-used identity, which changes their groups. */
+    private readonly events?: AccessEvents,
   ) {}
 
   /**
@@ -175,7 +178,8 @@ export class Directory {
     const providerId = await this.providerId(identity.provider.name);
     if (!providerId)
       throw new PgwardError('INTERNAL', `provider ${identity.provider.name} is not in the directory`);
-    return withTransaction(this.pool, async (client) => {
+    let switched: string | undefined;
+    const person = await withTransaction(this.pool, async (client) => {
       const found = await client.query<{
         user_id: string;
         email: string;
@@ -220,10 +224,12 @@ export class Directory {
         userId = (await this.linkedPerson(client, identity)) ?? (await this.signUp(client, identity));
       }
       // This identity becomes the last-used one: its groups and roles now decide permissions.
-      await client.query(
-        'UPDATE pgward.user_identity SET is_last_used = false WHERE user_id = $1 AND is_last_used',
-        [userId],
+      const previous = await client.query(
+        `UPDATE pgward.user_identity SET is_last_used = false
+          WHERE user_id = $1 AND is_last_used AND NOT (provider_id = $2 AND provider_user_id = $3)`,
+        [userId, providerId, identity.subject],
       );
+      if ((previous.rowCount ?? 0) > 0) switched = userId;
       await client.query(
         `INSERT INTO pgward.user_identity
            (user_id, provider_id, provider_user_id, provider_groups, provider_roles, provider_data, is_last_used, last_login_at)
@@ -254,6 +260,14 @@ export class Directory {
         isAdmin,
       };
     });
+    if (switched) {
+      await this.events?.publish({
+        kind: 'person',
+        userId: switched,
+        reason: `signed in with ${identity.provider.name}, whose groups now decide`,
+      });
+    }
+    return person;
   }
 
   /**

@@ -120,6 +120,7 @@ export function translateJoseError(err: unknown, audience: string, issuerName: s
       iat: ['TOKEN_NOT_YET_VALID', 'the token was issued in the future'],
       exp: ['TOKEN_CLAIMS', 'the token has no expiry (exp)'],
       sub: ['TOKEN_CLAIMS', 'the token has no subject (sub)'],
+      typ: ['TOKEN_TYPE', 'the token is not a pgward access token (typ must be "at+jwt")'],
     };
     const [code, message] = known[err.claim] ?? ['TOKEN_CLAIMS', `the token's ${err.claim} claim is invalid`];
     return tokenError(code, message, err);
