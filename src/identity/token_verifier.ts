@@ -122,6 +122,10 @@ export function translateJoseError(err: unknown, audience: string, issuerName: s
       sub: ['TOKEN_CLAIMS', 'the token has no subject (sub)'],
       typ: ['TOKEN_TYPE', 'the token is not a pgward access token (typ must be "at+jwt")'],
     };
+    // A required claim that is absent is a claims problem, whatever checking it would have been.
+    if (err.reason === 'missing' && known[err.claim]?.[0] !== 'TOKEN_CLAIMS') {
+      return tokenError('TOKEN_CLAIMS', `the token has no ${err.claim} claim`, err);
+    }
     const [code, message] = known[err.claim] ?? ['TOKEN_CLAIMS', `the token's ${err.claim} claim is invalid`];
     return tokenError(code, message, err);
   }
