@@ -164,7 +164,7 @@ describe('revocation and the directory as the source of truth, on the dev stack'
     const wire = await t.refusal('viewer@example.com', { password: before });
     assert.equal(wire.code, '28P01');
     assert.match(wire.message, /sign-in was revoked/);
-    assert.match(wire.hint ?? '', /pgward login/);
+    assert.match(wire.message, /run `pgward login` again/);
 
     // A token without iat says nothing about when it was issued: refused once a revocation exists.
     const viewer = DEV_USERS[2]!;

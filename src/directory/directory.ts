@@ -37,8 +37,8 @@ export interface Standing {
 export function assertNotRevoked(revokedBefore: Date | undefined, issuedAt: Date | undefined): void {
   if (revokedBefore === undefined) return;
   if (issuedAt === undefined || issuedAt.getTime() < revokedBefore.getTime()) {
-    throw new PgwardError('TOKEN_REVOKED', 'your sign-in was revoked by a pgward administrator', {
-      hint: 'run `pgward login` again for a new token',
+    throw new PgwardError('TOKEN_REVOKED', 'your sign-in was revoked; run `pgward login` again', {
+      hint: 'a pgward administrator revoked the tokens issued to you until now; log in for a new one',
     });
   }
 }
