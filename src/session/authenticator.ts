@@ -168,7 +168,13 @@ export class Authenticator {
     if (standing.inactiveProviders.includes(provider)) {
       throw new PgwardError('NOT_ALLOWED', `your ${provider} identity is deactivated in pgward`);
     }
-    return standing.person;
+    if (!this.parts.providers().some((p) => p.name === provider)) {
+      throw new PgwardError('NOT_ALLOWED', `the identity provider ${provider} is no longer accepted here`, {
+        hint: 'log in with another provider, or ask a pgward administrator',
+      });
+    }
+    // The provider stays the one this token proves; groups and admin status are the directory's.
+    return { ...standing.person, provider };
   }
 
   private adminGroupsOf(provider: string): string[] {
