@@ -5,6 +5,7 @@ import type pg from 'pg';
 import { devLogin } from '../src/dev/dev_login.js';
 import { DEV_USERS } from '../src/dev/dev_users.js';
 import { type AccessEvent, AccessEvents } from '../src/directory/access_events.js';
+import { concerns } from '../src/session/authenticator.js';
 import { type EmbeddedCluster, startEmbeddedPostgres } from '../src/store/embedded_postgres.js';
 import { createPool } from '../src/store/store.js';
 import { call, deviceLogin } from './support/api.js';
@@ -219,6 +220,15 @@ describe('revocation and the directory as the source of truth, on the dev stack'
     for (const token of [own, fromIdp]) {
       assert.equal((await call(http, 'GET', '/api/v1/users', { token })).status, 200, 'made administrator');
     }
+    const appAdmin = async (token: string) => {
+      const client = await t.client('editor@example.com', { password: token });
+      try {
+        return (await client.query("select pg_has_role(current_user, 'app_admin', 'member') as a")).rows[0].a;
+      } finally {
+        await client.end();
+      }
+    };
+    assert.equal(await appAdmin(own), true, 'app_admin in the database too');
     assert.equal((await adminCall('DELETE', '/api/v1/groups/admin/members/editor@example.com')).status, 204);
     for (const token of [own, fromIdp]) {
       const res = await call(http, 'GET', '/api/v1/users', { token });
@@ -226,6 +236,8 @@ describe('revocation and the directory as the source of truth, on the dev stack'
       assert.equal(res.body['code'], 'NOT_ALLOWED');
       assert.equal((await whoami(token)).body['isAdmin'], false);
     }
+    assert.equal(await appAdmin(own), false, 'and app_admin is gone for the same token');
+    assert.equal(await appAdmin(fromIdp), false);
   });
 
   it('recheck tells a live session why it must end: logout, deactivation, revocation', async () => {
@@ -233,6 +245,12 @@ describe('revocation and the directory as the source of truth, on the dev stack'
     const grant = await deviceLogin(http, idp, 'editor@example.com');
     const signedIn = await auth.authenticate(grant.access_token);
     assert.ok(signedIn.signInId && signedIn.issuedAt, 'own tokens carry their sign-in and iat');
+    const { userId } = signedIn.person;
+    assert.ok(concerns({ kind: 'person', userId, reason: 'r' }, signedIn));
+    assert.ok(!concerns({ kind: 'person', userId: DEV_USERS[0]!.sub, reason: 'r' }, signedIn));
+    assert.ok(concerns({ kind: 'sign-in', signInId: signedIn.signInId, reason: 'r' }, signedIn));
+    assert.ok(!concerns({ kind: 'sign-in', signInId: userId, reason: 'r' }, signedIn));
+    assert.ok(concerns({ kind: 'everyone', reason: 'r' }, signedIn));
     const now = await auth.recheck(signedIn);
     assert.ok(now.ok);
     assert.deepEqual(now.person.groups, ['dev:editor', 'editor']);

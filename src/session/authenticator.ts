@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ProviderConfig } from '../config/schema.js';
-import type { AccessEvents } from '../directory/access_events.js';
+import type { AccessEvent, AccessEvents } from '../directory/access_events.js';
 import { assertNotRevoked, type Directory, type Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
 import {
@@ -39,6 +39,18 @@ export interface SignedIn {
 
 /** The answer of `recheck`: the person as the directory sees them now, or why they lost access. */
 export type Recheck = { ok: true; person: Person } | { ok: false; reason: string };
+
+/** Whether an access event concerns a session opened by `signedIn` (so it must `recheck`). */
+export function concerns(event: AccessEvent, signedIn: SignedIn): boolean {
+  switch (event.kind) {
+    case 'person':
+      return event.userId === signedIn.person.userId;
+    case 'sign-in':
+      return event.signInId === signedIn.signInId;
+    case 'everyone':
+      return true;
+  }
+}
 
 /** What a login or refresh hands the client (OAuth token response shape). */
 export interface TokenGrant {
