@@ -10,6 +10,7 @@ import { buildHttpServer, type HealthCheck } from './api/http_server.js';
 import { AuditQueries } from './audit/audit_queries.js';
 import { AuditWriter } from './audit/audit_writer.js';
 import { type Config, decodeSecretKey } from './config/schema.js';
+import { AccessEvents } from './directory/access_events.js';
 import { Directory } from './directory/directory.js';
 import { DirectoryAdmin } from './directory/directory_admin.js';
 import { PgwardError } from './errors.js';
@@ -19,13 +20,14 @@ import type { Logger } from './log/logger.js';
 import { isLoopbackHost } from './loopback.js';
 import { Metrics } from './metrics/metrics.js';
 import { loadSqlParser } from './policy/sql_parser.js';
+import { accessLost } from './proxy/access_recheck.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { ConnectPath } from './proxy/connect_path.js';
 import { PgListener } from './proxy/pg_listener.js';
 import type { ProxyContext } from './proxy/proxy_context.js';
 import { judgeStatement } from './proxy/statement_guard.js';
 import { AccessTokens } from './session/access_tokens.js';
-import { Authenticator } from './session/authenticator.js';
+import { Authenticator, type SignedIn } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
 import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
@@ -46,6 +48,10 @@ export interface Gateway {
   readonly metrics: Metrics;
   /** Login roles in the targets (deactivation calls `disablePerson`). */
   readonly provisioner: RoleProvisioner;
+  /** Access events on the store: what live sessions subscribe to. */
+  readonly events: AccessEvents;
+  /** Token verification, sign-in and `recheck` of live sessions. */
+  readonly auth: Authenticator;
   close(): Promise<void>;
 }
 
@@ -106,7 +112,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     opts.store ?? (await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, log }));
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
-    const directory = new Directory(store.pool, config.tenancy);
+    const events = new AccessEvents({
+      url: store.url,
+      pool: store.pool,
+      log: log.child({ component: 'access-events' }),
+    });
+    await events.start();
+    cleanup.unshift(() => events.close());
+    const directory = new Directory(store.pool, config.tenancy, events);
     await directory.syncProviders(config.providers);
     const metrics = new Metrics({ defaultMetrics: config.metrics.enabled });
     const verifier = new TokenVerifier(config.providers, log, undefined, metrics);
@@ -155,7 +168,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       tokenLifetimeMs: config.tokens.accessTokenSeconds * 1000,
     });
     const accessTokens = new AccessTokens(signingKeys, () => issuer, config.tokens.accessTokenSeconds * 1000);
-    const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000);
+    const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000, events);
     const idp = new IdpClient();
     const auth = new Authenticator({
       providers: () => providers.all(),
@@ -164,6 +177,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       tokens: accessTokens,
       sessions,
       idp,
+      events,
     });
     const proxyConfig: ProxyContext['config'] = {
       maxMessageBytes: config.pg.maxMessageBytes,
@@ -195,6 +209,16 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     const pgAddress = await listener.listen(config.pg.port, config.pg.host);
     cleanup.unshift(() => listener.close());
+    // Revocation that bites: each access event makes the live sessions it concerns check again.
+    const recheckParts = { recheck: (signedIn: SignedIn) => auth.recheck(signedIn), connections };
+    const unsubscribe = events.subscribe((event) => {
+      void listener
+        .endSessions((session) => accessLost(event, session, recheckParts))
+        .then((ended) => {
+          if (ended > 0) log.info({ ended, reason: event.reason }, 'sessions ended after an access change');
+        });
+    });
+    cleanup.unshift(unsubscribe);
 
     const http: FastifyInstance = await buildHttpServer({
       log,
@@ -211,9 +235,11 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         loginCodes: new LoginCodes(store.pool, box, sessions),
         signingKeys,
         connections,
-        directory: new DirectoryAdmin(store.pool),
+        directory: new DirectoryAdmin(store.pool, events),
         audit: new AuditQueries(store.pool),
         box,
+        events,
+        loginRoles: provisioner,
       },
       health: {
         store: async () =>
@@ -270,6 +296,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       audit,
       metrics,
       provisioner,
+      events,
+      auth,
       close: closeAll,
     };
   } catch (err) {

@@ -3,6 +3,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type pg from 'pg';
 import { type ProviderConfig, providerSchema } from '../src/config/schema.js';
 import { Directory, tenantFromEmail } from '../src/directory/directory.js';
+import { DirectoryAdmin } from '../src/directory/directory_admin.js';
 import { PgwardError } from '../src/errors.js';
 import type { VerifiedIdentity } from '../src/identity/token_verifier.js';
 import type { EmbeddedCluster } from '../src/store/embedded_postgres.js';
@@ -40,6 +41,7 @@ describe('directory (seed 004) on a real store', () => {
   let cluster: EmbeddedCluster;
   let pool: pg.Pool;
   let directory: Directory;
+  let admin: DirectoryAdmin;
 
   before(async () => {
     cluster = await startTestPostgres();
@@ -49,6 +51,7 @@ describe('directory (seed 004) on a real store', () => {
     pool = createPool(await createDatabase(cluster));
     await migrate(pool, quietLog);
     directory = new Directory(pool);
+    admin = new DirectoryAdmin(pool);
     await directory.syncProviders([okta, google, dex]);
   });
   after(async () => {
@@ -161,6 +164,55 @@ describe('directory (seed 004) on a real store', () => {
       'update pgward.user_info set is_active = true; update pgward.user_identity set is_active = false',
     );
     await assert.rejects(directory.signIn(identity(okta)), /your okta identity is deactivated in pgward/);
+  });
+
+  it('regression: an unverified email never renames a person nor takes an address that is taken', async () => {
+    const ada = await directory.signIn(identity(okta));
+    const bob = await directory.signIn(identity(okta, { subject: 'o-2', email: 'bob@example.com' }));
+    const renamed = await directory.signIn(
+      identity(okta, { email: 'bob@example.com', emailVerified: false }),
+    );
+    assert.equal(renamed.email, 'ada@example.com', 'the person keeps the email pgward has');
+    assert.equal((await admin.user('bob@example.com')).userId, bob.userId, 'bob is still the only bob');
+    assert.equal((await admin.user('ada@example.com')).userId, ada.userId);
+    await assert.rejects(
+      directory.signIn(identity(okta, { subject: 'o-3', email: 'bob@example.com', emailVerified: false })),
+      /okta has not verified the email bob@example\.com, which another person in pgward has/,
+    );
+    const verified = await directory.signIn(identity(okta, { email: 'ada.l@example.com' }));
+    assert.equal(verified.email, 'ada.l@example.com', 'a verified email renames');
+  });
+
+  it('says where a person stands now: groups of now, deactivation, revocation', async () => {
+    const person = await directory.signIn(identity(okta, { groups: ['viewer'] }));
+    await admin.createGroup('oncall', undefined);
+    await admin.addMember('oncall', person.userId);
+    await admin.createGroup('admin', undefined);
+    await admin.addMember('admin', person.userId);
+    const adminGroups = () => okta.adminGroups;
+    let standing = await directory.standing(person.userId, adminGroups);
+    assert.ok(standing?.person.groups.includes('oncall'));
+    assert.equal(standing?.person.isAdmin, true, 'a member of pgward admin');
+    await admin.removeMember('admin', person.userId);
+    standing = await directory.standing(person.userId, adminGroups);
+    assert.equal(standing?.person.isAdmin, false, 'removed from admin: not an administrator, from now on');
+    assert.equal(standing?.revokedBefore, undefined);
+
+    const revokedBefore = await admin.revokePerson(person.userId, 'test');
+    standing = await directory.standing(person.userId, adminGroups);
+    assert.equal(standing?.revokedBefore?.getTime(), revokedBefore.getTime());
+    assert.equal(revokedBefore.getMilliseconds(), 0, 'a whole second, after now');
+    assert.ok(revokedBefore.getTime() > Date.now() - 1000);
+    // A token issued before the revocation is refused at sign-in, and so is one without iat.
+    for (const issuedAt of [new Date(revokedBefore.getTime() - 1), undefined]) {
+      await assert.rejects(directory.signIn(identity(okta, { issuedAt })), (err: unknown) => {
+        assert.ok(err instanceof PgwardError);
+        assert.equal(err.code, 'TOKEN_REVOKED');
+        return true;
+      });
+    }
+    await directory.signIn(identity(okta, { issuedAt: revokedBefore }));
+    assert.equal(await directory.standing('00000000-0000-4000-8000-000000000000', adminGroups), undefined);
   });
 
   it('derives the tenant from the email domain in multi-tenant mode', async () => {

@@ -239,21 +239,23 @@ describe("pgward's own tokens", () => {
       (l) => l.startsWith(`${http}/login/callback`),
     );
     const url = new URL(callback!);
-    // The gateway's own sealed state, but with another nonce (only the key holder can make one).
+    // The gateway's own sealed state of this very login (same state and PKCE verifier, so the code
+    // exchange succeeds), with only the nonce changed: only the nonce check can refuse it.
     const box = new SecretBox(
       Buffer.from(readFileSync(path.join(t.dataDir, 'secret.key'), 'utf8').trim(), 'base64'),
     );
-    const state = {
-      provider: 'dev',
-      state: url.searchParams.get('state')!,
-      nonce: randomBytes(24).toString('base64url'),
-      verifier: 'x'.repeat(43),
-      until: Date.now() + 60_000,
-    };
+    const sealed = start.headers
+      .getSetCookie()[0]!
+      .split(';')[0]!
+      .replace(/^pgward_login=/, '');
+    const state = JSON.parse(box.open(Buffer.from(sealed, 'base64url'), 'pgward_login')) as { nonce: string };
+    assert.equal(state.nonce, authorize.searchParams.get('nonce'));
+    state.nonce = randomBytes(24).toString('base64url');
     const cookie = `pgward_login=${box.seal(JSON.stringify(state), 'pgward_login').toString('base64url')}`;
     const res = await call(http, 'GET', url.pathname + url.search, { cookie });
-    assert.equal(res.status, 401);
+    assert.equal(res.status, 401, JSON.stringify(res.body));
     assert.equal(res.body['code'], 'LOGIN_FAILED');
+    assert.match(String(res.body['detail']), /nonce/);
   });
 
   it('CLI browser login: one-time code bound to PKCE and a loopback redirect', async () => {
@@ -365,8 +367,12 @@ describe('signing keys', () => {
     const keys = new SigningKeys(pool, box, { rotationMs: 400, tokenLifetimeMs: 2_000 });
     const first = await keys.current();
     assert.equal((await keys.current()).kid, first.kid, 'no rotation within the period');
-    await new Promise((r) => setTimeout(r, 500));
-    const second = await keys.current();
+    // Poll past the rotation period instead of sleeping a guess of it.
+    let second = await keys.current();
+    for (const deadline = Date.now() + 10_000; second.kid === first.kid && Date.now() < deadline; ) {
+      await new Promise((r) => setTimeout(r, 50));
+      second = await keys.current();
+    }
     assert.notEqual(second.kid, first.kid, 'a new key after the rotation period');
     // Another gateway sharing the store sees both.
     const other = new SigningKeys(pool, box, { rotationMs: 400, tokenLifetimeMs: 2_000 });

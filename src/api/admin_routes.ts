@@ -126,17 +126,21 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
   return async (app) => {
     const { signedIn, adminOnly } = requestGuards(ctx.auth);
-    // A change to who belongs where applies at the next connect on this gateway (others within
-    // their sign-in cache time, a few seconds).
-    app.addHook('onResponse', async (req, reply) => {
-      if (
-        req.method !== 'GET' &&
-        reply.statusCode < 300 &&
-        /^\/api\/v1\/(groups|mappings|users)/.test(req.url)
-      ) {
-        ctx.auth.forgetSignIns();
-      }
-    });
+    // Changes to who belongs where publish access events (directory admin, sign-ins, and the
+    // connection routes below): every gateway's caches and live sessions hear of them at once.
+    const everyone = (reason: string) => ctx.events.publish({ kind: 'everyone', reason });
+    /**
+     * The database side of a deactivation or revocation: the person's login roles lose LOGIN in
+     * every target (their next sign-in gives it back). A target that cannot be reached does not
+     * fail the request: the role's short VALID UNTIL runs out there anyway.
+     */
+    const disableLogins = (userId: string) => {
+      ctx.loginRoles
+        .disablePerson(userId)
+        .catch((err: unknown) =>
+          ctx.log.warn({ err: (err as Error).message, userId }, 'could not take LOGIN away in every target'),
+        );
+    };
 
     // ---- connections ---------------------------------------------------------------------------
 
@@ -233,7 +237,11 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           response: { 200: connectionOutput },
         },
       },
-      async (req) => showConnection(await updateConnection(req.params.name, req.body)),
+      async (req) => {
+        const updated = showConnection(await updateConnection(req.params.name, req.body));
+        await everyone(`connection "${req.params.name}" changed`);
+        return updated;
+      },
     );
 
     app.post(
@@ -270,7 +278,11 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           response: { 200: connectionOutput },
         },
       },
-      async (req) => showConnection(await updateConnection(req.params.name, { access: req.body })),
+      async (req) => {
+        const updated = showConnection(await updateConnection(req.params.name, { access: req.body }));
+        await everyone(`the access map of connection "${req.params.name}" changed`);
+        return updated;
+      },
     );
 
     app.delete(
@@ -287,6 +299,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         if (!(await ctx.connections.remove(req.params.name))) {
           throw new PgwardError('NOT_FOUND', `connection "${req.params.name}" does not exist`);
         }
+        await everyone(`connection "${req.params.name}" deleted`);
         return reply.status(204).send(null);
       },
     );
@@ -494,6 +507,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async (req, reply) => {
         await ctx.providers.setActive(req.params.name, req.body.isActive);
+        if (!req.body.isActive) await everyone(`provider "${req.params.name}" deactivated`);
         return reply.status(204).send(null);
       },
     );
@@ -512,6 +526,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async (req, reply) => {
         await ctx.providers.remove(req.params.name);
+        await everyone(`provider "${req.params.name}" deleted`);
         return reply.status(204).send(null);
       },
     );
@@ -585,7 +600,10 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           throw new PgwardError('BAD_REQUEST', 'you cannot deactivate yourself');
         }
         await ctx.directory.setUserActive(user.userId, req.body.isActive);
-        if (!req.body.isActive) await ctx.sessions.revokeAllOf(user.userId, 'deactivated');
+        if (!req.body.isActive) {
+          await ctx.sessions.revokeAllOf(user.userId, 'deactivated');
+          disableLogins(user.userId);
+        }
         return ctx.directory.user(user.userId);
       },
     );
@@ -611,7 +629,8 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       {
         preHandler: adminOnly,
         schema: {
-          summary: 'End every sign-in of a person: all their pgward tokens stop working',
+          summary:
+            "Revoke a person: every token issued before now (pgward's and the IdP's) stops working, and their sessions end",
           tags: ['users'],
           params: userParams,
           response: { 200: z.object({ revoked: z.number() }) },
@@ -619,9 +638,12 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
       async (req) => {
         const user = await ctx.directory.user(req.params.user);
-        return {
-          revoked: await ctx.sessions.revokeAllOf(user.userId, `revoked by ${caller(req).person.email}`),
-        };
+        const reason = `revoked by ${caller(req).person.email}`;
+        // Every token issued until now is refused, the IdP's too; then the sign-ins end.
+        await ctx.directory.revokePerson(user.userId, reason);
+        const revoked = await ctx.sessions.revokeAllOf(user.userId, reason);
+        disableLogins(user.userId);
+        return { revoked };
       },
     );
 

@@ -192,15 +192,15 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         },
       },
       async (req, reply) => {
-        const { sessionId } = caller(req);
+        const { signInId } = caller(req);
         clearSessionCookies(reply);
-        if (!sessionId) {
+        if (!signInId) {
           throw new PgwardError(
             'BAD_REQUEST',
             'this is an IdP token, not a pgward sign-in; log out at the IdP',
           );
         }
-        return { revoked: await ctx.sessions.revoke(sessionId, 'logout') };
+        return { revoked: await ctx.sessions.revoke(signInId, 'logout') };
       },
     );
 
@@ -227,7 +227,7 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           if (target.person.userId !== me.person.userId && !me.person.isAdmin) {
             throw new PgwardError('NOT_ALLOWED', 'you may revoke only your own tokens');
           }
-          await ctx.sessions.revokeToken(target.tokenId, target.expiresAt);
+          await ctx.sessions.revokeToken(target.tokenId, target.expiresAt, target.signInId);
         }
         return { revoked: true as const };
       },
@@ -371,7 +371,7 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       const token = presentedToken(req);
       const signedIn = token ? await ctx.auth.authenticate(token).catch(() => undefined) : undefined;
       clearSessionCookies(reply);
-      if (signedIn?.sessionId) await ctx.sessions.revoke(signedIn.sessionId, 'logout');
+      if (signedIn?.signInId) await ctx.sessions.revoke(signedIn.signInId, 'logout');
       const provider = signedIn && ctx.providers.all().find((p) => p.name === signedIn.person.provider);
       const endSession = provider
         ? await ctx.idp.endSessionUrl(provider, `${ctx.publicUrl()}/`).catch(() => undefined)

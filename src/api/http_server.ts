@@ -19,6 +19,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { AuditQueries } from '../audit/audit_queries.js';
 import type { Config } from '../config/schema.js';
+import type { AccessEvents } from '../directory/access_events.js';
 import type { DirectoryAdmin } from '../directory/directory_admin.js';
 import { asPgwardError, PgwardError } from '../errors.js';
 import type { ProviderRegistry } from '../identity/provider_registry.js';
@@ -35,6 +36,7 @@ import { adminRoutes } from './admin_routes.js';
 import { authRoutes } from './auth_routes.js';
 import { meRoutes } from './me_routes.js';
 import { metricsRoutes } from './metrics_routes.js';
+import { sameOriginGuard } from './request_auth.js';
 
 /** One component's health: `ok`, and a short detail safe to show anyone. */
 export interface ComponentHealth {
@@ -74,6 +76,10 @@ export interface ApiContext {
   directory: DirectoryAdmin;
   audit: AuditQueries;
   box: SecretBox;
+  /** Access events: publish a change that may take access away. */
+  events: AccessEvents;
+  /** Login roles in the targets: LOGIN is taken away when a person is deactivated or revoked. */
+  loginRoles: { disablePerson(userId: string): Promise<void> };
 }
 
 export interface HttpServerOptions {
@@ -151,6 +157,10 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     credentials: true,
   });
   await app.register(fastifyRateLimit, { global: false });
+  app.addHook(
+    'onRequest',
+    sameOriginGuard(() => [new URL(opts.api.publicUrl()).origin, ...opts.api.config.api.corsOrigins]),
+  );
   await app.register(fastifySwagger, {
     openapi: {
       info: { title: 'pgward API', version: '1' },

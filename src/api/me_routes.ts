@@ -40,7 +40,7 @@ export function meRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         return {
           ...me.person,
           tokenExpiresAt: me.expiresAt,
-          ...(me.sessionId ? { signIn: me.sessionId } : {}),
+          ...(me.signInId ? { signIn: me.signInId } : {}),
         };
       },
     );

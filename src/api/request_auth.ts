@@ -16,6 +16,49 @@ declare module 'fastify' {
   }
 }
 
+/** Methods that change state: a cookie alone never authorizes them from another origin. */
+const STATE_CHANGING = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
+const SESSION_COOKIE = new RegExp(`(?:^|;)\\s*(?:${ACCESS_COOKIE}|${REFRESH_COOKIE})=`);
+
+/**
+ * Cross-site request forgery protection of cookie-authenticated requests (the console's). SameSite
+ * cookies do not stop a page of the same site (another port, a sibling subdomain), so a
+ * state-changing request that carries pgward's cookies and no bearer token must come from one of
+ * `origins` (the gateway's own, plus configured CORS origins): its Origin header says so, or,
+ * without one, `Sec-Fetch-Site` says same-origin or none (typed by the person).
+ */
+export function sameOriginGuard(origins: () => string[]) {
+  return async function sameOrigin(req: FastifyRequest): Promise<void> {
+    if (!STATE_CHANGING.has(req.method)) return;
+    if (req.headers.authorization !== undefined) return;
+    if (!SESSION_COOKIE.test(req.headers.cookie ?? '')) return;
+    const origin = req.headers.origin;
+    if (origin !== undefined) {
+      let allowed: string[] = [];
+      try {
+        allowed = origins();
+      } catch {
+        // No public URL yet: nothing is allowed.
+      }
+      if (allowed.includes(origin)) return;
+      throw new PgwardError(
+        'NOT_ALLOWED',
+        `a request from ${origin.slice(0, 200)} may not use pgward's cookies`,
+        {
+          hint: 'use the console at the gateway\'s own address, or send "Authorization: Bearer <token>"',
+        },
+      );
+    }
+    const site = req.headers['sec-fetch-site'];
+    if (site === 'same-origin' || site === 'none') return;
+    throw new PgwardError(
+      'NOT_ALLOWED',
+      "a state-changing request with pgward's cookies must say where it comes from (Origin header)",
+      { hint: 'send "Authorization: Bearer <token>" instead of the cookie from scripts and tools' },
+    );
+  };
+}
+
 /** The bearer token or the access cookie of a request, if any. */
 export function presentedToken(req: FastifyRequest): string | undefined {
   const header = req.headers.authorization;

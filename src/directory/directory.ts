@@ -9,6 +9,7 @@ import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import type { VerifiedIdentity } from '../identity/token_verifier.js';
 import { withTransaction } from '../store/transaction.js';
+import type { AccessEvents } from './access_events.js';
 
 /** A signed-in person and what they may do now. */
 export interface Person {
@@ -19,6 +20,27 @@ export interface Person {
   /** Effective pgward groups: mapped from the last-used identity, plus direct memberships. */
   groups: string[];
   isAdmin: boolean;
+}
+
+/** What the directory says about a person now: the source of truth at each use of a token. */
+export interface Standing {
+  /** The person with their groups and admin status as the directory decides them now. */
+  person: Person;
+  isActive: boolean;
+  /** Tokens issued before this instant are refused (`pgward admin revoke user`). */
+  revokedBefore: Date | undefined;
+  /** Providers through which this person's identity is deactivated. */
+  inactiveProviders: string[];
+}
+
+/** Refuses a token issued before the person's revocation, or one that does not say when. */
+export function assertNotRevoked(revokedBefore: Date | undefined, issuedAt: Date | undefined): void {
+  if (revokedBefore === undefined) return;
+  if (issuedAt === undefined || issuedAt.getTime() < revokedBefore.getTime()) {
+    throw new PgwardError('TOKEN_REVOKED', 'your sign-in was revoked; run `pgward login` again', {
+      hint: 'a pgward administrator revoked the tokens issued to you until now; log in for a new one',
+    });
+  }
 }
 
 const DEFAULT_TENANT = 'default';
@@ -43,12 +65,34 @@ export function tenantFromEmail(email: string): string {
   return code === '' ? DEFAULT_TENANT : code;
 }
 
+/** pgward groups mapped from an identity's IdP groups ($3) and roles ($4), plus direct memberships. */
+const GROUPS_SQL = `SELECT g.name
+     FROM pgward.user_group_mapping m JOIN pgward.user_group g USING (group_id)
+    WHERE m.provider_id = $2 AND (m.external_group = ANY($3) OR m.external_role = ANY($4))
+   UNION
+   SELECT g.name
+     FROM pgward.user_group_member gm JOIN pgward.user_group g USING (group_id) WHERE gm.user_id = $1`;
+
+/** An administrator: one of the provider's admin groups or roles at the IdP, or in pgward's `admin` group. */
+function isAdministrator(
+  adminGroups: readonly string[],
+  claimed: { groups: readonly string[]; roles: readonly string[] },
+  groups: readonly string[],
+): boolean {
+  return (
+    adminGroups.some((g) => claimed.groups.includes(g) || claimed.roles.includes(g)) ||
+    groups.includes('admin')
+  );
+}
+
 export class Directory {
   private providerIds = new Map<string, string>();
 
   constructor(
     private readonly pool: pg.Pool,
     private readonly tenancy: 'single' | 'multi' = 'single',
+    /** Told when a sign-in switches a person's last-used identity, which changes their groups. */
+    private readonly events?: AccessEvents,
   ) {}
 
   /**
@@ -134,14 +178,23 @@ export class Directory {
     const providerId = await this.providerId(identity.provider.name);
     if (!providerId)
       throw new PgwardError('INTERNAL', `provider ${identity.provider.name} is not in the directory`);
-    return withTransaction(this.pool, async (client) => {
-      const found = await client.query<{ user_id: string; user_active: boolean; identity_active: boolean }>(
-        `SELECT u.user_id, u.is_active AS user_active, i.is_active AS identity_active
+    let switched: string | undefined;
+    const person = await withTransaction(this.pool, async (client) => {
+      const found = await client.query<{
+        user_id: string;
+        email: string;
+        user_active: boolean;
+        identity_active: boolean;
+        revoked_before: Date | null;
+      }>(
+        `SELECT u.user_id, u.email, u.is_active AS user_active, i.is_active AS identity_active,
+                u.revoked_before
          FROM pgward.user_identity i JOIN pgward.user_info u USING (user_id)
          WHERE i.provider_id = $1 AND i.provider_user_id = $2 FOR UPDATE`,
         [providerId, identity.subject],
       );
       let userId: string;
+      let email = identity.email;
       const existing = found.rows[0];
       if (existing) {
         if (!existing.user_active) {
@@ -158,19 +211,25 @@ export class Directory {
             },
           );
         }
+        assertNotRevoked(existing.revoked_before ?? undefined, identity.issuedAt);
         userId = existing.user_id;
+        // Only an email the IdP verified renames a person: an unverified one is whatever the
+        // person typed at the IdP, and would make them someone else in pgward.
+        if (!identity.emailVerified) email = existing.email;
         await client.query(
           'UPDATE pgward.user_info SET email = $2, name = COALESCE($3, name), updated_at = now() WHERE user_id = $1',
-          [userId, identity.email, identity.name ?? null],
+          [userId, email, identity.name ?? null],
         );
       } else {
         userId = (await this.linkedPerson(client, identity)) ?? (await this.signUp(client, identity));
       }
       // This identity becomes the last-used one: its groups and roles now decide permissions.
-      await client.query(
-        'UPDATE pgward.user_identity SET is_last_used = false WHERE user_id = $1 AND is_last_used',
-        [userId],
+      const previous = await client.query(
+        `UPDATE pgward.user_identity SET is_last_used = false
+          WHERE user_id = $1 AND is_last_used AND NOT (provider_id = $2 AND provider_user_id = $3)`,
+        [userId, providerId, identity.subject],
       );
+      if ((previous.rowCount ?? 0) > 0) switched = userId;
       await client.query(
         `INSERT INTO pgward.user_identity
            (user_id, provider_id, provider_user_id, provider_groups, provider_roles, provider_data, is_last_used, last_login_at)
@@ -187,23 +246,86 @@ export class Directory {
         ],
       );
       const groups = await this.effectiveGroups(client, userId, providerId, identity);
-      const isAdmin =
-        identity.provider.adminGroups.some(
-          (g) => identity.groups.includes(g) || identity.roles.includes(g),
-        ) || groups.includes('admin');
+      const isAdmin = isAdministrator(identity.provider.adminGroups, identity, groups);
       await client.query('UPDATE pgward.user_info SET is_admin = $2 WHERE user_id = $1 AND is_admin <> $2', [
         userId,
         isAdmin,
       ]);
       return {
         userId,
-        email: identity.email,
+        email,
         name: identity.name,
         provider: identity.provider.name,
         groups,
         isAdmin,
       };
     });
+    if (switched) {
+      await this.events?.publish({
+        kind: 'person',
+        userId: switched,
+        reason: `signed in with ${identity.provider.name}, whose groups now decide`,
+      });
+    }
+    return person;
+  }
+
+  /**
+   * What the directory says about a person now, read at each use of a token: active or not,
+   * revoked since when, and groups and admin status from their last-used identity's IdP groups
+   * and roles (as stored at their last sign-in) with the mappings and memberships of now.
+   */
+  async standing(
+    userId: string,
+    adminGroupsOf: (provider: string) => string[],
+  ): Promise<Standing | undefined> {
+    const { rows } = await this.pool.query<{
+      email: string;
+      name: string | null;
+      is_active: boolean;
+      revoked_before: Date | null;
+      provider: string | null;
+      provider_id: string | null;
+      provider_groups: string[] | null;
+      provider_roles: string[] | null;
+      inactive: string[];
+    }>(
+      `SELECT u.email, u.name, u.is_active, u.revoked_before, p.code AS provider, i.provider_id,
+              i.provider_groups, i.provider_roles,
+              ARRAY(SELECT p2.code FROM pgward.user_identity i2 JOIN pgward.provider p2 USING (provider_id)
+                     WHERE i2.user_id = u.user_id AND NOT i2.is_active) AS inactive
+         FROM pgward.user_info u
+         LEFT JOIN pgward.user_identity i ON i.user_id = u.user_id AND i.is_last_used
+         LEFT JOIN pgward.provider p ON p.provider_id = i.provider_id
+        WHERE u.user_id = $1`,
+      [userId],
+    );
+    const row = rows[0];
+    if (!row) return undefined;
+    const claimed = { groups: row.provider_groups ?? [], roles: row.provider_roles ?? [] };
+    const provider = row.provider ?? '';
+    const { rows: named } = await this.pool.query<{ name: string }>(GROUPS_SQL, [
+      userId,
+      row.provider_id,
+      claimed.groups,
+      claimed.roles,
+    ]);
+    const groups = new Set(named.map((r) => r.name));
+    if (row.provider) for (const g of claimed.groups) groups.add(namespacedGroup(provider, g));
+    const sorted = [...groups].sort();
+    return {
+      person: {
+        userId,
+        email: row.email,
+        name: row.name ?? undefined,
+        provider,
+        groups: sorted,
+        isAdmin: isAdministrator(row.provider ? adminGroupsOf(provider) : [], claimed, sorted),
+      },
+      isActive: row.is_active,
+      revokedBefore: row.revoked_before ?? undefined,
+      inactiveProviders: row.inactive,
+    };
   }
 
   /**
@@ -225,6 +347,19 @@ export class Directory {
 
   /** Just-in-time sign-up: a new person in the default tenant, or the email's (multi-tenant). */
   private async signUp(client: pg.PoolClient, identity: VerifiedIdentity): Promise<string> {
+    if (!identity.emailVerified) {
+      // An unverified email may be anyone's: it never takes the address of someone already here.
+      const taken = await client.query('SELECT 1 FROM pgward.user_info WHERE lower(email) = lower($1)', [
+        identity.email,
+      ]);
+      if ((taken.rowCount ?? 0) > 0) {
+        throw new PgwardError(
+          'NOT_ALLOWED',
+          `${identity.provider.name} has not verified the email ${identity.email}, which another person in pgward has`,
+          { hint: 'verify your email at the identity provider, then sign in again' },
+        );
+      }
+    }
     const tenant = this.tenancy === 'multi' ? tenantFromEmail(identity.email) : DEFAULT_TENANT;
     if (tenant !== DEFAULT_TENANT) {
       await client.query(
@@ -251,15 +386,12 @@ export class Directory {
     providerId: string,
     identity: VerifiedIdentity,
   ): Promise<string[]> {
-    const { rows } = await client.query<{ name: string }>(
-      `SELECT g.name
-         FROM pgward.user_group_mapping m JOIN pgward.user_group g USING (group_id)
-        WHERE m.provider_id = $2 AND (m.external_group = ANY($3) OR m.external_role = ANY($4))
-       UNION
-       SELECT g.name
-         FROM pgward.user_group_member gm JOIN pgward.user_group g USING (group_id) WHERE gm.user_id = $1`,
-      [userId, providerId, identity.groups, identity.roles],
-    );
+    const { rows } = await client.query<{ name: string }>(GROUPS_SQL, [
+      userId,
+      providerId,
+      identity.groups,
+      identity.roles,
+    ]);
     const groups = new Set(rows.map((r) => r.name));
     for (const g of identity.groups) groups.add(namespacedGroup(identity.provider.name, g));
     return [...groups].sort();

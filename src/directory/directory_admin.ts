@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import { PgwardError } from '../errors.js';
+import type { AccessEvent, AccessEvents } from './access_events.js';
 
 export interface UserSummary {
   userId: string;
@@ -49,7 +50,31 @@ function notFound(what: string): PgwardError {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export class DirectoryAdmin {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    /** Told of every change that may take access away, so live sessions recheck at once. */
+    private readonly events?: AccessEvents,
+  ) {}
+
+  private async publish(event: AccessEvent): Promise<void> {
+    await this.events?.publish(event);
+  }
+
+  /**
+   * Revokes a person: every token issued before now, the IdP's included, is refused from now on
+   * (rounded up to the next second, since tokens say when they were issued in whole seconds).
+   */
+  async revokePerson(userId: string, reason: string): Promise<Date> {
+    const { rows } = await this.pool.query<{ revoked_before: Date }>(
+      `UPDATE pgward.user_info SET revoked_before = date_trunc('second', now()) + interval '1 second',
+              updated_at = now()
+        WHERE user_id = $1 RETURNING revoked_before`,
+      [userId],
+    );
+    if (!rows[0]) throw notFound(`user ${userId}`);
+    await this.publish({ kind: 'person', userId, reason });
+    return rows[0].revoked_before;
+  }
 
   async listUsers(filter: { email?: string | undefined } = {}): Promise<UserSummary[]> {
     const { rows } = await this.pool.query<UserSummary>(
@@ -100,6 +125,7 @@ export class DirectoryAdmin {
       [userId, active],
     );
     if (rowCount !== 1) throw notFound(`user ${userId}`);
+    await this.publish({ kind: 'person', userId, reason: active ? 'reactivated' : 'deactivated in pgward' });
   }
 
   async setIdentityActive(userId: string, identityId: string, active: boolean): Promise<void> {
@@ -108,6 +134,11 @@ export class DirectoryAdmin {
       [userId, identityId, active],
     );
     if (rowCount !== 1) throw notFound(`identity ${identityId} of user ${userId}`);
+    await this.publish({
+      kind: 'person',
+      userId,
+      reason: active ? 'identity reactivated' : 'identity deactivated in pgward',
+    });
   }
 
   async listGroups(): Promise<GroupSummary[]> {
@@ -133,6 +164,7 @@ export class DirectoryAdmin {
   async deleteGroup(name: string): Promise<void> {
     const { rowCount } = await this.pool.query('DELETE FROM pgward.user_group WHERE name = $1', [name]);
     if (rowCount === 0) throw notFound(`group "${name}"`);
+    await this.publish({ kind: 'everyone', reason: `group "${name}" deleted` });
   }
 
   async members(group: string): Promise<UserSummary[]> {
@@ -154,6 +186,7 @@ export class DirectoryAdmin {
       'INSERT INTO pgward.user_group_member (group_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
       [groupId, userId],
     );
+    await this.publish({ kind: 'person', userId, reason: `added to group "${group}"` });
   }
 
   async removeMember(group: string, userId: string): Promise<void> {
@@ -163,6 +196,7 @@ export class DirectoryAdmin {
       [groupId, userId],
     );
     if (rowCount === 0) throw notFound(`membership of ${userId} in "${group}"`);
+    await this.publish({ kind: 'person', userId, reason: `removed from group "${group}"` });
   }
 
   private async groupId(name: string): Promise<string> {
@@ -208,6 +242,7 @@ export class DirectoryAdmin {
       if (known.rowCount === 0) throw notFound(`provider "${input.provider}"`);
       throw new PgwardError('CONFLICT', 'this mapping already exists');
     }
+    await this.publish({ kind: 'everyone', reason: 'a group mapping was added' });
     return (await this.listMappings(input.provider)).find((m) => m.mappingId === rows[0]!.mapping_id)!;
   }
 
@@ -223,6 +258,7 @@ export class DirectoryAdmin {
       });
     }
     await this.pool.query('DELETE FROM pgward.user_group_mapping WHERE mapping_id = $1', [mappingId]);
+    await this.publish({ kind: 'everyone', reason: 'a group mapping was removed' });
   }
 
   async providers(): Promise<

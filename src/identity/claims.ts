@@ -14,6 +14,8 @@ export interface MappedClaims {
   preferredUsername: string | undefined;
   groups: string[];
   roles: string[];
+  /** When the token was issued (`iat`), if it says. */
+  issuedAt?: Date | undefined;
 }
 
 const MAX_LIST = 512;
@@ -25,10 +27,17 @@ function invalid(message: string): PgwardError {
   return new PgwardError('TOKEN_CLAIMS', message);
 }
 
+/**
+ * C0 and C1 control characters (NUL among them): PostgreSQL's text cannot hold NUL, and none of
+ * them belong in a name, an email or a group, where they would also forge lines in logs.
+ */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 function optionalString(value: unknown, what: string, max: number): string | undefined {
   if (value === undefined || value === null) return undefined;
   if (typeof value !== 'string' || value.length > max)
     throw invalid(`the ${what} claim must be a string of at most ${max} characters`);
+  if (CONTROL.test(value)) throw invalid(`the ${what} claim holds a control character`);
   return value;
 }
 
@@ -43,6 +52,7 @@ function stringList(value: unknown, what: string): string[] {
     if (typeof item !== 'string' || item.length === 0 || item.length > MAX_ITEM) {
       throw invalid(`the ${what} claim must hold non-empty strings of at most ${MAX_ITEM} characters`);
     }
+    if (CONTROL.test(item)) throw invalid(`the ${what} claim holds a control character`);
   }
   return [...new Set(list as string[])];
 }
@@ -63,5 +73,6 @@ export function mapClaims(provider: ProviderConfig, claims: Record<string, unkno
     preferredUsername: optionalString(claims['preferred_username'], 'preferred_username', MAX_EMAIL),
     groups: stringList(readClaim(claims, provider.claims.groups), 'groups'),
     roles: provider.claims.roles ? stringList(readClaim(claims, provider.claims.roles), 'roles') : [],
+    issuedAt: typeof claims['iat'] === 'number' ? new Date(claims['iat'] * 1000) : undefined,
   };
 }

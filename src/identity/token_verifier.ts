@@ -34,7 +34,7 @@ const OUTBOUND_TIMEOUT_MS = 5_000;
 /** Same cap as a password message: nothing longer can be a token pgward accepts. */
 const MAX_TOKEN_CHARS = 65_535;
 /** Seconds of clock skew tolerated between pgward and the IdP. */
-const CLOCK_TOLERANCE_S = 30;
+export const CLOCK_TOLERANCE_S = 30;
 /** How long a userinfo answer vouches for an opaque token. */
 const USERINFO_TTL_MS = 60_000;
 
@@ -92,6 +92,20 @@ export function inspectToken(token: string): { header: JWSHeaderParameters; payl
   return { header, payload };
 }
 
+/**
+ * Refuses a token issued in the future beyond the clock skew (jose checks `iat` only together
+ * with a maximum age): such a token would outlive a revocation recorded before its `iat`.
+ */
+export function assertIssuedInThePast(payload: JWTPayload, now = Date.now()): void {
+  if (payload.iat === undefined) return;
+  if (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat)) {
+    throw tokenError('TOKEN_CLAIMS', "the token's iat claim must be a number");
+  }
+  if (payload.iat * 1000 > now + CLOCK_TOLERANCE_S * 1000) {
+    throw tokenError('TOKEN_NOT_YET_VALID', 'the token was issued in the future (iat); check the clocks');
+  }
+}
+
 /** Translates jose's verification failures into pgward's token codes. */
 export function translateJoseError(err: unknown, audience: string, issuerName: string): PgwardError {
   if (err instanceof PgwardError) return err;
@@ -108,7 +122,12 @@ export function translateJoseError(err: unknown, audience: string, issuerName: s
       iat: ['TOKEN_NOT_YET_VALID', 'the token was issued in the future'],
       exp: ['TOKEN_CLAIMS', 'the token has no expiry (exp)'],
       sub: ['TOKEN_CLAIMS', 'the token has no subject (sub)'],
+      typ: ['TOKEN_TYPE', 'the token is not a pgward access token (typ must be "at+jwt")'],
     };
+    // A required claim that is absent is a claims problem, whatever checking it would have been.
+    if (err.reason === 'missing' && known[err.claim]?.[0] !== 'TOKEN_CLAIMS') {
+      return tokenError('TOKEN_CLAIMS', `the token has no ${err.claim} claim`, err);
+    }
     const [code, message] = known[err.claim] ?? ['TOKEN_CLAIMS', `the token's ${err.claim} claim is invalid`];
     return tokenError(code, message, err);
   }
@@ -302,6 +321,7 @@ export class TokenVerifier {
         throw fallback instanceof errors.JWKSNoMatchingKey ? error : this.translate(fallback, state);
       }
     }
+    assertIssuedInThePast(payload);
     return { ...mapClaims(provider, payload), provider, expiresAt: new Date(payload.exp! * 1000) };
   }
 

@@ -366,6 +366,11 @@ export class ClientSession implements Cancellable {
     return this.signedIn;
   }
 
+  /** The database roles the session was given. */
+  get roles(): readonly string[] {
+    return this.attached?.roles ?? [];
+  }
+
   /** The connection this session is attached to. */
   get connection(): Connection | undefined {
     return this.attached?.connection;

@@ -8,7 +8,12 @@ import { importJWK, type JWTHeaderParameters, jwtVerify, SignJWT } from 'jose';
 import { z } from 'zod';
 import type { Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
-import { tokenError, translateJoseError } from '../identity/token_verifier.js';
+import {
+  assertIssuedInThePast,
+  CLOCK_TOLERANCE_S,
+  tokenError,
+  translateJoseError,
+} from '../identity/token_verifier.js';
 import { type SigningKeys, TOKEN_ALG } from './signing_keys.js';
 
 /** `aud` of pgward's tokens. */
@@ -24,12 +29,15 @@ const claimsSchema = z.object({
   sid: z.uuid(),
   jti: z.uuid(),
   exp: z.number(),
+  iat: z.number(),
 });
 
 export interface VerifiedAccess {
+  /** The person as the token names them at issue time (the directory decides what they may do now). */
   person: Person;
-  sessionId: string;
+  signInId: string;
   tokenId: string;
+  issuedAt: Date;
   expiresAt: Date;
 }
 
@@ -46,7 +54,7 @@ export class AccessTokens {
     return iss === this.issuer();
   }
 
-  async issue(person: Person, sessionId: string): Promise<{ token: string; expiresAt: Date }> {
+  async issue(person: Person, signInId: string): Promise<{ token: string; expiresAt: Date }> {
     const key = await this.keys.current();
     const expiresAt = new Date(Date.now() + this.lifetimeMs);
     const token = await new SignJWT({
@@ -55,7 +63,7 @@ export class AccessTokens {
       groups: person.groups,
       adm: person.isAdmin,
       idp: person.provider,
-      sid: sessionId,
+      sid: signInId,
     })
       .setProtectedHeader({ alg: TOKEN_ALG, kid: key.kid, typ: 'at+jwt' })
       .setIssuer(this.issuer())
@@ -86,9 +94,10 @@ export class AccessTokens {
           algorithms: [TOKEN_ALG],
           typ: 'at+jwt',
           requiredClaims: ['exp', 'iat', 'sub', 'jti'],
-          clockTolerance: 30,
+          clockTolerance: CLOCK_TOLERANCE_S,
         },
       ));
+      assertIssuedInThePast(payload as never);
     } catch (err) {
       if (err instanceof PgwardError) throw err;
       throw translateJoseError(err, PGWARD_AUDIENCE, 'pgward');
@@ -105,8 +114,9 @@ export class AccessTokens {
         groups: c.groups,
         isAdmin: c.adm,
       },
-      sessionId: c.sid,
+      signInId: c.sid,
       tokenId: c.jti,
+      issuedAt: new Date(c.iat * 1000),
       expiresAt: new Date(c.exp * 1000),
     };
   }

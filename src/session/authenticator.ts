@@ -7,7 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import type { ProviderConfig } from '../config/schema.js';
-import type { Directory, Person } from '../directory/directory.js';
+import type { AccessEvent, AccessEvents } from '../directory/access_events.js';
+import { assertNotRevoked, type Directory, type Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
 import {
   inspectToken,
@@ -21,16 +22,34 @@ import type { AccessTokens } from './access_tokens.js';
 import type { IdpClient, IdpTokens } from './idp_client.js';
 import type { LoginClient, LoginSessions } from './login_sessions.js';
 
-/** A person proven by a token. */
+/** A person proven by a token, with what `recheck` needs to ask the directory again later. */
 export interface SignedIn {
+  /** The person as the directory decided at sign-in: email, groups and admin status. */
   person: Person;
   /** When the token stops being valid. */
   expiresAt: Date;
+  /** When the token was issued (`iat`); a revocation refuses tokens issued before it. */
+  issuedAt: Date | undefined;
   /** The IdP's preferred_username, when the token came from an IdP. */
   preferredUsername?: string | undefined;
   /** Set for pgward's own tokens: the sign-in and token ids (to revoke them). */
-  sessionId?: string;
+  signInId?: string;
   tokenId?: string;
+}
+
+/** The answer of `recheck`: the person as the directory sees them now, or why they lost access. */
+export type Recheck = { ok: true; person: Person } | { ok: false; reason: string };
+
+/** Whether an access event concerns a session opened by `signedIn` (so it must `recheck`). */
+export function concerns(event: AccessEvent, signedIn: SignedIn): boolean {
+  switch (event.kind) {
+    case 'person':
+      return event.userId === signedIn.person.userId;
+    case 'sign-in':
+      return event.signInId === signedIn.signInId;
+    case 'everyone':
+      return true;
+  }
 }
 
 /** What a login or refresh hands the client (OAuth token response shape). */
@@ -42,14 +61,17 @@ export interface TokenGrant {
   person: Person;
 }
 
-/** A grant with the sign-in it belongs to (response schemas leave `sessionId` out). */
+/** A grant with the sign-in it belongs to (response schemas leave `signInId` out). */
 export interface IssuedGrant extends TokenGrant {
-  sessionId: string;
+  signInId: string;
 }
 
 /** A verified IdP token is trusted again without re-verification for at most this long. */
 const IDP_TOKEN_CACHE_MS = 60_000;
-/** A sign-in (directory lookup) is reused for this long: deactivation takes effect within it. */
+/**
+ * A sign-in (directory lookup) of one token is reused for this long, and only while this gateway
+ * hears access events, which empty the cache at once.
+ */
 const SIGN_IN_CACHE_MS = 5_000;
 
 const hash = (text: string) => createHash('sha256').update(text).digest('base64url');
@@ -67,8 +89,13 @@ export class Authenticator {
       tokens: AccessTokens;
       sessions: LoginSessions;
       idp: IdpClient;
+      /** Without events, nothing is cached: every use asks the directory. */
+      events?: AccessEvents;
     },
-  ) {}
+  ) {
+    // Any change to who may do what empties the cache of sign-ins at once.
+    parts.events?.subscribe(() => this.forgetSignIns());
+  }
 
   provider(name: string | undefined): ProviderConfig {
     const providers = this.parts.providers();
@@ -107,8 +134,63 @@ export class Authenticator {
         Math.min(IDP_TOKEN_CACHE_MS, identity.expiresAt.getTime() - Date.now()),
       );
     }
-    const person = await this.signIn(identity);
-    return { person, expiresAt: identity.expiresAt, preferredUsername: identity.preferredUsername };
+    const person = await this.signIn(key, identity);
+    return {
+      person,
+      expiresAt: identity.expiresAt,
+      issuedAt: identity.issuedAt,
+      preferredUsername: identity.preferredUsername,
+    };
+  }
+
+  /**
+   * Asks the directory again about someone signed in earlier (a live session does, at each access
+   * event): still active, not revoked since their token was issued, their sign-in not ended, and
+   * their groups and admin status now. Throws STORE_UNAVAILABLE when the store does not answer.
+   */
+  async recheck(signedIn: SignedIn): Promise<Recheck> {
+    try {
+      const person = await this.current(signedIn);
+      return { ok: true, person };
+    } catch (err) {
+      if (err instanceof PgwardError && (err.code === 'TOKEN_REVOKED' || err.code === 'NOT_ALLOWED')) {
+        return { ok: false, reason: err.message };
+      }
+      throw err;
+    }
+  }
+
+  /** The person behind a token as the directory decides now; throws TOKEN_REVOKED or NOT_ALLOWED. */
+  private async current(signedIn: SignedIn): Promise<Person> {
+    const { directory, sessions } = this.parts;
+    const { userId, email, provider } = signedIn.person;
+    if (signedIn.signInId !== undefined && signedIn.tokenId !== undefined) {
+      if (!(await sessions.isLive(signedIn.signInId, signedIn.tokenId))) {
+        throw tokenError('TOKEN_REVOKED', 'this token was revoked, or its sign-in ended (logout)');
+      }
+    }
+    const standing = await directory.standing(userId, (name) => this.adminGroupsOf(name));
+    if (!standing) throw new PgwardError('NOT_ALLOWED', `${email} is no longer in the pgward directory`);
+    if (!standing.isActive) {
+      throw new PgwardError('NOT_ALLOWED', `${standing.person.email} is deactivated in pgward`, {
+        hint: 'ask a pgward administrator to reactivate you',
+      });
+    }
+    assertNotRevoked(standing.revokedBefore, signedIn.issuedAt);
+    if (standing.inactiveProviders.includes(provider)) {
+      throw new PgwardError('NOT_ALLOWED', `your ${provider} identity is deactivated in pgward`);
+    }
+    if (!this.parts.providers().some((p) => p.name === provider)) {
+      throw new PgwardError('NOT_ALLOWED', `the identity provider ${provider} is no longer accepted here`, {
+        hint: 'log in with another provider, or ask a pgward administrator',
+      });
+    }
+    // The provider stays the one this token proves; groups and admin status are the directory's.
+    return { ...standing.person, provider };
+  }
+
+  private adminGroupsOf(provider: string): string[] {
+    return this.parts.providers().find((p) => p.name === provider)?.adminGroups ?? [];
   }
 
   /** Forgets cached sign-ins, so a change to groups, mappings or people applies at the next connect. */
@@ -116,34 +198,30 @@ export class Authenticator {
     this.people.clear();
   }
 
+  /**
+   * pgward's own token: its claims say who it was issued to; the directory says, at each use and
+   * uncached, whether that still holds and what the person may do now (groups, admin).
+   */
   private async ownToken(token: string): Promise<SignedIn> {
     const access = await this.parts.tokens.verify(token);
-    // Not cached: a revoked sign-in or a deactivated person must stop working at once.
-    if (!(await this.parts.sessions.isLive(access.sessionId, access.tokenId))) {
-      throw tokenError('TOKEN_REVOKED', 'this token was revoked, or its sign-in ended');
-    }
-    return {
+    const signedIn: SignedIn = {
       person: access.person,
       expiresAt: access.expiresAt,
-      sessionId: access.sessionId,
+      issuedAt: access.issuedAt,
+      signInId: access.signInId,
       tokenId: access.tokenId,
     };
+    signedIn.person = await this.current(signedIn);
+    return signedIn;
   }
 
-  private async signIn(identity: Parameters<Directory['signIn']>[0]): Promise<Person> {
-    const key = hash(
-      JSON.stringify([
-        identity.provider.name,
-        identity.subject,
-        identity.email,
-        identity.groups,
-        identity.roles,
-      ]),
-    );
-    const cached = this.people.get(key);
+  /** Signs a verified IdP token in; the directory's answer is reused briefly for the same token. */
+  private async signIn(tokenKey: string, identity: Parameters<Directory['signIn']>[0]): Promise<Person> {
+    const cacheable = this.parts.events?.listening === true;
+    const cached = cacheable ? this.people.get(tokenKey) : undefined;
     if (cached) return cached;
     const person = await this.parts.directory.signIn(identity);
-    this.people.set(key, person, SIGN_IN_CACHE_MS);
+    if (cacheable) this.people.set(tokenKey, person, SIGN_IN_CACHE_MS);
     return person;
   }
 
@@ -153,6 +231,8 @@ export class Authenticator {
       ...login.identity,
       provider,
       expiresAt: new Date(Date.now() + this.parts.tokens.lifetimeMs),
+      // The IdP vouched for the person just now, whatever its ID token's iat says.
+      issuedAt: new Date(),
     });
     const session = await this.parts.sessions.create({
       userId: person.userId,
@@ -191,6 +271,7 @@ export class Authenticator {
         ...login.identity,
         provider,
         expiresAt: new Date(Date.now() + this.parts.tokens.lifetimeMs),
+        issuedAt: new Date(),
       });
     } catch (err) {
       if (err instanceof PgwardError && err.code === 'NOT_ALLOWED') {
@@ -206,10 +287,10 @@ export class Authenticator {
     return this.grant(person, session.id, next);
   }
 
-  private async grant(person: Person, sessionId: string, refreshToken: string): Promise<IssuedGrant> {
-    const { token, expiresAt } = await this.parts.tokens.issue(person, sessionId);
+  private async grant(person: Person, signInId: string, refreshToken: string): Promise<IssuedGrant> {
+    const { token, expiresAt } = await this.parts.tokens.issue(person, signInId);
     return {
-      sessionId,
+      signInId,
       access_token: token,
       token_type: 'Bearer',
       expires_in: Math.floor((expiresAt.getTime() - Date.now()) / 1000),

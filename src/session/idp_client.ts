@@ -187,9 +187,13 @@ export class IdpClient {
       }
       if (err instanceof oidc.ClientError) {
         // State, nonce, PKCE, ID token signature or claims did not check out.
+        // openid-client wraps oauth4webapi's error, whose cause names the claim that failed.
+        const cause = err.cause as { claim?: unknown; cause?: { claim?: unknown } } | undefined;
+        const claim = cause?.claim ?? cause?.cause?.claim;
+        const which = typeof claim === 'string' && /^[a-z_]{1,32}$/.test(claim) ? ` (${claim})` : '';
         throw new PgwardError(
           'LOGIN_FAILED',
-          `the login response from ${provider.name} is invalid: ${err.message}`,
+          `the login response from ${provider.name} is invalid: ${err.message}${which}`,
           {
             cause: err,
             hint: 'start the login again',

@@ -50,14 +50,14 @@ export class LoginCodes {
   async issue(grant: IssuedGrant, cli: { codeChallenge: string; redirectUri: string }): Promise<string> {
     const code = randomBytes(32).toString('base64url');
     const hash = sha256(code);
-    const { sessionId, ...forClient } = grant;
+    const { signInId, ...forClient } = grant;
     await this.pool.query(
       `INSERT INTO pgward.cli_login_code
          (code_hash, login_session_id, code_challenge, redirect_uri, grant_sealed, expires_at)
        VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))`,
       [
         hash,
-        sessionId,
+        signInId,
         cli.codeChallenge,
         cli.redirectUri,
         this.box.seal(JSON.stringify({ grant: forClient, issuedAt: Date.now() }), owner(hash)),

@@ -5,6 +5,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import type { AccessEvents } from '../directory/access_events.js';
 import { PgwardError } from '../errors.js';
 import { tokenError } from '../identity/token_verifier.js';
 import type { SecretBox } from '../vault/secret_box.js';
@@ -50,6 +51,8 @@ export class LoginSessions {
     private readonly pool: pg.Pool,
     private readonly box: SecretBox,
     private readonly lifetimeMs: number,
+    /** Told of every ended sign-in, so live sessions opened with its tokens end too. */
+    private readonly events?: AccessEvents,
   ) {}
 
   private toSession(row: Row): LoginSession {
@@ -179,12 +182,13 @@ export class LoginSessions {
     });
   }
 
-  async revoke(sessionId: string, reason: string): Promise<boolean> {
+  async revoke(signInId: string, reason: string): Promise<boolean> {
     const { rowCount } = await this.pool.query(
       `UPDATE pgward.login_session SET revoked_at = now(), revoked_reason = $2, idp_refresh_token = NULL
         WHERE login_session_id = $1 AND revoked_at IS NULL`,
-      [sessionId, reason],
+      [signInId, reason],
     );
+    await this.events?.publish({ kind: 'sign-in', signInId, reason: `sign-in ended: ${reason}` });
     return rowCount === 1;
   }
 
@@ -195,15 +199,18 @@ export class LoginSessions {
         WHERE user_id = $1 AND revoked_at IS NULL`,
       [userId, reason],
     );
+    await this.events?.publish({ kind: 'person', userId, reason: `sign-ins ended: ${reason}` });
     return rowCount ?? 0;
   }
 
   /** Revokes one access token until it would have expired anyway. */
-  async revokeToken(tokenId: string, expiresAt: Date): Promise<void> {
+  async revokeToken(tokenId: string, expiresAt: Date, signInId?: string): Promise<void> {
     await this.pool.query(
       'INSERT INTO pgward.revoked_token (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING',
       [tokenId, expiresAt],
     );
     await this.pool.query('DELETE FROM pgward.revoked_token WHERE expires_at < now()');
+    // Sessions of this sign-in recheck; those opened with the revoked token find it revoked.
+    if (signInId) await this.events?.publish({ kind: 'sign-in', signInId, reason: 'token revoked' });
   }
 }
