@@ -4,11 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { buildHttpServer, type HealthCheck } from './api/http_server.js';
 import { AuditQueries } from './audit/audit_queries.js';
 import { AuditWriter } from './audit/audit_writer.js';
+import { AuditSpool } from './audit/spool.js';
 import { type Config, decodeSecretKey } from './config/schema.js';
 import { Directory } from './directory/directory.js';
 import { DirectoryAdmin } from './directory/directory_admin.js';
@@ -18,8 +20,6 @@ import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { CancelMap } from './proxy/cancel_map.js';
 import { PgListener } from './proxy/pg_listener.js';
-import { RoleProvisioner } from './upstream/role_provisioner.js';
-import { UpstreamPool } from './upstream/upstream_pool.js';
 import { AccessTokens } from './session/access_tokens.js';
 import { Authenticator } from './session/authenticator.js';
 import { IdpClient } from './session/idp_client.js';
@@ -27,6 +27,8 @@ import { LoginCodes } from './session/login_codes.js';
 import { LoginSessions } from './session/login_sessions.js';
 import { SigningKeys } from './session/signing_keys.js';
 import { openStore, type Store } from './store/store.js';
+import { RoleProvisioner } from './upstream/role_provisioner.js';
+import { UpstreamPool } from './upstream/upstream_pool.js';
 import { ConnectionRepository } from './vault/connections.js';
 import { SecretBox } from './vault/secret_box.js';
 
@@ -49,6 +51,30 @@ export interface GatewayOptions {
   store?: Store;
   /** Health of parts started outside the gateway (the dev IdP, the demo target). */
   extraHealth?: Record<string, HealthCheck>;
+  /** How a person moves each listener to another port (`pgward dev` has flags for them). */
+  portSettings?: { pg: string; http: string };
+}
+
+/** Listens with `listen`; a port in use names the setting that moves it (not EADDRINUSE). */
+async function listenOn<T>(
+  what: string,
+  address: string,
+  setting: string,
+  listen: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;
+    throw new PgwardError(
+      'ADDRESS_IN_USE',
+      code === 'EADDRINUSE'
+        ? `cannot listen for ${what} on ${address}: the address is in use by another process`
+        : `cannot listen for ${what} on ${address}: permission denied`,
+      { cause: err, hint: `choose another port with ${setting}, or stop the process that holds it` },
+    );
+  }
 }
 
 /** The certificate of both endpoints (`tls`): the PostgreSQL endpoint's context, HTTPS's options. */
@@ -113,7 +139,14 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       { idleTimeoutMs: config.pg.poolIdleSeconds * 1000, maxIdlePerKey: config.pg.poolMaxIdlePerKey },
       log,
     );
-    const audit = new AuditWriter(store.pool, log.child({ component: 'audit' }));
+    const auditLog = log.child({ component: 'audit' });
+    const spool = new AuditSpool(
+      config.audit.spoolDir ?? path.join(config.dataDir, 'audit-spool'),
+      config.audit.spoolMaxBytes,
+      auditLog,
+    );
+    spool.open();
+    const audit = new AuditWriter(store.pool, auditLog, { spool, onStoreDown: config.audit.onStoreDown });
     cleanup.unshift(
       () => audit.close(),
       () => pool.close(),
@@ -154,7 +187,16 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       },
       config.pg.maxConnections,
     );
-    const pgAddress = await listener.listen(config.pg.port, config.pg.host);
+    const ports = opts.portSettings ?? {
+      pg: 'pg.port (PGWARD_PG_PORT)',
+      http: 'http.port (PGWARD_HTTP_PORT)',
+    };
+    const pgAddress = await listenOn(
+      'PostgreSQL clients',
+      `${config.pg.host}:${config.pg.port}`,
+      ports.pg,
+      () => listener.listen(config.pg.port, config.pg.host),
+    );
     cleanup.unshift(() => listener.close());
 
     const http: FastifyInstance = await buildHttpServer({
@@ -182,7 +224,27 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           ok: listener.listening,
           detail: `${config.pg.host}:${pgAddress.port}, ${listener.sessionCount} sessions, ${pool.size} idle upstream`,
         }),
-        audit: async () => ({ ok: audit.backlog < 100_000, detail: `${audit.backlog} records queued` }),
+        audit: async () => {
+          const a = audit.status();
+          const spooled = a.spool ? `, ${a.spool.records} records (${a.spool.bytes} bytes) in the spool` : '';
+          return {
+            ok: a.storeReachable && a.accepting && a.dropped === 0 && (a.spool?.records ?? 0) === 0,
+            detail: `${a.storeReachable ? 'writing to the store' : 'store unreachable'}, ${a.backlog} records queued${spooled}, ${a.dropped} dropped${a.accepting ? '' : ', refusing new sessions'}`,
+            data: {
+              storeReachable: a.storeReachable,
+              accepting: a.accepting,
+              onStoreDown: a.onStoreDown,
+              backlog: a.backlog,
+              dropped: a.dropped,
+              spoolUsable: a.spool?.usable ?? false,
+              spoolBytes: a.spool?.bytes ?? 0,
+              spoolRecords: a.spool?.records ?? 0,
+              spoolMaxBytes: a.spool?.maxBytes ?? 0,
+              spoolFull: a.spool?.full ?? false,
+              spoolSkippedFrames: a.spool?.skippedFrames ?? 0,
+            },
+          };
+        },
         identity_providers: async () => {
           const down = Object.entries(verifier.health()).filter(([, h]) => !h.ok);
           return down.length === 0
@@ -193,6 +255,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
               };
         },
         ...opts.extraHealth,
+      },
+      // New sessions read the directory and sign-ins in the store, sign tokens and are recorded.
+      readiness: {
+        store: async () => ({ ok: await store.ping() }),
+        audit: async () => ({ ok: audit.accepting() }),
+        signing_keys: async () => ({ ok: (await signingKeys.current()) !== undefined }),
+        listener: async () => ({ ok: listener.listening }),
       },
       discovery: () => ({
         pg: { host: config.pg.host, port: pgAddress.port, tls: tls !== undefined },
@@ -205,7 +274,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         })),
       }),
     });
-    await http.listen({ port: config.http.port, host: config.http.host });
+    await listenOn('HTTP', `${config.http.host}:${config.http.port}`, ports.http, () =>
+      http.listen({ port: config.http.port, host: config.http.host }),
+    );
     cleanup.unshift(() => http.close());
     const httpAddress = http.server.address() as AddressInfo;
     const httpUrl = `${config.http.tls ? 'https' : 'http'}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;

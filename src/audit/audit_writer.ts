@@ -145,7 +145,7 @@ export class AuditWriter {
     if (this.failures === 0) return true;
     if (this.onStoreDown === 'refuse') return false;
     const spool = this.spool?.status();
-    return spool !== undefined && spool.usable && !spool.full;
+    return spool?.usable === true && !spool.full;
   }
 
   /** The error to refuse a session or statement with while accepting() is false. */
@@ -313,7 +313,9 @@ export class AuditWriter {
     const cause = err instanceof PgwardError && err.cause instanceof Error ? err.cause : err;
     this.log.error(
       { err: (cause as Error).message, failures: this.failures, spooling: this.spool !== undefined },
-      this.spool ? 'audit write failed; records go to the spool until the store is back' : 'audit write failed; will retry',
+      this.spool
+        ? 'audit write failed; records go to the spool until the store is back'
+        : 'audit write failed; will retry',
     );
   }
 
@@ -347,7 +349,8 @@ export class AuditWriter {
     this.inFlight = undefined;
     const lost = this.spoolQueued();
     this.droppedTotal += lost;
-    if (lost > 0) this.log.error({ records: lost }, 'audit records could not be written or spooled: they are lost');
+    if (lost > 0)
+      this.log.error({ records: lost }, 'audit records could not be written or spooled: they are lost');
     this.spool?.close();
     return lost;
   }

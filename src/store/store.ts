@@ -29,7 +29,8 @@ function translating(query: AnyQuery): AnyQuery {
   return (...args: unknown[]) => {
     const result = query(...args);
     // Callback forms, and COPY streams, are passed through as they are.
-    if (result instanceof Promise) return result.catch((err: unknown) => Promise.reject(translateStoreError(err)));
+    if (result instanceof Promise)
+      return result.catch((err: unknown) => Promise.reject(translateStoreError(err)));
     return result;
   };
 }

@@ -37,7 +37,8 @@ export function isStoreUnreachable(err: unknown): boolean {
   if (typeof err !== 'object' || err === null) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === 'string') {
-    if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code)) return true;
+    if (NETWORK_CODES.has(code) || UNAVAILABLE_SQLSTATES.has(code) || /^08[0-9A-Z]{3}$/.test(code))
+      return true;
   }
   // A failed connect to several addresses (IPv4 and IPv6) is an AggregateError of socket errors.
   if (err instanceof AggregateError && err.errors.some(isStoreUnreachable)) return true;
