@@ -35,7 +35,7 @@ const MAGIC = Buffer.from('PWS1', 'latin1');
 const HEADER_BYTES = 12;
 /** No frame is larger (a batch carries at most 8 MiB of statements and its sessions). */
 const MAX_FRAME_BYTES = 256 * 1024 * 1024;
-/** Below this much room the spool counts as full. */
+/** Below this much room (or a 16th of the cap) the spool counts as full. */
 const MIN_ROOM_BYTES = 1024 * 1024;
 
 /** One batch of the audit writer: sessions started, statements, sessions ended. */
@@ -120,6 +120,8 @@ export class AuditSpool {
   private pendingRecords = 0;
   private refusedForRoom = false;
   private skipped = 0;
+  /** Offsets of damaged frames found by open(): replay steps over them without counting again. */
+  private readonly damaged = new Set<number>();
   readonly file: string;
 
   constructor(
@@ -178,6 +180,7 @@ export class AuditSpool {
         const length = this.header(offset)!.length;
         this.log.error({ offset, file: this.file }, 'a damaged audit spool record is skipped');
         this.skipped++;
+        this.damaged.add(offset);
         offset += HEADER_BYTES + length;
         continue;
       }
@@ -258,9 +261,11 @@ export class AuditSpool {
     while (this.fd !== undefined && this.replayedTo < this.size) {
       const frame = this.readAt(this.replayedTo);
       if (typeof frame === 'object') return frame;
-      // Checked at open; only a file changed under us gets here.
-      this.log.error({ offset: this.replayedTo }, 'a damaged audit spool record is skipped');
-      this.skipped++;
+      if (!this.damaged.has(this.replayedTo)) {
+        // Checked at open; only a file changed under us gets here.
+        this.log.error({ offset: this.replayedTo }, 'a damaged audit spool record is skipped');
+        this.skipped++;
+      }
       const head = this.header(this.replayedTo);
       this.replayedTo = head ? this.replayedTo + HEADER_BYTES + head.length : this.size;
     }
@@ -281,6 +286,7 @@ export class AuditSpool {
     this.size = 0;
     this.replayedTo = 0;
     this.pendingRecords = 0;
+    this.damaged.clear();
     this.refusedForRoom = false;
   }
 
@@ -295,7 +301,7 @@ export class AuditSpool {
       bytes: this.size - this.replayedTo,
       records: this.pendingRecords,
       maxBytes: this.maxBytes,
-      full: this.refusedForRoom || this.maxBytes - this.size < MIN_ROOM_BYTES,
+      full: this.refusedForRoom || this.maxBytes - this.size < Math.min(MIN_ROOM_BYTES, this.maxBytes / 16),
       skippedFrames: this.skipped,
     };
   }
