@@ -58,7 +58,13 @@ function batch(first: number, n: number, text = 'select 1'): AuditBatch {
     ],
     statements: rows.take(64 * 1024 * 1024),
     ends: [
-      { sessionId, endedAt: new Date(Date.UTC(2026, 11, 1, 13)), bytesIn: 10, bytesOut: 20, endReason: 'client' },
+      {
+        sessionId,
+        endedAt: new Date(Date.UTC(2026, 11, 1, 13)),
+        bytesIn: 10,
+        bytesOut: 20,
+        endReason: 'client',
+      },
     ],
   };
 }
