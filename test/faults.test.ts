@@ -170,7 +170,8 @@ describe('faults, with the gateway as a real process', () => {
       .access_token;
     adminToken = (await devLogin({ issuer, email: 'admin@example.com', password: 'password' })).access_token;
     // Never used before the outage, so the gateway has no sign-in of the viewer cached.
-    viewerToken = (await devLogin({ issuer, email: 'viewer@example.com', password: 'password' })).access_token;
+    viewerToken = (await devLogin({ issuer, email: 'viewer@example.com', password: 'password' }))
+      .access_token;
   });
   after(async () => {
     if (child) await stopProcess(child, 'SIGKILL');
