@@ -224,27 +224,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           ok: listener.listening,
           detail: `${config.pg.host}:${pgAddress.port}, ${listener.sessionCount} sessions, ${pool.size} idle upstream`,
         }),
-        audit: async () => {
-          const a = audit.status();
-          const spooled = a.spool ? `, ${a.spool.records} records (${a.spool.bytes} bytes) in the spool` : '';
-          return {
-            ok: a.storeReachable && a.accepting && a.dropped === 0 && (a.spool?.records ?? 0) === 0,
-            detail: `${a.storeReachable ? 'writing to the store' : 'store unreachable'}, ${a.backlog} records queued${spooled}, ${a.dropped} dropped${a.accepting ? '' : ', refusing new sessions'}`,
-            data: {
-              storeReachable: a.storeReachable,
-              accepting: a.accepting,
-              onStoreDown: a.onStoreDown,
-              backlog: a.backlog,
-              dropped: a.dropped,
-              spoolUsable: a.spool?.usable ?? false,
-              spoolBytes: a.spool?.bytes ?? 0,
-              spoolRecords: a.spool?.records ?? 0,
-              spoolMaxBytes: a.spool?.maxBytes ?? 0,
-              spoolFull: a.spool?.full ?? false,
-              spoolSkippedFrames: a.spool?.skippedFrames ?? 0,
-            },
-          };
-        },
+        audit: async () => audit.health(),
         identity_providers: async () => {
           const down = Object.entries(verifier.health()).filter(([, h]) => !h.ok);
           return down.length === 0

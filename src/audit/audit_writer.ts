@@ -173,6 +173,29 @@ export class AuditWriter {
     };
   }
 
+  /** The audit's health: ok only while the store takes writes, nothing is spooled and nothing was dropped. */
+  health(): { ok: boolean; detail: string; data: Record<string, number | string | boolean> } {
+    const a = this.status();
+    const spooled = a.spool ? `, ${a.spool.records} records (${a.spool.bytes} bytes) in the spool` : '';
+    return {
+      ok: a.storeReachable && a.accepting && a.dropped === 0 && (a.spool?.records ?? 0) === 0,
+      detail: `${a.storeReachable ? 'writing to the store' : 'store unreachable'}, ${a.backlog} records queued${spooled}, ${a.dropped} dropped${a.accepting ? '' : ', refusing new sessions'}`,
+      data: {
+        storeReachable: a.storeReachable,
+        accepting: a.accepting,
+        onStoreDown: a.onStoreDown,
+        backlog: a.backlog,
+        dropped: a.dropped,
+        spoolUsable: a.spool?.usable ?? false,
+        spoolBytes: a.spool?.bytes ?? 0,
+        spoolRecords: a.spool?.records ?? 0,
+        spoolMaxBytes: a.spool?.maxBytes ?? 0,
+        spoolFull: a.spool?.full ?? false,
+        spoolSkippedFrames: a.spool?.skippedFrames ?? 0,
+      },
+    };
+  }
+
   sessionStarted(s: SessionStart): void {
     this.starts.push(s);
     this.schedule();
