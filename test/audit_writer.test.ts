@@ -213,6 +213,31 @@ describe('the audit writer', () => {
     }
   });
 
+  it('with a spool, drops nothing past the memory bound while the store refuses: the queue moves to the spool', async () => {
+    const root = tempDir('audit-bound');
+    const spool = new AuditSpool(path.join(root, 'spool'), 256 * 1024 * 1024, quietLog);
+    spool.open();
+    const writer = new AuditWriter(pool, quietLog, { spool });
+    const sessionId = randomUUID();
+    await pool.query('ALTER TABLE pgward.statement ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+    try {
+      const long = 'ü'.repeat(60_000); // 600 rows of 120,000 bytes: past the 64 MiB bound
+      for (let seq = 1; seq <= 600; seq++) writer.statement(statement(sessionId, seq, `${seq} ${long}`));
+      await writer.flush();
+      assert.equal(writer.status().dropped, 0);
+      await pool.query('ALTER TABLE pgward.statement DROP CONSTRAINT refuse_all');
+      await writer.close();
+      const { rows } = await pool.query<{ n: number; seqs: number }>(
+        'SELECT count(*)::int AS n, count(DISTINCT seq)::int AS seqs FROM pgward.statement WHERE session_id = $1',
+        [sessionId],
+      );
+      assert.deepEqual(rows[0], { n: 600, seqs: 600 });
+    } finally {
+      await pool.query('ALTER TABLE pgward.statement DROP CONSTRAINT IF EXISTS refuse_all');
+      removeTempDir(root);
+    }
+  });
+
   it('writes thousands of statements in several batches, and close() waits for the batch in flight', async () => {
     // 4,999 statements of about 200 bytes stay under the 1 MiB that starts a write; the long
     // last one crosses it, and that write takes everything: it is in flight, with nothing left

@@ -208,6 +208,9 @@ export class AuditWriter {
   }
 
   statement(s: StatementRecord): void {
+    // The store is slower than the proxy (or replaying a long spool): the queue moves to the
+    // spool rather than grow; the spool is replayed first, so the order holds.
+    if (this.statements.bytes >= MAX_QUEUED_BYTES && this.spool && !this.abandoned) this.spoolQueued();
     if (this.statements.bytes >= MAX_QUEUED_BYTES) {
       // Never silent: counted for health, logged at the first of each run of drops and after.
       if (this.dropped++ === 0)
