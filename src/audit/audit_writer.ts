@@ -119,8 +119,9 @@ export class AuditWriter {
   /** Set by spoolNow(): the process is about to exit, nothing is written after it. */
   private abandoned = false;
   private prunedAt = 0;
-  /** A batch taken from memory and being written to the store (not in the spool). */
+  /** A batch taken from memory and being written to the store; whether it is in the spool too. */
   private inFlight: AuditBatch | undefined;
+  private inFlightSpooled = false;
   private readonly spool: AuditSpool | undefined;
   private readonly onStoreDown: OnStoreDown;
 
@@ -285,9 +286,10 @@ export class AuditWriter {
       this.storeWorked();
     } catch (err) {
       this.storeFailed(err);
-      if (!this.abandoned && !this.spool?.append(batch)) this.putBack(batch);
+      if (!this.abandoned && !this.inFlightSpooled && !this.spool?.append(batch)) this.putBack(batch);
     } finally {
       this.inFlight = undefined;
+      this.inFlightSpooled = false;
     }
     if (this.backlog === 0 && !this.spool?.pending) return;
     if (this.failures === 0 && this.statements.bytes >= BATCH_BYTES && !this.closed) {
@@ -351,6 +353,12 @@ export class AuditWriter {
    */
   private spoolQueued(): number {
     if (!this.spool) return this.backlog;
+    // A batch being written is older than the queue: it goes first (if it lands in the store
+    // as well, its replay changes nothing).
+    if (this.inFlight && !this.inFlightSpooled) {
+      if (!this.spool.append(this.inFlight)) return this.backlog;
+      this.inFlightSpooled = true;
+    }
     while (this.backlog > 0) {
       const batch = this.take();
       if (!this.spool.append(batch)) {
@@ -371,9 +379,10 @@ export class AuditWriter {
     this.abandoned = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.inFlight && !this.spool?.append(this.inFlight)) this.putBack(this.inFlight);
-    this.inFlight = undefined;
-    const lost = this.spoolQueued();
+    // spoolQueued() spools the batch being written first; without a spool it counts as lost.
+    if (this.inFlight && !this.spool) this.putBack(this.inFlight);
+    let lost = this.spoolQueued();
+    if (this.inFlight && this.spool && !this.inFlightSpooled) lost += recordsOf(this.inFlight);
     this.droppedTotal += lost;
     if (lost > 0)
       this.log.error({ records: lost }, 'audit records could not be written or spooled: they are lost');
