@@ -401,6 +401,47 @@ describe('the audit writer while the store is down', () => {
     assert.deepEqual(row, { seqs: Array.from({ length: 205 }, (_, i) => i + 1), sessions: 1, ended: true });
   });
 
+  it('regression: a session end spooled while its start was being written is not lost (the older batch goes first)', async () => {
+    const pool = createPool(url);
+    // The batch holding the session's start is written slowly, then fails.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let failed = false;
+    const slow = Object.create(pool) as pg.Pool;
+    slow.connect = pool.connect.bind(pool) as pg.Pool['connect'];
+    slow.query = ((...args: unknown[]) => {
+      if (!failed && String(args[0]).includes('INSERT INTO pgward.session')) {
+        failed = true;
+        return gate.then(() => Promise.reject(new Error('Connection terminated unexpectedly')));
+      }
+      return (pool.query as (...a: unknown[]) => unknown)(...args);
+    }) as pg.Pool['query'];
+    const spool = new AuditSpool(path.join(root, 'spool-5'), 256 * 1024 * 1024, quietLog);
+    spool.open();
+    const writer = new AuditWriter(slow, quietLog, { spool });
+    const sessionId = randomUUID();
+    writer.sessionStarted(start(sessionId));
+    const first = writer.flush();
+    writer.sessionEnded(end(sessionId));
+    // Past the memory bound while the start is in flight: the queue (with the end) is spooled.
+    const long = 'ü'.repeat(60_000);
+    for (let seq = 1; seq <= 600; seq++)
+      writer.statement({ ...statement(sessionId, seq), text: `${seq} ${long}` });
+    release();
+    await first;
+    await writer.close();
+    assert.equal(writer.status().dropped, 0);
+    const { rows } = await pool.query<{ n: number; ended: boolean }>(
+      `SELECT (SELECT count(*)::int FROM pgward.statement WHERE session_id = $1) AS n,
+              (SELECT ended_at IS NOT NULL FROM pgward.session WHERE session_id = $1) AS ended`,
+      [sessionId],
+    );
+    await pool.end();
+    assert.deepEqual(rows[0], { n: 600, ended: true });
+  });
+
   it('in refuse mode stops accepting while the store is unreachable, and accepts again when it is back', async () => {
     const spool = new AuditSpool(path.join(root, 'spool-3'), 64 * 1024 * 1024, quietLog);
     spool.open();
