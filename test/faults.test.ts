@@ -15,7 +15,7 @@ import { type EmbeddedCluster, startEmbeddedPostgres } from '../src/store/embedd
 import { freePort } from '../src/store/free_port.js';
 import { runCli, startCli, stopProcess } from './support/cli.js';
 import { quietLog } from './support/quiet_log.js';
-import { tempDir } from './support/temp_dir.js';
+import { removeTempDir, tempDir } from './support/temp_dir.js';
 
 const READY_LIMIT_MS = 90_000;
 const SHUTDOWN_SECONDS = 8;
@@ -175,8 +175,10 @@ describe('faults, with the gateway as a real process', () => {
       .access_token;
   });
   after(async () => {
-    if (child) await stopProcess(child, 'SIGKILL');
+    // An orderly stop, so that the store and the demo target stop with it (SIGKILL would orphan them).
+    if (child) await stopProcess(child, 'SIGTERM', 60_000);
     await ownStore?.close();
+    removeTempDir(root);
   });
 
   it('store stopped mid-session: statements go on, new sessions get 57P03, the API 503, and all statements are in the audit once the store is back', async () => {
