@@ -6,7 +6,12 @@
 /** Every stable error code, with how each edge reports it. The only place codes are enumerated. */
 export const ERRORS = {
   CONFIG_INVALID: { http: 500, sqlstate: 'XX000', exit: 78 },
-  STORE_UNAVAILABLE: { http: 503, sqlstate: '08006', exit: 69 },
+  // The store does not answer (refused, terminated, timed out): retry shortly (57P03 cannot_connect_now).
+  STORE_UNAVAILABLE: { http: 503, sqlstate: '57P03', exit: 69 },
+  // A listener's port is taken: the message names the setting or flag that moves it.
+  ADDRESS_IN_USE: { http: 500, sqlstate: 'XX000', exit: 78 },
+  // Audit records cannot be made durable (audit.onStoreDown: refuse, or the spool is full).
+  AUDIT_UNAVAILABLE: { http: 503, sqlstate: '57P03', exit: 69 },
   MIGRATION_FAILED: { http: 500, sqlstate: 'XX000', exit: 70 },
   IDP_UNREACHABLE: { http: 502, sqlstate: '08006', exit: 69 },
   LOGIN_FAILED: { http: 401, sqlstate: '28P01', exit: 77 },

@@ -4,11 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { FastifyInstance } from 'fastify';
 import { buildHttpServer, type HealthCheck } from './api/http_server.js';
 import { AuditQueries } from './audit/audit_queries.js';
 import { AuditWriter } from './audit/audit_writer.js';
+import { AuditSpool } from './audit/spool.js';
 import { type Config, decodeSecretKey } from './config/schema.js';
 import { AccessEvents } from './directory/access_events.js';
 import { Directory } from './directory/directory.js';
@@ -55,9 +57,6 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
-/** Longest statement text pgward runs and records, until audit.maxStatementBytes lands. */
-const MAX_STATEMENT_BYTES = 1024 * 1024;
-
 /** How often providers added through the API (by any gateway) are re-read. */
 const PROVIDER_RELOAD_MS = 60_000;
 
@@ -68,6 +67,30 @@ export interface GatewayOptions {
   store?: Store;
   /** Health of parts started outside the gateway (the dev IdP, the demo target). */
   extraHealth?: Record<string, HealthCheck>;
+  /** How a person moves each listener to another port (`pgward dev` has flags for them). */
+  portSettings?: { pg: string; http: string };
+}
+
+/** Listens with `listen`; a port in use names the setting that moves it (not EADDRINUSE). */
+async function listenOn<T>(
+  what: string,
+  address: string,
+  setting: string,
+  listen: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await listen();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES') throw err;
+    throw new PgwardError(
+      'ADDRESS_IN_USE',
+      code === 'EADDRINUSE'
+        ? `cannot listen for ${what} on ${address}: the address is in use by another process`
+        : `cannot listen for ${what} on ${address}: permission denied`,
+      { cause: err, hint: `choose another port with ${setting}, or stop the process that holds it` },
+    );
+  }
 }
 
 /** The certificate of both endpoints (`tls`): the PostgreSQL endpoint's context, HTTPS's options. */
@@ -154,8 +177,23 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       metrics,
     );
     metrics.observePool(() => ({ idle: pool.size }));
-    const audit = new AuditWriter(store.pool, log.child({ component: 'audit' }));
-    metrics.observeAudit(() => ({ queued: audit.backlog, ...audit.totals }));
+    const auditLog = log.child({ component: 'audit' });
+    const spool = new AuditSpool(
+      config.audit.spoolDir ?? path.join(config.dataDir, 'audit-spool'),
+      config.audit.spoolMaxBytes,
+      auditLog,
+    );
+    spool.open();
+    const audit = new AuditWriter(store.pool, auditLog, { spool, onStoreDown: config.audit.onStoreDown });
+    metrics.observeAudit(() => {
+      const status = audit.status();
+      return {
+        queued: audit.backlog,
+        spoolBytes: status.spool?.bytes ?? 0,
+        ...audit.totals,
+        statementsDropped: status.dropped,
+      };
+    });
     cleanup.unshift(
       () => audit.close(),
       () => pool.close(),
@@ -183,7 +221,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       maxMessageBytes: config.pg.maxMessageBytes,
       allowLoopbackPlaintext: config.pg.allowLoopbackPlaintext,
       authTimeoutMs: config.pg.authTimeoutSeconds * 1000,
-      maxStatementBytes: MAX_STATEMENT_BYTES,
+      maxStatementBytes: config.audit.maxStatementBytes,
       maxSessionsPerPerson: config.pg.maxSessionsPerPerson,
       maxSessionsPerConnection: config.pg.maxSessionsPerConnection,
       upstreamTimeoutMs: config.pg.upstreamTimeoutSeconds * 1000,
@@ -207,7 +245,16 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       maxUnauthenticated: config.pg.maxUnauthenticated,
       maxUnauthenticatedPerAddress: config.pg.maxUnauthenticatedPerAddress,
     });
-    const pgAddress = await listener.listen(config.pg.port, config.pg.host);
+    const ports = opts.portSettings ?? {
+      pg: 'pg.port (PGWARD_PG_PORT)',
+      http: 'http.port (PGWARD_HTTP_PORT)',
+    };
+    const pgAddress = await listenOn(
+      'PostgreSQL clients',
+      `${config.pg.host}:${config.pg.port}`,
+      ports.pg,
+      () => listener.listen(config.pg.port, config.pg.host),
+    );
     cleanup.unshift(() => listener.close());
     // Revocation that bites: each access event makes the live sessions it concerns check again.
     const recheckParts = { recheck: (signedIn: SignedIn) => auth.recheck(signedIn), connections };
@@ -248,7 +295,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
           ok: listener.listening,
           detail: `${config.pg.host}:${pgAddress.port}, ${listener.sessionCount} sessions, ${pool.size} idle upstream`,
         }),
-        audit: async () => ({ ok: audit.backlog < 100_000, detail: `${audit.backlog} records queued` }),
+        audit: async () => audit.health(),
         identity_providers: async () => {
           const down = Object.entries(verifier.health()).filter(([, h]) => !h.ok);
           return down.length === 0
@@ -259,6 +306,13 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
               };
         },
         ...opts.extraHealth,
+      },
+      // New sessions read the directory and sign-ins in the store, sign tokens and are recorded.
+      readiness: {
+        store: async () => ({ ok: await store.ping() }),
+        audit: async () => ({ ok: audit.accepting() }),
+        signing_keys: async () => ({ ok: (await signingKeys.current()) !== undefined }),
+        listener: async () => ({ ok: listener.listening }),
       },
       discovery: () => ({
         pg: { host: config.pg.host, port: pgAddress.port, tls: tls !== undefined },
@@ -271,7 +325,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         })),
       }),
     });
-    await http.listen({ port: config.http.port, host: config.http.host });
+    await listenOn('HTTP', `${config.http.host}:${config.http.port}`, ports.http, () =>
+      http.listen({ port: config.http.port, host: config.http.host }),
+    );
     cleanup.unshift(() => http.close());
     const httpAddress = http.server.address() as AddressInfo;
     const httpUrl = `${config.http.tls ? 'https' : 'http'}://${config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host}:${httpAddress.port}`;

@@ -1,13 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import path from 'node:path';
 import { after, before, describe, it, mock } from 'node:test';
 import type pg from 'pg';
 import { AuditWriter, type StatementRecord } from '../src/audit/audit_writer.js';
-import type { EmbeddedCluster } from '../src/store/embedded_postgres.js';
+import { AuditSpool } from '../src/audit/spool.js';
+import { type EmbeddedCluster, startEmbeddedPostgres } from '../src/store/embedded_postgres.js';
 import { migrate } from '../src/store/migrate.js';
 import { createPool } from '../src/store/store.js';
 import { createDatabase, startTestPostgres } from './support/postgres.js';
 import { quietLog } from './support/quiet_log.js';
+import { removeTempDir, tempDir } from './support/temp_dir.js';
 
 /**
  * The pool with each client's queries passed through `intercept`, which runs the query by
@@ -210,6 +213,31 @@ describe('the audit writer', () => {
     }
   });
 
+  it('with a spool, drops nothing past the memory bound while the store refuses: the queue moves to the spool', async () => {
+    const root = tempDir('audit-bound');
+    const spool = new AuditSpool(path.join(root, 'spool'), 256 * 1024 * 1024, quietLog);
+    spool.open();
+    const writer = new AuditWriter(pool, quietLog, { spool });
+    const sessionId = randomUUID();
+    await pool.query('ALTER TABLE pgward.statement ADD CONSTRAINT refuse_all CHECK (false) NOT VALID');
+    try {
+      const long = 'ü'.repeat(60_000); // 600 rows of 120,000 bytes: past the 64 MiB bound
+      for (let seq = 1; seq <= 600; seq++) writer.statement(statement(sessionId, seq, `${seq} ${long}`));
+      await writer.flush();
+      assert.equal(writer.status().dropped, 0);
+      await pool.query('ALTER TABLE pgward.statement DROP CONSTRAINT refuse_all');
+      await writer.close();
+      const { rows } = await pool.query<{ n: number; seqs: number }>(
+        'SELECT count(*)::int AS n, count(DISTINCT seq)::int AS seqs FROM pgward.statement WHERE session_id = $1',
+        [sessionId],
+      );
+      assert.deepEqual(rows[0], { n: 600, seqs: 600 });
+    } finally {
+      await pool.query('ALTER TABLE pgward.statement DROP CONSTRAINT IF EXISTS refuse_all');
+      removeTempDir(root);
+    }
+  });
+
   it('writes thousands of statements in several batches, and close() waits for the batch in flight', async () => {
     // 4,999 statements of about 200 bytes stay under the 1 MiB that starts a write; the long
     // last one crosses it, and that write takes everything: it is in flight, with nothing left
@@ -234,5 +262,237 @@ describe('the audit writer', () => {
       [sessionId],
     );
     assert.equal(sample[0]!.text, `select 4999 -- ${'x'.repeat(90)}`);
+  });
+});
+
+/** The writer against a store that is stopped and started again: the spool, and refuse mode. */
+describe('the audit writer while the store is down', () => {
+  const root = tempDir('audit-down');
+  const dir = path.join(root, 'cluster');
+  let cluster: EmbeddedCluster;
+  let url: string;
+  let port: number;
+  before(async () => {
+    cluster = await startEmbeddedPostgres({ dir, log: quietLog });
+    port = cluster.port;
+    url = cluster.url;
+    const pool = createPool(url);
+    await migrate(pool, quietLog);
+    await pool.end();
+  });
+  after(async () => {
+    await cluster?.close();
+    removeTempDir(root);
+  });
+  const stopStore = () => cluster.close();
+  const startStore = async () => {
+    cluster = await startEmbeddedPostgres({ dir, log: quietLog, port });
+  };
+
+  const statement = (sessionId: string, seq: number): StatementRecord => ({
+    sessionId,
+    seq,
+    kind: 'simple',
+    text: `select ${seq}`,
+    startedAtMs: Date.now(),
+    durationMs: 0.5,
+    commandTag: 'SELECT 1',
+    rows: 1,
+    sqlstate: null,
+  });
+  const start = (sessionId: string) => ({
+    sessionId,
+    userId: null,
+    email: 'viewer@example.com',
+    provider: 'dev',
+    connectionName: 'demo',
+    loginRole: null,
+    clientAddr: '127.0.0.1',
+    applicationName: 'test',
+    startedAt: new Date(),
+  });
+  const end = (sessionId: string) => ({
+    sessionId,
+    endedAt: new Date(),
+    bytesIn: 1,
+    bytesOut: 2,
+    endReason: 'client closed',
+  });
+  async function stored(pool: pg.Pool, sessionId: string) {
+    const { rows } = await pool.query<{ seqs: number[] | null; sessions: number; ended: boolean }>(
+      `SELECT (SELECT array_agg(seq ORDER BY seq) FROM pgward.statement WHERE session_id = $1) AS seqs,
+              (SELECT count(*)::int FROM pgward.session WHERE session_id = $1) AS sessions,
+              (SELECT ended_at IS NOT NULL FROM pgward.session WHERE session_id = $1) AS ended`,
+      [sessionId],
+    );
+    return rows[0]!;
+  }
+
+  it('spools what the store cannot take and replays it exactly once, in order, when the store is back', async () => {
+    const spool = new AuditSpool(path.join(root, 'spool-1'), 64 * 1024 * 1024, quietLog);
+    spool.open();
+    const pool = createPool(url);
+    const writer = new AuditWriter(pool, quietLog, { spool });
+    const sessionId = randomUUID();
+    writer.sessionStarted(start(sessionId));
+    writer.statement(statement(sessionId, 1));
+    await writer.flush();
+    await stopStore();
+    try {
+      for (let seq = 2; seq <= 50; seq++) writer.statement(statement(sessionId, seq));
+      writer.sessionEnded(end(sessionId));
+      await writer.flush();
+      assert.equal(writer.status().storeReachable, false);
+      assert.equal(writer.accepting(), true, 'spool mode keeps accepting while the spool has room');
+      assert.equal(writer.backlog, 0, 'nothing waits in memory: it is in the spool');
+      assert.equal(spool.status().records, 50);
+      // More statements while the store is down (backing off) go to the spool too.
+      writer.statement(statement(sessionId, 51));
+      await writer.flush();
+      assert.equal(spool.status().records, 51);
+    } finally {
+      await startStore();
+    }
+    await writer.flush();
+    // A second replay (as after a crash mid-replay) changes nothing.
+    await writer.close();
+    const check = createPool(url);
+    const row = await stored(check, sessionId);
+    await check.end();
+    await pool.end();
+    assert.deepEqual(row, {
+      seqs: Array.from({ length: 51 }, (_, i) => i + 1),
+      sessions: 1,
+      ended: true,
+    });
+    assert.equal(spool.status().records, 0);
+  });
+
+  it('regression: audit records could not be written before shutdown: close() with the store down spools them, and a restart replays them', async () => {
+    const spoolDir = path.join(root, 'spool-2');
+    const spool = new AuditSpool(spoolDir, 64 * 1024 * 1024, quietLog);
+    spool.open();
+    const pool = createPool(url);
+    const writer = new AuditWriter(pool, quietLog, { spool });
+    const sessionId = randomUUID();
+    await stopStore();
+    try {
+      writer.sessionStarted(start(sessionId));
+      for (let seq = 1; seq <= 205; seq++) writer.statement(statement(sessionId, seq));
+      writer.sessionEnded(end(sessionId));
+      const began = Date.now();
+      await writer.close();
+      assert.ok(Date.now() - began < 5_000, 'close() does not wait for a store that is gone');
+      assert.equal(writer.backlog, 0);
+      assert.equal(writer.status().dropped, 0);
+    } finally {
+      await pool.end();
+      await startStore();
+    }
+    // The next run finds the spool and writes it first.
+    const reopened = new AuditSpool(spoolDir, 64 * 1024 * 1024, quietLog);
+    reopened.open();
+    assert.equal(reopened.status().records, 207);
+    const pool2 = createPool(url);
+    const next = new AuditWriter(pool2, quietLog, { spool: reopened });
+    await next.close();
+    const row = await stored(pool2, sessionId);
+    await pool2.end();
+    assert.deepEqual(row, { seqs: Array.from({ length: 205 }, (_, i) => i + 1), sessions: 1, ended: true });
+  });
+
+  it('regression: a session end spooled while its start was being written is not lost (the older batch goes first)', async () => {
+    const pool = createPool(url);
+    // The batch holding the session's start is written slowly, then fails.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let failed = false;
+    const slow = Object.create(pool) as pg.Pool;
+    slow.connect = pool.connect.bind(pool) as pg.Pool['connect'];
+    slow.query = ((...args: unknown[]) => {
+      if (!failed && String(args[0]).includes('INSERT INTO pgward.session')) {
+        failed = true;
+        return gate.then(() => Promise.reject(new Error('Connection terminated unexpectedly')));
+      }
+      return (pool.query as (...a: unknown[]) => unknown)(...args);
+    }) as pg.Pool['query'];
+    const spool = new AuditSpool(path.join(root, 'spool-5'), 256 * 1024 * 1024, quietLog);
+    spool.open();
+    const writer = new AuditWriter(slow, quietLog, { spool });
+    const sessionId = randomUUID();
+    writer.sessionStarted(start(sessionId));
+    const first = writer.flush();
+    writer.sessionEnded(end(sessionId));
+    // Past the memory bound while the start is in flight: the queue (with the end) is spooled.
+    const long = 'ü'.repeat(60_000);
+    for (let seq = 1; seq <= 600; seq++)
+      writer.statement({ ...statement(sessionId, seq), text: `${seq} ${long}` });
+    release();
+    await first;
+    await writer.close();
+    assert.equal(writer.status().dropped, 0);
+    const { rows } = await pool.query<{ n: number; ended: boolean }>(
+      `SELECT (SELECT count(*)::int FROM pgward.statement WHERE session_id = $1) AS n,
+              (SELECT ended_at IS NOT NULL FROM pgward.session WHERE session_id = $1) AS ended`,
+      [sessionId],
+    );
+    await pool.end();
+    assert.deepEqual(rows[0], { n: 600, ended: true });
+  });
+
+  it('in refuse mode stops accepting while the store is unreachable, and accepts again when it is back', async () => {
+    const spool = new AuditSpool(path.join(root, 'spool-3'), 64 * 1024 * 1024, quietLog);
+    spool.open();
+    const pool = createPool(url);
+    const writer = new AuditWriter(pool, quietLog, { spool, onStoreDown: 'refuse' });
+    const sessionId = randomUUID();
+    assert.equal(writer.accepting(), true);
+    await stopStore();
+    try {
+      writer.statement(statement(sessionId, 1));
+      await writer.flush();
+      assert.equal(writer.accepting(), false);
+      const refusal = writer.refusal();
+      assert.equal(refusal.code, 'AUDIT_UNAVAILABLE');
+      assert.equal(refusal.sqlstate, '57P03');
+      // What it had accepted is not lost: it is spooled.
+      assert.equal(spool.status().records, 1);
+    } finally {
+      await startStore();
+    }
+    // A statement in the spool mode's writer would be accepted; here the store must answer first.
+    const deadline = Date.now() + 30_000;
+    while (!writer.accepting() && Date.now() < deadline) {
+      await writer.flush();
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.equal(writer.accepting(), true);
+    await writer.close();
+    const row = await stored(pool, sessionId);
+    await pool.end();
+    assert.deepEqual(row.seqs, [1]);
+  });
+
+  it('in spool mode stops accepting when the spool is full; what does not fit waits in memory', async () => {
+    const spool = new AuditSpool(path.join(root, 'spool-4'), 64 * 1024, quietLog);
+    spool.open();
+    const pool = createPool(url);
+    const writer = new AuditWriter(pool, quietLog, { spool });
+    const sessionId = randomUUID();
+    await stopStore();
+    try {
+      for (let seq = 1; seq <= 2000; seq++)
+        writer.statement({ ...statement(sessionId, seq), text: 'x'.repeat(100) });
+      await writer.flush();
+      assert.equal(writer.accepting(), false, 'the spool cannot take the batch');
+      assert.ok(writer.backlog > 0, 'what does not fit waits in memory');
+    } finally {
+      await startStore();
+    }
+    await writer.close();
+    await pool.end();
+    assert.equal(writer.backlog, 0);
   });
 });

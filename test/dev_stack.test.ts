@@ -92,8 +92,18 @@ describe('pgward dev', () => {
     if (child) await stopProcess(child);
   });
 
-  it('reports every component healthy', async () => {
-    const res = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
+  it('reports every component healthy (details for an administrator only)', async () => {
+    const anyone = await fetch(`http://127.0.0.1:${ports.http}/healthz`);
+    assert.equal(anyone.status, 200);
+    assert.deepEqual(await anyone.json(), { status: 'ok' });
+    const admin = await devLogin({
+      issuer: `http://127.0.0.1:${ports.idp}`,
+      email: 'admin@example.com',
+      password: 'password',
+    });
+    const res = await fetch(`http://127.0.0.1:${ports.http}/healthz`, {
+      headers: { authorization: `Bearer ${admin.access_token}` },
+    });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { status: string; components: Record<string, { ok: boolean }> };
     assert.equal(body.status, 'ok');

@@ -10,7 +10,7 @@ import fastifyCookie from '@fastify/cookie';
 import fastifyCors from '@fastify/cors';
 import fastifyRateLimit from '@fastify/rate-limit';
 import fastifySwagger from '@fastify/swagger';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   jsonSchemaTransform,
@@ -36,17 +36,31 @@ import { adminRoutes } from './admin_routes.js';
 import { authRoutes } from './auth_routes.js';
 import { meRoutes } from './me_routes.js';
 import { metricsRoutes } from './metrics_routes.js';
-import { sameOriginGuard } from './request_auth.js';
+import { presentedToken, sameOriginGuard } from './request_auth.js';
 
 /** One component's health: `ok`, and a short detail safe to show anyone. */
 export interface ComponentHealth {
   ok: boolean;
   detail?: string;
+  /** Numbers and states behind `detail` (the audit's backlog, the spool's size), for administrators. */
+  data?: Record<string, number | string | boolean>;
 }
 
 export type HealthCheck = () => Promise<ComponentHealth>;
 
 const HEALTH_CHECK_TIMEOUT_MS = 2_000;
+/** What a 503 tells a client (and a load balancer) to wait before asking again, in seconds. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** Runs every check at once; `ok` when all are. */
+async function runChecks(checks: Record<string, HealthCheck>) {
+  const names = Object.keys(checks);
+  const results = await Promise.all(names.map((name) => runCheck(checks[name]!)));
+  return {
+    ok: results.every((r) => r.ok),
+    components: Object.fromEntries(names.map((name, i) => [name, results[i]!])),
+  };
+}
 
 async function runCheck(check: HealthCheck): Promise<ComponentHealth> {
   let timer: NodeJS.Timeout | undefined;
@@ -86,7 +100,10 @@ export interface HttpServerOptions {
   log: Logger;
   /** Serve HTTPS with this certificate. */
   https?: { cert: Buffer; key: Buffer; minVersion: 'TLSv1.2' } | undefined;
+  /** Every component's state, for /healthz (details for administrators only). */
   health: Record<string, HealthCheck>;
+  /** What new sessions need, for /readyz: all must be ok. */
+  readiness: Record<string, HealthCheck>;
   /** Public facts a CLI needs to log in: providers (name, issuer, client id), the PostgreSQL endpoint. */
   discovery: () => unknown;
   api: ApiContext;
@@ -139,7 +156,14 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
       return reply.status(status).send(problem(status, 'BAD_REQUEST', err.message));
     }
     const e = asPgwardError(err);
-    if (e.httpStatus >= 500) opts.log.error({ err }, 'request failed');
+    if (e.code === 'STORE_UNAVAILABLE' || e.code === 'AUDIT_UNAVAILABLE') {
+      // An outage, not a bug: say when to come back; the cause (which may name hosts) stays in the log.
+      opts.log.warn(
+        { err: (e.cause as Error | undefined)?.message ?? e.message },
+        'request failed: store unavailable',
+      );
+      reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    } else if (e.httpStatus >= 500) opts.log.error({ err }, 'request failed');
     // 5xx details never leave the process.
     const detail = e.httpStatus >= 500 && e.code === 'INTERNAL' ? 'internal error' : e.message;
     return reply.status(e.httpStatus).send(problem(e.httpStatus, e.code, detail, e.hint));
@@ -175,12 +199,31 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     transform: jsonSchemaTransform,
   });
 
-  app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
-    const names = Object.keys(opts.health);
-    const results = await Promise.all(names.map((name) => runCheck(opts.health[name]!)));
-    const components = Object.fromEntries(names.map((name, i) => [name, results[i]]));
-    const ok = results.every((r) => r.ok);
-    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ok' : 'degraded', components });
+  /** Whether the request carries an administrator's token (any failure: no). */
+  const fromAdmin = async (req: FastifyRequest): Promise<boolean> => {
+    try {
+      const token = presentedToken(req);
+      return token !== undefined && (await opts.api.auth.authenticate(token)).person.isAdmin;
+    } catch {
+      return false;
+    }
+  };
+  // Liveness: the process serves HTTP. Nothing else, so that an outage elsewhere never gets it restarted.
+  app.get('/livez', { schema: { hide: true } }, async () => ({ status: 'ok' }));
+  // Readiness: new sessions can be served now. No details: anyone may ask.
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const { ok } = await runChecks(opts.readiness);
+    if (!ok) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    return reply.status(ok ? 200 : 503).send({ status: ok ? 'ready' : 'not ready' });
+  });
+  // Health: each component's state for administrators; a bare status for everyone else, which
+  // names no host, port or count.
+  app.get('/healthz', { schema: { hide: true } }, async (req, reply) => {
+    const [admin, { ok, components }] = await Promise.all([fromAdmin(req), runChecks(opts.health)]);
+    reply.header('cache-control', 'no-store');
+    if (!ok) reply.header('retry-after', String(RETRY_AFTER_SECONDS));
+    const status = ok ? 'ok' : 'degraded';
+    return reply.status(ok ? 200 : 503).send(admin ? { status, components } : { status });
   });
   app.get('/.well-known/pgward-configuration', { schema: { hide: true } }, async () => opts.discovery());
   app.get('/.well-known/jwks.json', { schema: { hide: true } }, async (_req, reply) => {

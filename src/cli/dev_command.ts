@@ -1,7 +1,7 @@
 /** Handler of `pgward dev`. */
 import { nextSteps, startDevStack } from '../dev/dev_stack.js';
 import { createLogger } from '../log/logger.js';
-import { untilSignal } from './signals.js';
+import { shutdown, untilSignal } from './signals.js';
 
 export async function runDev(opts: {
   dataDir: string;
@@ -16,7 +16,12 @@ export async function runDev(opts: {
   log.info({ ms: Date.now() - started }, 'dev stack ready');
   process.stdout.write(nextSteps(stack.info));
   const signal = await untilSignal();
-  log.info({ signal }, 'shutting down');
-  await stack.close();
-  log.info('stopped');
+  const seconds = stack.config.shutdownSeconds;
+  log.info({ signal, deadlineSeconds: seconds }, 'shutting down');
+  await shutdown({
+    seconds,
+    close: () => stack.close(),
+    lastly: () => void stack.gateway.audit.spoolNow(),
+    log,
+  });
 }

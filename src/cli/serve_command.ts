@@ -3,7 +3,7 @@ import { loadConfig } from '../config/load.js';
 import { redactConfig } from '../config/redact.js';
 import { startGateway } from '../gateway.js';
 import { createLogger } from '../log/logger.js';
-import { untilSignal } from './signals.js';
+import { shutdown, untilSignal } from './signals.js';
 
 export async function runServe(opts: { config?: string }): Promise<void> {
   const config = loadConfig({ file: opts.config });
@@ -12,6 +12,11 @@ export async function runServe(opts: { config?: string }): Promise<void> {
   if (config.providers.length === 0) log.warn('no identity provider is configured: nobody can sign in');
   const gateway = await startGateway({ config, log });
   const signal = await untilSignal();
-  log.info({ signal }, 'shutting down');
-  await gateway.close();
+  log.info({ signal, deadlineSeconds: config.shutdownSeconds }, 'shutting down');
+  await shutdown({
+    seconds: config.shutdownSeconds,
+    close: () => gateway.close(),
+    lastly: () => void gateway.audit.spoolNow(),
+    log,
+  });
 }

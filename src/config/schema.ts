@@ -246,6 +246,34 @@ export const configSchema = z
           .optional(),
       })
       .prefault({}),
+    /** A shutdown (SIGTERM) drains sessions and the audit, and exits within this many seconds. */
+    shutdownSeconds: z.coerce.number().int().min(1).max(3600).default(30),
+    /** The audit trail while the store cannot take it. */
+    audit: z
+      .strictObject({
+        /** `spool`: keep records in the spool file and serve on; `refuse`: refuse new sessions and statements. */
+        onStoreDown: z.enum(['spool', 'refuse']).default('spool'),
+        /** Folder of the spool file (default: `audit-spool` in dataDir). */
+        spoolDir: z.string().min(1).optional(),
+        /** The spool file's cap; past it, new sessions and statements are refused. */
+        spoolMaxBytes: z.coerce
+          .number()
+          .int()
+          .min(1024 * 1024, 'must be at least 1 MiB')
+          .max(1024 ** 4, 'must be at most 1 TiB')
+          .default(1024 ** 3),
+        /**
+         * Longest statement text pgward runs and records whole; a longer Query or Parse is
+         * refused (54000), never recorded cut.
+         */
+        maxStatementBytes: z.coerce
+          .number()
+          .int()
+          .min(1024, 'must be at least 1024 bytes')
+          .max(256 * 1024 ** 2, 'must be at most 256 MiB')
+          .default(1024 ** 2),
+      })
+      .prefault({}),
     /** `multi`: each person's tenant comes from their email domain (seed 001); `single`: one tenant. */
     tenancy: z.enum(['single', 'multi']).default('single'),
     providers: z

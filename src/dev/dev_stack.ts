@@ -8,6 +8,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../config/load.js';
 import { type Config, providerSchema } from '../config/schema.js';
+import { PgwardError } from '../errors.js';
 import { type Gateway, startGateway } from '../gateway.js';
 import type { Logger } from '../log/logger.js';
 import { openStore } from '../store/store.js';
@@ -93,6 +94,13 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       redirectUris: [`${httpUrl}/login/callback`],
       storeUrl: store.url,
       logLevel: log.level,
+    }).catch((err: unknown) => {
+      if (!/EADDRINUSE/.test(String((err as Error)?.message ?? err))) throw err;
+      throw new PgwardError(
+        'ADDRESS_IN_USE',
+        `cannot listen for the dev IdP on ${HOST}:${opts.idpPort}: the address is in use by another process`,
+        { cause: err, hint: 'choose another port with --idp-port, or stop the process that holds it' },
+      );
     });
     started.push(idp);
 
@@ -133,6 +141,7 @@ export async function startDevStack(opts: DevStackOptions): Promise<DevStack> {
       config,
       log,
       store,
+      portSettings: { pg: '--pg-port', http: '--http-port' },
       extraHealth: {
         dev_idp: async () => {
           const res = await fetch(`${idp.issuer}/.well-known/openid-configuration`, {

@@ -334,6 +334,17 @@ export class ClientSession implements Cancellable {
       upstream,
       tracker: this.tracker!,
       inspectors: this.ctx.inspectors,
+      admit: () => {
+        if (this.ctx.audit.accepting()) return undefined;
+        const err = this.ctx.audit.refusal();
+        return {
+          sqlstate: err.sqlstate,
+          message: err.message,
+          hint: err.hint,
+          detail: `pgward error ${err.code}`,
+          rule: 'builtin: audit',
+        };
+      },
       maxMessageBytes: this.ctx.config.maxMessageBytes,
       maxStatementBytes: this.ctx.config.maxStatementBytes,
       onClientGone: (terminated) =>

@@ -94,6 +94,8 @@ export class ConnectPath {
   async attach(req: ConnectRequest): Promise<Attached> {
     const { ctx } = this;
     const { person } = req;
+    // No audit, no access: a session starts only while its statements can be made durable.
+    if (!ctx.audit.accepting()) throw ctx.audit.refusal();
     const connection = await chooseConnection(ctx, req.connectionName, person);
     const roles = allowedRoles(connection, person);
     this.takeSlots(person, connection);

@@ -61,6 +61,11 @@ export interface RelayOptions {
   upstream: UpstreamConnection;
   tracker: StatementTracker;
   inspectors: readonly StatementInspector[];
+  /**
+   * Whether statements may run at all now (the audit can make them durable); a refusal is
+   * answered in place of each Query, Parse and FunctionCall while it says no.
+   */
+  admit(): Refusal | undefined;
   maxMessageBytes: number;
   /** Longest statement text pgward records and runs (audit.maxStatementBytes). */
   maxStatementBytes: number;
@@ -165,7 +170,8 @@ export class Relay {
         const text = decode.queryText(message);
         const judgement = this.judge(text);
         const recorded = judgement?.recordAs ?? text;
-        if (judgement?.refusal) return this.refuseSimple(judgement.refusal, recorded);
+        const refusal = judgement?.refusal ?? this.o.admit();
+        if (refusal) return this.refuseSimple(refusal, recorded);
         this.o.tracker.request('simple', recorded);
         this.ended();
         return 'forward';
@@ -178,7 +184,8 @@ export class Relay {
           return this.refuseExtended(tooLong(bytes, this.o.maxStatementBytes), omitted(bytes));
         const judgement = this.judge(text);
         const recorded = judgement?.recordAs ?? text;
-        if (judgement?.refusal) return this.refuseExtended(judgement.refusal, recorded);
+        const refusal = judgement?.refusal ?? this.o.admit();
+        if (refusal) return this.refuseExtended(refusal, recorded);
         const cap = this.prepared.checkParse(name, recorded);
         if (cap) return this.refuseExtended(capRefusal(cap), recorded);
         this.prepared.parse(name, recorded);
@@ -203,6 +210,8 @@ export class Relay {
         const oid = decode.functionCallOid(message);
         const text = fastPathText(oid);
         if (!fastPathFunction(oid)) return this.refuseSimple(fastPathRefusal(oid), text);
+        const closed = this.o.admit();
+        if (closed) return this.refuseSimple(closed, text);
         this.o.tracker.request('function', text);
         this.ended();
         return 'forward';

