@@ -17,6 +17,7 @@ import { devLogin } from '../src/dev/dev_login.js';
 import { startDevStack } from '../src/dev/dev_stack.js';
 import { createLogger } from '../src/log/logger.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
+import { guardCacheStats } from '../src/proxy/statement_guard.js';
 import { freePort } from '../src/store/free_port.js';
 
 const run = promisify(execFile);
@@ -44,6 +45,8 @@ const SCENARIOS: Scenario[] = [
   { name: '-S -M prepared -c 8', args: ['-S', '-M', 'prepared', '-c', '8', '-j', '2'] },
   { name: '-S -C -c 8 (connect per tx)', args: ['-S', '-M', 'simple', '-C', '-c', '8', '-j', '2'] },
   { name: '5,000-row result -c 4', args: ['-M', 'simple', '-c', '4', '-j', '2', '-f', 'ROWS_SCRIPT'] },
+  // A SET before each read: a statement the built-in rules parse (once: then the decision cache).
+  { name: 'SET + select -c 8 (parsed)', args: ['-M', 'simple', '-c', '8', '-j', '2', '-f', 'SET_SCRIPT'] },
 ];
 
 /** CPU time (user + system) of a process, in microseconds, from /proc. */
@@ -140,6 +143,11 @@ async function main() {
     await setup.end();
     const rowsScript = path.join(dir, 'rows.sql');
     writeFileSync(rowsScript, 'select aid, bid, abalance, filler from pgbench_accounts where aid <= 5000;\n');
+    const setScript = path.join(dir, 'set.sql');
+    writeFileSync(
+      setScript,
+      "\\set aid random(1, 1000000)\nset statement_timeout = '5s';\nselect abalance from pgbench_accounts where aid = :aid;\n",
+    );
 
     const token = (
       await devLogin({ issuer: stack.info.idp, email: 'viewer@example.com', password: 'password' })
@@ -162,7 +170,9 @@ async function main() {
     );
     const only = new RegExp(process.env['BENCH_ONLY'] ?? '.');
     for (const scenario of SCENARIOS.filter((s) => only.test(s.name))) {
-      const args = scenario.args.map((a) => (a === 'ROWS_SCRIPT' ? rowsScript : a));
+      const args = scenario.args.map((a) =>
+        a === 'ROWS_SCRIPT' ? rowsScript : a === 'SET_SCRIPT' ? setScript : a,
+      );
       const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
       let pgwardCpu = 0;
       let pgwardTx = 0;
@@ -200,8 +210,22 @@ async function main() {
     mkdirSync(out, { recursive: true });
     writeFileSync(
       path.join(out, 'latest.json'),
-      `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, cores: cpus().length, node: process.version, results }, null, 2)}\n`,
+      `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, cores: cpus().length, node: process.version, results, builtinRulesCache: guardCacheStats() }, null, 2)}\n`,
     );
+    const cache = guardCacheStats();
+    const lookups = cache.hits + cache.misses;
+    console.log(
+      `\nbuilt-in rules: ${lookups} statements needed more than the first look; decision cache hit rate ${lookups ? ((cache.hits / lookups) * 100).toFixed(1) : '-'}% (${cache.misses} parsed)`,
+    );
+    // The rules' own costs per statement, without sockets: first look, parse per distinct text.
+    const classifyBench = await run(
+      process.execPath,
+      [path.join(PACKAGE_ROOT, 'dist', 'bench', 'classify.js')],
+      {
+        env: { ...process.env, BENCH_STATEMENTS: '50000' },
+      },
+    );
+    console.log(classifyBench.stdout.trim());
     console.log(`\nwritten to bench/results/latest.json`);
   } finally {
     bouncer?.stop();
