@@ -12,7 +12,9 @@ import { eventually } from './support/eventually.js';
 
 /** The error that ends a client's session, once it comes. */
 function ended(client: pg.Client): Promise<{ code?: string; message: string }> {
-  return new Promise((resolve) => client.once('error', (err) => resolve(err as { code?: string; message: string })));
+  return new Promise((resolve) =>
+    client.once('error', (err) => resolve(err as { code?: string; message: string })),
+  );
 }
 
 describe('live sessions follow the directory', () => {
@@ -34,14 +36,18 @@ describe('live sessions follow the directory', () => {
     const client = await t.client('editor@example.com');
     const gone = ended(client);
     const started = Date.now();
-    const r = await call(t.stack.info.http, 'POST', '/api/v1/users/editor@example.com/revoke', { token: admin });
+    const r = await call(t.stack.info.http, 'POST', '/api/v1/users/editor@example.com/revoke', {
+      token: admin,
+    });
     assert.equal(r.status, 200);
     const err = await gone;
     assert.ok(Date.now() - started < 5000, 'within seconds');
     assert.equal(err.code, '57P01');
     assert.match(err.message, /revoked/);
     await eventually(async () => {
-      const { rows } = await target.query("select rolcanlogin from pg_roles where rolname = 'editor@example.com'");
+      const { rows } = await target.query(
+        "select rolcanlogin from pg_roles where rolname = 'editor@example.com'",
+      );
       return rows[0]?.rolcanlogin === false ? true : undefined;
     }, 'NOLOGIN on the login role');
     await client.end().catch(() => undefined);
@@ -101,6 +107,9 @@ describe('live sessions follow the directory', () => {
     const err = await gone;
     assert.equal(err.code, '57P01');
     await viewer.end().catch(() => undefined);
-    await call(t.stack.info.http, 'PATCH', '/api/v1/users/viewer@example.com', { token: admin, body: { isActive: true } });
+    await call(t.stack.info.http, 'PATCH', '/api/v1/users/viewer@example.com', {
+      token: admin,
+      body: { isActive: true },
+    });
   });
 });

@@ -21,6 +21,8 @@ function silent(t: TestStack, localAddress = '127.0.0.1'): Promise<Socket> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port, localAddress });
     socket.on('error', () => undefined);
+    // Reading (and dropping) what arrives, so that the gateway's close is seen.
+    socket.resume();
     socket.once('connect', () => resolve(socket));
     socket.once('error', reject);
   });
