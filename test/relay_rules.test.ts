@@ -299,17 +299,50 @@ describe('relay: built-in rules and caps on every protocol path', () => {
     assert.doesNotMatch(await api.text(), /hunter2/);
   });
 
-  it('sends one error when the target ends a session (pg_terminate_backend), as PostgreSQL does', async () => {
-    const session = await raw();
-    session.send(msg.query('select pg_backend_pid() as pid'));
-    const pidAnswer = await session.untilReady();
-    const row = pidAnswer.find((a) => a.type === 'D')!.message;
-    const pid = Number(row.toString('utf8', 11));
-    await target.query('select pg_terminate_backend($1)', [pid]);
-    const last = await session.untilClosed();
-    const errors = last.filter((a) => a.type === 'E');
+  it('sends one error when the target ends a session (pg_terminate_backend), byte for byte as PostgreSQL does', async () => {
+    const terminated = async (session: RawSession) => {
+      session.send(msg.query('select pg_backend_pid() as pid'));
+      const pidAnswer = await session.untilReady();
+      const row = pidAnswer.find((a) => a.type === 'D')!.message;
+      await target.query('select pg_terminate_backend($1)', [Number(row.toString('utf8', 11))]);
+      return session.untilClosed();
+    };
+    const viaPgward = await terminated(await raw());
+    const pgDirect = await terminated(await direct());
+    assert.equal(shape(viaPgward), shape(pgDirect));
+    const errors = viaPgward.filter((a) => a.type === 'E');
     assert.equal(errors.length, 1, 'exactly one ErrorResponse');
     assert.equal(errors[0]!.fields?.get('C'), '57P01');
     assert.equal(errors[0]!.fields?.get('S'), 'FATAL');
+    assert.deepEqual(errors[0]!.message, pgDirect.find((a) => a.type === 'E')!.message, 'the same bytes');
+  });
+
+  it('counts sessions and statements by outcome in /metrics', async () => {
+    const session = await raw();
+    session.send(msg.query("select 'metrics-ok'"));
+    await session.untilReady();
+    session.send(msg.query('select 1/0'));
+    await session.untilReady();
+    session.send(msg.query("alter role current_user password 'hunter2-metrics'"));
+    await session.untilReady();
+    session.close();
+    const scrape = await eventually(async () => {
+      const text = await (await fetch(`${t.stack.info.http}/metrics`)).text();
+      return /pgward_sessions_ended_total\{[^}]*connection="demo"[^}]*outcome="client_terminated"[^}]*\} [1-9]/.test(
+        text,
+      )
+        ? text
+        : undefined;
+    }, 'the session to be counted');
+    for (const outcome of ['ok', 'error', 'refused']) {
+      assert.match(
+        scrape,
+        new RegExp(`pgward_statements_total\\{[^}]*connection="demo"[^}]*outcome="${outcome}"[^}]*\\} [1-9]`),
+        outcome,
+      );
+    }
+    assert.match(scrape, /pgward_sessions_started_total\{[^}]*connection="demo"[^}]*\} [1-9]/);
+    assert.match(scrape, /pgward_connect_duration_seconds_count [1-9]/);
+    assert.doesNotMatch(scrape, /hunter2|metrics-ok|viewer@example/);
   });
 });

@@ -9,6 +9,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import { PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
+import { errorResponseFor } from '../proxy/error_response.js';
 import { UpstreamConnection, UpstreamError } from '../upstream/upstream.js';
 import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
@@ -37,17 +38,6 @@ interface Relayed {
 }
 
 const digest = (text: string) => createHash('sha256').update(text).digest();
-
-/** An ErrorResponse for a failure of the local listener itself. */
-function fatal(err: PgwardError): Buffer {
-  return encode.errorResponse({
-    severity: 'FATAL',
-    code: err.sqlstate,
-    message: err.message,
-    detail: `pgward error ${err.code}`,
-    hint: err.hint,
-  });
-}
 
 /** The gateway's own refusal, passed on as it was sent. */
 function gatewayRefusal(err: UpstreamError): Buffer {
@@ -113,11 +103,11 @@ export class LocalConnectListener {
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy());
     socket.setTimeout(LOGIN_TIMEOUT_MS, () => {
-      socket.end(fatal(new PgwardError('LOGIN_FAILED', 'the client did not log in in time')));
+      socket.end(errorResponseFor(new PgwardError('LOGIN_FAILED', 'the client did not log in in time')));
     });
     this.handshake(socket).catch((err: unknown) => {
       if (err instanceof UpstreamError) socket.end(gatewayRefusal(err));
-      else if (err instanceof PgwardError) socket.end(fatal(err));
+      else if (err instanceof PgwardError) socket.end(errorResponseFor(err));
       else socket.destroy();
     });
   }

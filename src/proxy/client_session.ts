@@ -310,6 +310,8 @@ export class ClientSession implements Cancellable {
         encode.readyForQuery(upstream.status),
       ]),
     );
+    metrics?.sessionStarted();
+    this.ctx.metrics?.connected((performance.now() - this.startedAt) / 1000);
     this.ctx.log.debug(
       {
         session: this.id,
