@@ -159,6 +159,15 @@ describe("pgward's own tokens", () => {
     });
     assert.equal(refresh.status, 401);
     assert.equal((await whoami(admin.access_token)).status, 200);
+    // Tokens say when they were issued in whole seconds, so a revocation holds until the next
+    // second begins: the editor can sign in again from then on (the next test does).
+    const { rows } = await t
+      .store()
+      .query<{ until: number }>(
+        "select extract(epoch from revoked_before) * 1000 as until from pgward.user_info where email = 'editor@example.com'",
+      );
+    const until = Number(rows[0]?.until ?? 0);
+    while (Date.now() < until + 50) await new Promise((resolve) => setTimeout(resolve, 50));
   });
 
   it('logout ends the sign-in; deactivation ends every token of the person at once', async () => {
