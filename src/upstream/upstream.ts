@@ -14,7 +14,6 @@ import * as encode from '../wire/encode.js';
 import { AUTH, BE, PROTOCOL } from '../wire/protocol.js';
 import { MessageReader } from '../wire/reader.js';
 import { SocketInput } from '../wire/socket_input.js';
-import * as control from './control_messages.js';
 import { SCRAM_MECHANISM, ScramClient } from './scram.js';
 
 export interface UpstreamTarget {
@@ -433,9 +432,9 @@ export class UpstreamConnection {
   ): Promise<(string | null)[][][]> {
     const out: Buffer[] = [];
     for (const { sql, params = [] } of statements) {
-      out.push(control.parse(sql), control.bind(params), control.execute());
+      out.push(encode.parse(sql), encode.bind(params), encode.execute(''));
     }
-    out.push(control.sync());
+    out.push(encode.sync());
     this.socket.write(Buffer.concat(out));
     return this.results(step);
   }
@@ -449,7 +448,7 @@ export class UpstreamConnection {
         const message = await this.next();
         const type = message[0];
         if (type === BE.DATA_ROW) {
-          sets.at(-1)!.push(control.dataRow(message));
+          sets.at(-1)!.push(decode.dataRow(message));
         } else if (type === BE.COMMAND_COMPLETE) {
           sets.push([]);
         } else if (type === BE.ERROR && !error) {

@@ -121,3 +121,21 @@ export function functionCallOid(message: Buffer): number {
     throw new PgwardError('PROTOCOL_VIOLATION', 'FunctionCall message too short');
   return message.readUInt32BE(BODY);
 }
+
+/** DataRow: the columns as text (null for SQL NULL); for pgward's own control queries. */
+export function dataRow(message: Buffer): (string | null)[] {
+  const count = message.readInt16BE(BODY);
+  const values: (string | null)[] = [];
+  let at = BODY + 2;
+  for (let i = 0; i < count; i++) {
+    const length = message.readInt32BE(at);
+    at += 4;
+    if (length < 0) {
+      values.push(null);
+    } else {
+      values.push(message.toString('utf8', at, at + length));
+      at += length;
+    }
+  }
+  return values;
+}

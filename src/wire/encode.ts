@@ -130,3 +130,29 @@ export function execute(portal: string, maxRows = 0): Buffer {
 export function sync(): Buffer {
   return message(FE.SYNC, Buffer.alloc(0));
 }
+
+function int16(value: number): Buffer {
+  const b = Buffer.allocUnsafe(2);
+  b.writeInt16BE(value, 0);
+  return b;
+}
+
+/** Parse: a statement (`name`, '' = unnamed), parameter types left to the server. */
+export function parse(sql: string, name = ''): Buffer {
+  return message(FE.PARSE, Buffer.concat([cstring(name), cstring(sql), int16(0)]));
+}
+
+/** Bind: text parameters (null is SQL NULL), text results. */
+export function bind(params: readonly (string | null)[], portal = '', statement = ''): Buffer {
+  const parts = [cstring(portal), cstring(statement), int16(0), int16(params.length)];
+  for (const value of params) {
+    if (value === null) {
+      parts.push(int32(-1));
+    } else {
+      const bytes = Buffer.from(value, 'utf8');
+      parts.push(int32(bytes.length), bytes);
+    }
+  }
+  parts.push(int16(0));
+  return message(FE.BIND, Buffer.concat(parts));
+}
