@@ -359,6 +359,35 @@ describe('faults, with the gateway as a real process', () => {
     assert.deepEqual(await audited('faults_d'), { n: 10, texts: 10 });
     assert.deepEqual(await audited('faults_e'), { n: 10, texts: 10 });
   });
+
+  it('audit.onStoreDown refuse: while the audit cannot be written, statements are refused with 57P03 and the session goes on', async () => {
+    if (child) await stopProcess(child, 'SIGTERM', 60_000);
+    writeFileSync(configFile, `shutdownSeconds: ${SHUTDOWN_SECONDS}\naudit:\n  onStoreDown: refuse\n`);
+    storeUrl = '';
+    child = await startDev();
+    const c = await client(editorToken);
+    await run(c, 'faults_f', 1, 3);
+    await stopStore();
+    // Once the audit writer has failed to write, nothing more runs: each statement is refused in place.
+    const refused = await until('a statement refused for the audit', 30_000, async () =>
+      c.query("SELECT 'faults_f refused' AS n").then(
+        () => undefined,
+        (err: { code?: string; message: string; severity?: string }) => err,
+      ),
+    );
+    assert.equal(refused.code, '57P03');
+    assert.equal(refused.severity, 'ERROR', 'the session is not ended');
+    assert.match(refused.message, /cannot record this session in its audit trail/);
+    await startStore();
+    await until('statements run again once the store is back', 60_000, async () =>
+      c.query("SELECT 'faults_f back' AS n").then(
+        () => true,
+        () => undefined,
+      ),
+    );
+    assert.equal((await c.query('SELECT 41 + 1 AS n')).rows[0].n, 42);
+    await c.end();
+  });
 });
 
 describe('a port in use', () => {

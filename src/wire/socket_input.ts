@@ -33,7 +33,7 @@ export class SocketInput {
 
   /** The `onread` option for `net.connect`: reads land in a buffer this input reuses. */
   readOptions(): OnReadOpts {
-    this.buffer = Buffer.allocUnsafe(SMALL_READ_BYTES);
+    this.buffer = Buffer.allocUnsafeSlow(SMALL_READ_BYTES);
     this.reusing = true;
     return {
       // Asked again after every read: a kept or resized buffer has been replaced by then.
@@ -53,7 +53,7 @@ export class SocketInput {
    */
   private resize(bytes: number, size: number): void {
     const want = bytes === size ? LARGE_READ_BYTES : bytes <= SMALL_READ_BYTES ? SMALL_READ_BYTES : size;
-    if (this.buffer !== undefined && this.buffer.length !== want) this.buffer = Buffer.allocUnsafe(want);
+    if (this.buffer !== undefined && this.buffer.length !== want) this.buffer = Buffer.allocUnsafeSlow(want);
   }
 
   /**
@@ -113,10 +113,10 @@ export class SocketInput {
     const reused = this.reusing;
     const waiting = reused && to.writableLength > 0;
     let ok = true;
-    if (segments.length === 1) ok = to.write(waiting ? Buffer.from(segments[0]!) : segments[0]!);
+    if (segments.length === 1) ok = to.write(waiting ? ownCopy(segments[0]!) : segments[0]!);
     else if (segments.length > 1) {
       to.cork();
-      for (const s of segments) ok = to.write(waiting ? Buffer.from(s) : s);
+      for (const s of segments) ok = to.write(waiting ? ownCopy(s) : s);
       to.uncork();
     }
     if (reused && !waiting && to.writableLength > 0) this.keep();
@@ -128,6 +128,17 @@ export class SocketInput {
    * left to that write and later reads go to a new one.
    */
   private keep(): void {
-    if (this.buffer) this.buffer = Buffer.allocUnsafe(this.buffer.length);
+    if (this.buffer) this.buffer = Buffer.allocUnsafeSlow(this.buffer.length);
   }
+}
+
+/**
+ * A copy in memory of its own. Buffers come unpooled here (allocUnsafeSlow): Node's pool (8 KiB
+ * on Node.js 20, 64 KiB on 24) would make a small copy, or a read buffer, share one allocation
+ * with unrelated buffers and keep all of it alive as long as the write waits.
+ */
+function ownCopy(segment: Buffer): Buffer {
+  const copy = Buffer.allocUnsafeSlow(segment.length);
+  segment.copy(copy);
+  return copy;
 }
