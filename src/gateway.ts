@@ -314,6 +314,17 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         signing_keys: async () => ({ ok: (await signingKeys.current()) !== undefined }),
         listener: async () => ({ ok: listener.listening }),
       },
+      console: {
+        target: () => ({
+          // A wildcard listener is reached on loopback; a specific address on itself.
+          host: ['0.0.0.0', '::', ''].includes(config.pg.host) ? '127.0.0.1' : config.pg.host,
+          port: pgAddress.port,
+          tls: tls !== undefined,
+        }),
+        store: store.pool,
+        liveSessions: () => listener.liveSessions(),
+        endSession: (sessionId, reason) => listener.endSession(sessionId, reason),
+      },
       discovery: () => ({
         pg: { host: config.pg.host, port: pgAddress.port, tls: tls !== undefined },
         providers: providers.all().map((p) => ({

@@ -363,6 +363,8 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       return gatewayPage(
         'Signed in',
         `<p>Signed in as <b>${escapeHtml(person.email)}</b> with ${escapeHtml(person.provider)}.</p>
+<p><a class="provider" href="/">Open the console</a></p>
+<meta http-equiv="refresh" content="1; url=/">
 <form method="post" action="/logout"><button type="submit">Sign out</button></form>`,
       );
     });

@@ -19,6 +19,7 @@ import {
 } from 'fastify-type-provider-zod';
 import type { AuditQueries } from '../audit/audit_queries.js';
 import type { Config } from '../config/schema.js';
+import { type ConsoleHooks, consolePages, consoleRoutes } from '../console/console_routes.js';
 import type { AccessEvents } from '../directory/access_events.js';
 import type { DirectoryAdmin } from '../directory/directory_admin.js';
 import { asPgwardError, PgwardError } from '../errors.js';
@@ -109,6 +110,8 @@ export interface HttpServerOptions {
   api: ApiContext;
   /** Serves GET /metrics (absent when `metrics.enabled` is false). */
   metrics?: Metrics | undefined;
+  /** Serves the web console at `/` and its API (absent: no console). */
+  console?: ConsoleHooks | undefined;
 }
 
 /** An RFC 9457 problem with pgward's stable error code. */
@@ -236,5 +239,9 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   await app.register(authRoutes(opts.api));
   await app.register(meRoutes(opts.api), { prefix: '/api/v1' });
   await app.register(adminRoutes(opts.api), { prefix: '/api/v1' });
+  if (opts.console) {
+    await app.register(consolePages());
+    await app.register(consoleRoutes(opts.api, opts.console), { prefix: '/api/v1' });
+  }
   return app;
 }

@@ -146,6 +146,18 @@ export class PgListener {
     return count;
   }
 
+  /** The signed-in sessions here now (the console's live sessions). */
+  liveSessions(): { sessionId: string; userId: string | undefined }[] {
+    return [...this.sessions]
+      .filter((s) => s.person !== undefined)
+      .map((s) => ({ sessionId: s.id, userId: s.person?.person.userId }));
+  }
+
+  /** Ends one session with 57P01 and `reason` (an administrator's "end session"). */
+  async endSession(sessionId: string, reason: string): Promise<boolean> {
+    return (await this.endSessions(async (s) => (s.id === sessionId ? reason : undefined))) > 0;
+  }
+
   async close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     await Promise.all([...this.sessions].map((s) => s.shutdown()));
