@@ -79,6 +79,8 @@ export function contentSecurityPolicy(nonce: string): string {
     "font-src 'self'",
     "connect-src 'self'",
     "form-action 'self'",
+    // The export's download (or its error page) lands in a hidden frame of the console.
+    "frame-src 'self'",
     "frame-ancestors 'none'",
     "base-uri 'none'",
   ].join('; ');
