@@ -25,6 +25,7 @@ import { asPgwardError, PgwardError } from '../errors.js';
 import type { ProviderRegistry } from '../identity/provider_registry.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { PolicyCatalog } from '../policy/policy_catalog.js';
 import type { Authenticator } from '../session/authenticator.js';
 import type { IdpClient } from '../session/idp_client.js';
 import type { LoginCodes } from '../session/login_codes.js';
@@ -36,6 +37,7 @@ import { adminRoutes } from './admin_routes.js';
 import { authRoutes } from './auth_routes.js';
 import { meRoutes } from './me_routes.js';
 import { metricsRoutes } from './metrics_routes.js';
+import { policyRoutes } from './policy_routes.js';
 import { presentedToken, sameOriginGuard } from './request_auth.js';
 
 /** One component's health: `ok`, and a short detail safe to show anyone. */
@@ -94,6 +96,7 @@ export interface ApiContext {
   events: AccessEvents;
   /** Login roles in the targets: LOGIN is taken away when a person is deactivated or revoked. */
   loginRoles: { disablePerson(userId: string): Promise<void> };
+  policies: PolicyCatalog;
 }
 
 export interface HttpServerOptions {
@@ -166,7 +169,10 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     } else if (e.httpStatus >= 500) opts.log.error({ err }, 'request failed');
     // 5xx details never leave the process.
     const detail = e.httpStatus >= 500 && e.code === 'INTERNAL' ? 'internal error' : e.message;
-    return reply.status(e.httpStatus).send(problem(e.httpStatus, e.code, detail, e.hint));
+    const body = problem(e.httpStatus, e.code, detail, e.hint);
+    // A policy's problems, each at its field's path, for editors that mark them in place.
+    const problems = (e as { problems?: unknown }).problems;
+    return reply.status(e.httpStatus).send(Array.isArray(problems) ? { ...body, errors: problems } : body);
   });
   app.setNotFoundHandler((req, reply) => {
     reply
@@ -236,5 +242,6 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   await app.register(authRoutes(opts.api));
   await app.register(meRoutes(opts.api), { prefix: '/api/v1' });
   await app.register(adminRoutes(opts.api), { prefix: '/api/v1' });
+  await app.register(policyRoutes(opts.api), { prefix: '/api/v1' });
   return app;
 }
