@@ -52,6 +52,8 @@ export const ERRORS = {
   // A login role was changed outside pgward; pgward undid it and refused the session.
   LOGIN_ROLE_TAMPERED: { http: 403, sqlstate: '42501', exit: 77 },
   BAD_REQUEST: { http: 400, sqlstate: '22023', exit: 64 },
+  // A policy document with problems: each is named by the path of its field.
+  POLICY_INVALID: { http: 400, sqlstate: '22023', exit: 65 },
   INTERNAL: { http: 500, sqlstate: 'XX000', exit: 70 },
 } as const;
 

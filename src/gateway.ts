@@ -21,6 +21,8 @@ import { TokenVerifier } from './identity/token_verifier.js';
 import type { Logger } from './log/logger.js';
 import { isLoopbackHost } from './loopback.js';
 import { Metrics } from './metrics/metrics.js';
+import { knownNames } from './policy/known_names.js';
+import { PolicyCatalog } from './policy/policy_catalog.js';
 import { loadSqlParser } from './policy/sql_parser.js';
 import { accessLost } from './proxy/access_recheck.js';
 import { CancelMap } from './proxy/cancel_map.js';
@@ -217,6 +219,16 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       idp,
       events,
     });
+    const directoryAdmin = new DirectoryAdmin(store.pool, events);
+    const policies = new PolicyCatalog(
+      store.pool,
+      config.policies,
+      events,
+      log.child({ component: 'policies' }),
+      async () => knownNames(await connections.list(), await directoryAdmin.listGroups(), providers.all()),
+    );
+    await policies.start();
+    cleanup.unshift(() => policies.close());
     const proxyConfig: ProxyContext['config'] = {
       maxMessageBytes: config.pg.maxMessageBytes,
       allowLoopbackPlaintext: config.pg.allowLoopbackPlaintext,
@@ -237,6 +249,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       audit,
       cancels: new CancelMap(),
       inspectors: [judgeStatement],
+      policies,
       metrics: config.metrics.enabled ? metrics : undefined,
       connectPath: new ConnectPath({ config: proxyConfig, connections, provisioner, pool, audit }),
     };
@@ -282,7 +295,8 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         loginCodes: new LoginCodes(store.pool, box, sessions),
         signingKeys,
         connections,
-        directory: new DirectoryAdmin(store.pool, events),
+        directory: directoryAdmin,
+        policies,
         audit: new AuditQueries(store.pool),
         box,
         events,

@@ -57,6 +57,8 @@ describe('the audit writer', () => {
     commandTag: 'SELECT 1',
     rows: 1,
     sqlstate: null,
+    decision: null,
+    decidedBy: null,
   });
 
   it('writes statements byte for byte', async () => {
@@ -166,7 +168,16 @@ describe('the audit writer', () => {
       [sessionId],
     );
     assert.deepEqual(rows, [
-      { seq: 1, kind: 'extended', duration_ms: null, command_tag: null, rows: null, sqlstate: null },
+      {
+        seq: 1,
+        kind: 'extended',
+        duration_ms: null,
+        command_tag: null,
+        rows: null,
+        sqlstate: null,
+        decision: null,
+        decidedBy: null,
+      },
       {
         seq: 2,
         kind: 'function',
@@ -174,6 +185,8 @@ describe('the audit writer', () => {
         command_tag: 'SELECT 1099511627783',
         rows: '1099511627783',
         sqlstate: null,
+        decision: null,
+        decidedBy: null,
       },
       {
         seq: 3,
@@ -299,6 +312,8 @@ describe('the audit writer while the store is down', () => {
     commandTag: 'SELECT 1',
     rows: 1,
     sqlstate: null,
+    decision: null,
+    decidedBy: null,
   });
   const start = (sessionId: string) => ({
     sessionId,

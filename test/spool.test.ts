@@ -35,6 +35,8 @@ function statement(seq: number, text: string): StatementRecord {
     commandTag: 'SELECT 1',
     rows: 1,
     sqlstate: null,
+    decision: null,
+    decidedBy: null,
   };
 }
 

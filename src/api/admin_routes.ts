@@ -118,6 +118,8 @@ const auditQuery = z.object({
   since: z.coerce.date().optional(),
   until: z.coerce.date().optional(),
   text: z.string().min(1).max(1000).optional(),
+  /** What policies made of the statement (statements only). */
+  decision: z.enum(['allowed', 'refused', 'observed']).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
 
@@ -659,6 +661,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         since: q.since,
         until: q.until,
         text: q.text,
+        decision: q.decision,
         limit: q.limit,
       };
       if (!person.isAdmin) {
@@ -678,7 +681,7 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         schema: {
           summary: 'Audited sessions, newest first (yours only unless you are an administrator)',
           tags: ['audit'],
-          querystring: auditQuery.omit({ text: true }),
+          querystring: auditQuery.omit({ text: true, decision: true }),
         },
       },
       async (req) => ctx.audit.sessions(await auditFilter(req as never)),
@@ -688,7 +691,8 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       {
         preHandler: signedIn,
         schema: {
-          summary: 'Audited statements, newest first; `text` matches a substring',
+          summary:
+            'Audited statements, newest first; `text` matches a substring, `decision` what policies made of them',
           tags: ['audit'],
           querystring: auditQuery,
         },

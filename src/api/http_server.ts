@@ -26,6 +26,7 @@ import { asPgwardError, PgwardError } from '../errors.js';
 import type { ProviderRegistry } from '../identity/provider_registry.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { PolicyCatalog } from '../policy/policy_catalog.js';
 import type { Authenticator } from '../session/authenticator.js';
 import type { IdpClient } from '../session/idp_client.js';
 import type { LoginCodes } from '../session/login_codes.js';
@@ -37,6 +38,7 @@ import { adminRoutes } from './admin_routes.js';
 import { authRoutes } from './auth_routes.js';
 import { meRoutes } from './me_routes.js';
 import { metricsRoutes } from './metrics_routes.js';
+import { policyRoutes } from './policy_routes.js';
 import { presentedToken, sameOriginGuard } from './request_auth.js';
 
 /** One component's health: `ok`, and a short detail safe to show anyone. */
@@ -95,6 +97,7 @@ export interface ApiContext {
   events: AccessEvents;
   /** Login roles in the targets: LOGIN is taken away when a person is deactivated or revoked. */
   loginRoles: { disablePerson(userId: string): Promise<void> };
+  policies: PolicyCatalog;
 }
 
 export interface HttpServerOptions {
@@ -169,7 +172,10 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
     } else if (e.httpStatus >= 500) opts.log.error({ err }, 'request failed');
     // 5xx details never leave the process.
     const detail = e.httpStatus >= 500 && e.code === 'INTERNAL' ? 'internal error' : e.message;
-    return reply.status(e.httpStatus).send(problem(e.httpStatus, e.code, detail, e.hint));
+    const body = problem(e.httpStatus, e.code, detail, e.hint);
+    // A policy's problems, each at its field's path, for editors that mark them in place.
+    const problems = (e as { problems?: unknown }).problems;
+    return reply.status(e.httpStatus).send(Array.isArray(problems) ? { ...body, errors: problems } : body);
   });
   app.setNotFoundHandler((req, reply) => {
     reply
@@ -239,6 +245,7 @@ export async function buildHttpServer(opts: HttpServerOptions): Promise<FastifyI
   await app.register(authRoutes(opts.api));
   await app.register(meRoutes(opts.api), { prefix: '/api/v1' });
   await app.register(adminRoutes(opts.api), { prefix: '/api/v1' });
+  await app.register(policyRoutes(opts.api), { prefix: '/api/v1' });
   if (opts.console) {
     await app.register(consolePages());
     await app.register(consoleRoutes(opts.api, opts.console), { prefix: '/api/v1' });

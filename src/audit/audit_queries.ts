@@ -13,6 +13,8 @@ export interface AuditFilter {
   until?: Date | undefined;
   /** Substring of the statement text (statements only). */
   text?: string | undefined;
+  /** What policies made of it (statements only). */
+  decision?: 'allowed' | 'refused' | 'observed' | undefined;
   limit: number;
 }
 
@@ -42,6 +44,10 @@ export interface StatementRecord {
   commandTag: string | null;
   rows: number | null;
   sqlstate: string | null;
+  /** allowed, refused or observed by a policy (or refused by a built-in rule); null when none applied. */
+  decision: string | null;
+  /** The outcomes behind `decision`: policy, rule, outcome, message. */
+  decidedBy: { policy: string; rule: string; outcome: string; message?: string }[] | null;
   email: string | null;
   connection: string | null;
 }
@@ -121,14 +127,14 @@ export class AuditQueries {
     const { rows } = await this.pool.query<StatementRecord>(
       `SELECT st.session_id AS "sessionId", st.seq, st.kind, st.text, st.started_at AS "startedAt",
               st.duration_ms AS "durationMs", st.command_tag AS "commandTag", st.rows::float8 AS rows,
-              st.sqlstate, s.email, s.connection_name AS connection
+              st.sqlstate, st.decision, st.decided_by AS "decidedBy", s.email, s.connection_name AS connection
          FROM pgward.statement st LEFT JOIN pgward.session s USING (session_id)
         WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email) = lower($2))
           AND ($3::text IS NULL OR s.connection_name = $3) AND ($4::uuid IS NULL OR st.session_id = $4)
           AND ($5::timestamptz IS NULL OR st.started_at >= $5) AND ($6::timestamptz IS NULL OR st.started_at < $6)
-          AND ($7::text IS NULL OR st.text ILIKE $7)
+          AND ($7::text IS NULL OR st.text ILIKE $7) AND ($9::text IS NULL OR st.decision = $9)
         ORDER BY st.started_at DESC, st.seq DESC LIMIT $8`,
-      [...filterValues(f), f.text === undefined ? null : literalLike(f.text), f.limit],
+      [...filterValues(f), f.text === undefined ? null : literalLike(f.text), f.limit, f.decision ?? null],
     );
     return rows;
   }

@@ -60,6 +60,10 @@ export interface StatementRecord {
   commandTag: string | null;
   rows: number | null;
   sqlstate: string | null;
+  /** What policies made of it: allowed, refused or observed; null when none applied. */
+  decision: 'allowed' | 'refused' | 'observed' | null;
+  /** JSON array of the outcomes behind `decision` (policy, rule, outcome, message). */
+  decidedBy: string | null;
 }
 
 /**
@@ -433,7 +437,7 @@ export class AuditWriter {
       }
       await copyRows(
         client,
-        `COPY pgward.statement (${STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)`,
+        `COPY pgward.statement (${batch.columns ?? STATEMENT_COLUMNS}) FROM STDIN (FORMAT binary)`,
         batch,
       );
       await client.query('COMMIT');

@@ -28,7 +28,7 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../log/logger.js';
 import type { SessionEnd, SessionStart } from './audit_writer.js';
-import type { RowBatch } from './statement_rows.js';
+import { type RowBatch, STATEMENT_COLUMNS_V1 } from './statement_rows.js';
 
 export const SPOOL_FILE = 'audit.spool';
 const MAGIC = Buffer.from('PWS1', 'latin1');
@@ -61,7 +61,7 @@ export function recordsOf(batch: AuditBatch): number {
 export function encodeBatch(batch: AuditBatch): Buffer {
   const head = Buffer.from(
     JSON.stringify({
-      v: 1,
+      v: 2,
       starts: batch.starts,
       ends: batch.ends,
       statements: { id: batch.statements.id, rows: batch.statements.rows },
@@ -82,7 +82,7 @@ export function decodeBatch(payload: Buffer): AuditBatch {
     ends: (Omit<SessionEnd, 'endedAt'> & { endedAt: string })[];
     statements: { id: string; rows: number };
   };
-  if (head.v !== 1) throw new Error(`unknown spool record version ${head.v}`);
+  if (head.v !== 1 && head.v !== 2) throw new Error(`unknown spool record version ${head.v}`);
   const rows = payload.subarray(4 + headLength);
   return {
     starts: head.starts.map((s) => ({ ...s, startedAt: new Date(s.startedAt) })),
@@ -92,6 +92,8 @@ export function decodeBatch(payload: Buffer): AuditBatch {
       parts: rows.length > 0 ? [rows] : [],
       rows: head.statements.rows,
       bytes: rows.length,
+      // Version 1 rows predate the policy decision columns.
+      ...(head.v === 1 ? { columns: STATEMENT_COLUMNS_V1 } : {}),
     },
   };
 }

@@ -17,8 +17,11 @@ import type { StatementRecord } from './audit_writer.js';
 
 /** The columns of every row, in order. */
 export const STATEMENT_COLUMNS =
+  'session_id, seq, kind, text, started_at, duration_ms, command_tag, rows, sqlstate, decision, decided_by';
+/** The columns of rows spooled before statements carried policy decisions. */
+export const STATEMENT_COLUMNS_V1 =
   'session_id, seq, kind, text, started_at, duration_ms, command_tag, rows, sqlstate';
-const FIELDS = 9;
+const FIELDS = 11;
 
 const CHUNK_BYTES = 256 * 1024;
 
@@ -32,7 +35,7 @@ const PG_EPOCH_MICROS = 946_684_800_000_000;
 const TWO_32 = 2 ** 32;
 
 /** Bytes a row needs at most, before its strings (each UTF-16 unit is at most 3 UTF-8 bytes). */
-const FIXED_BYTES = 2 + FIELDS * 4 + 16 + 4 + 8 + 8 + 8 + 8 + 8;
+const FIXED_BYTES = 2 + FIELDS * 4 + 16 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
 
 /** Rows written since the last take, ready to be sent. */
 export interface RowBatch {
@@ -41,6 +44,8 @@ export interface RowBatch {
   parts: Buffer[];
   rows: number;
   bytes: number;
+  /** The column list of rows written by an earlier version (from the spool); else STATEMENT_COLUMNS. */
+  columns?: string;
 }
 
 /** Rows sealed but not yet taken; `id` is set on a batch that was taken and put back. */
@@ -68,7 +73,13 @@ export class StatementRows {
   add(r: StatementRecord): void {
     const need =
       FIXED_BYTES +
-      3 * (r.text.length + (r.commandTag?.length ?? 0) + (r.sqlstate?.length ?? 0) + r.kind.length);
+      3 *
+        (r.text.length +
+          (r.commandTag?.length ?? 0) +
+          (r.sqlstate?.length ?? 0) +
+          r.kind.length +
+          (r.decision?.length ?? 0) +
+          (r.decidedBy?.length ?? 0));
     if (this.chunk.length - this.used < need) this.newChunk(need);
     const b = this.chunk;
     const v = this.view;
@@ -95,6 +106,15 @@ export class StatementRows {
       p = int64(v, p, r.rows);
     }
     p = textField(b, v, p, r.sqlstate);
+    p = textField(b, v, p, r.decision);
+    if (r.decidedBy === null) p = int32(v, p, -1);
+    else {
+      // jsonb's binary form: a version byte (1), then the JSON text.
+      const written = utf8(b, p + 5, r.decidedBy);
+      v.setInt32(p, written + 1);
+      b[p + 4] = 1;
+      p += 5 + written;
+    }
     this.bytes += p - this.used;
     this.used = p;
     this.rowsInChunk++;

@@ -7,6 +7,7 @@
  * error the server skips to the next Sync).
  */
 import { performance } from 'node:perf_hooks';
+import type { AuditDecision } from '../policy/builtin_rules.js';
 import * as decode from '../wire/decode.js';
 import { BE } from '../wire/protocol.js';
 import type { StatementRecord } from './audit_writer.js';
@@ -25,6 +26,7 @@ interface Pending {
   sqlstate: string | null;
   /** pgward refused it in place; the target reported the refusal. */
   refused: boolean;
+  decision: AuditDecision | undefined;
 }
 
 /** One for all sessions: it reads the wall clock once a second. */
@@ -48,7 +50,7 @@ export class StatementTracker {
    * A request forwarded to the target (or answered in its place with a refusal, which the
    * target then reports in order): `text` is what is recorded.
    */
-  request(kind: RequestKind, text: string, refused = false): void {
+  request(kind: RequestKind, text: string, refused = false, decision?: AuditDecision): void {
     this.pending.push({
       kind,
       text,
@@ -57,7 +59,17 @@ export class StatementTracker {
       rows: null,
       sqlstate: null,
       refused,
+      decision,
     });
+  }
+
+  /**
+   * Changes the decision of the request being answered now (a row limit decides at the result,
+   * after the request was recorded).
+   */
+  amend(decision: AuditDecision): void {
+    const head = this.pending[0];
+    if (head) head.decision = decision;
   }
 
   private finish(entry: Pending): void {
@@ -76,6 +88,8 @@ export class StatementTracker {
         commandTag: entry.tag,
         rows: entry.rows,
         sqlstate: entry.sqlstate,
+        decision: entry.decision?.decision ?? null,
+        decidedBy: entry.decision?.decidedBy ?? null,
       },
       entry.refused,
     );

@@ -31,6 +31,10 @@ export interface AdminOptions {
   adminGroup?: string[];
   linkByEmail?: boolean;
   file?: string;
+  /** `get statements --refused`: only statements pgward refused. */
+  refused?: boolean;
+  /** `get statements --decision D`: allowed, refused or observed. */
+  decision?: string;
 }
 
 const ENV_KEYS = [
@@ -172,8 +176,13 @@ const READS: Record<
   },
   statements: {
     route: (_n, o) => `/api/v1/statements?${auditQuery(o)}`,
-    columns: ['startedAt', 'email', 'connection', 'text', 'durationMs', 'commandTag', 'sqlstate'],
+    columns: ['startedAt', 'email', 'connection', 'text', 'durationMs', 'commandTag', 'sqlstate', 'decision'],
   },
+  policies: {
+    route: () => '/api/v1/policies',
+    columns: ['name', 'source', 'mode', 'connections', 'groups', 'rules', 'updatedAt'],
+  },
+  policy: { route: (n) => `/api/v1/policies/${enc(n!)}`, needsName: true },
   'provider-usage': { route: () => '/api/v1/reports/provider-usage' },
   'stale-identities': { route: () => '/api/v1/reports/stale-identities' },
 };
@@ -183,6 +192,8 @@ function auditQuery(o: AdminOptions | undefined): string {
   if (o?.user) q.set('user', o.user);
   if (o?.connection) q.set('connection', o.connection);
   if (o?.limit) q.set('limit', o.limit);
+  if (o?.refused) q.set('decision', 'refused');
+  else if (o?.decision) q.set('decision', o.decision);
   return q.toString();
 }
 
@@ -213,7 +224,10 @@ export async function runAdminGet(
     });
   if (read.needsName && !name) throw new PgwardError('BAD_REQUEST', `admin get ${resource} needs a NAME`);
   const { gateway, token } = await session(opts);
-  print(await api(gateway, 'GET', read.route(name, opts), { token }), opts, read.columns);
+  // `get policies NAME` is `get policy NAME`: the document itself.
+  const route = resource === 'policies' && name ? READS['policy']!.route(name) : read.route(name, opts);
+  const value = await api(gateway, 'GET', route, { token });
+  print(resource === 'policies' && !name && !opts.json ? policyRows(value) : value, opts, read.columns);
 }
 
 export async function runAdminCreate(
@@ -265,9 +279,16 @@ export async function runAdminCreate(
       print(await api(gateway, 'POST', '/api/v1/providers', { token, body }), opts);
       return;
     }
+    case 'policy': {
+      if (!name || !opts.file)
+        throw new PgwardError('BAD_REQUEST', 'usage: admin create policy NAME --file FILE (YAML or JSON)');
+      const body = await policyFile(name, opts.file);
+      print(await api(gateway, 'PUT', `/api/v1/policies/${enc(name)}`, { token, body }), opts);
+      return;
+    }
     default:
       throw new PgwardError('BAD_REQUEST', `cannot create "${resource}"`, {
-        hint: 'one of: conn, group, member, mapping, provider',
+        hint: 'one of: conn, group, member, mapping, provider, policy',
       });
   }
 }
@@ -307,11 +328,12 @@ export async function runAdminDelete(resource: string, name: string, opts: Admin
     mapping: `/api/v1/mappings/${enc(name)}`,
     member: `/api/v1/groups/${enc(name)}/members/${enc(opts.user ?? '')}`,
     provider: `/api/v1/providers/${enc(name)}`,
+    policy: `/api/v1/policies/${enc(name)}`,
   };
   const route = routes[resource];
   if (!route)
     throw new PgwardError('BAD_REQUEST', `cannot delete "${resource}"`, {
-      hint: 'one of: conn, group, mapping, member, provider',
+      hint: 'one of: conn, group, mapping, member, provider, policy',
     });
   const { gateway, token } = await session(opts);
   await api(gateway, 'DELETE', route, { token });
@@ -381,4 +403,32 @@ export async function runAdminCheck(resource: string, name: string, opts: AdminO
       `connection "${name}" failed ${failed} check${failed === 1 ? '' : 's'}`,
     );
   }
+}
+
+/** A policy file for `admin create policy NAME`: its name is NAME (a different one is an error). */
+async function policyFile(name: string, file: string): Promise<Record<string, unknown>> {
+  const body = parseYaml(await readFile(file, 'utf8')) as unknown;
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new PgwardError('BAD_REQUEST', `${file}: expected one policy document (a mapping)`);
+  }
+  const doc = body as Record<string, unknown>;
+  if (doc['name'] !== undefined && doc['name'] !== name) {
+    throw new PgwardError('BAD_REQUEST', `${file} names the policy "${String(doc['name'])}", not "${name}"`);
+  }
+  return { ...doc, name };
+}
+
+/** One table row per policy: its document's parts, rules as their short names. */
+function policyRows(value: unknown): Record<string, unknown>[] {
+  return (
+    value as { name: string; source: string; updatedAt: string | null; document: Record<string, unknown> }[]
+  ).map((p) => ({
+    name: p.name,
+    source: p.source,
+    mode: p.document['mode'],
+    connections: p.document['connections'],
+    groups: p.document['groups'] ?? '(everyone)',
+    rules: (p.document['rules'] as unknown[]).length,
+    updatedAt: p.updatedAt,
+  }));
 }

@@ -260,8 +260,8 @@ const adminFlags = (cmd: Command) =>
 adminFlags(
   admin
     .command('create')
-    .description('create a conn, group, member, mapping or provider')
-    .argument('<resource>', 'conn | group | member | mapping | provider')
+    .description('create a conn, group, member, mapping, provider, or create or replace a policy')
+    .argument('<resource>', 'conn | group | member | mapping | provider | policy')
     .argument('[name]', 'its name (the group, for member)')
     .option('--type <type>', 'connection type (postgres)', 'postgres')
     .option(
@@ -284,10 +284,13 @@ adminFlags(
     .option('--groups-claim <path>', 'claim holding the groups, e.g. https://example.com/groups (provider)')
     .option('--admin-group <name>', 'IdP group or role of administrators (provider; repeatable)', collect)
     .option('--link-by-email', 'join people with the same verified email (provider)')
-    .option('--file <file>', 'provider settings in the configuration format, YAML or JSON (provider)')
+    .option(
+      '--file <file>',
+      'provider settings in the configuration format, or the policy document; YAML or JSON (provider, policy)',
+    )
     .addHelpText(
       'after',
-      '\nExamples:\n  $ echo "$DB_PASSWORD" | pgward admin create conn orders --type postgres -e HOST=db.internal \\\n      -e PORT=5432 -e USER=pgward_admin -e PASS=- -e DB=orders -e SSLMODE=verify-full --access viewer=app_readonly\n  $ echo "$CLIENT_SECRET" | pgward admin create provider okta --issuer https://corp.okta.com \\\n      --client-id 0oa1 --client-secret -',
+      '\nExamples:\n  $ pgward admin create policy editors-safe-writes --file editors-safe-writes.yaml\n  $ echo "$DB_PASSWORD" | pgward admin create conn orders --type postgres -e HOST=db.internal \\\n      -e PORT=5432 -e USER=pgward_admin -e PASS=- -e DB=orders -e SSLMODE=verify-full --access viewer=app_readonly\n  $ echo "$CLIENT_SECRET" | pgward admin create provider okta --issuer https://corp.okta.com \\\n      --client-id 0oa1 --client-secret -',
     ),
 ).action(
   run(
@@ -304,15 +307,20 @@ adminFlags(
   admin
     .command('get')
     .description(
-      'list or show conns, conn, groups, members, mappings, providers, users, user, sessions, statements, provider-usage, stale-identities',
+      'list or show conns, conn, groups, members, mappings, providers, users, user, sessions, statements, policies, policy, provider-usage, stale-identities',
     )
     .argument('<resource>', 'what to show')
-    .argument('[name]', 'which one (conn, members, user)')
+    .argument('[name]', 'which one (conn, members, user, policies)')
     .option('--provider <name>', 'only this provider (mappings)')
     .option('--user <email>', 'only this person (sessions, statements)')
     .option('--connection <name>', 'only this connection (sessions, statements)')
     .option('--limit <n>', 'at most this many (sessions, statements)')
-    .addHelpText('after', '\nExample:\n  $ pgward admin get sessions --user viewer@example.com --json'),
+    .option('--refused', 'only statements pgward refused (statements)')
+    .option('--decision <d>', 'only statements policies allowed, refused or observed (statements)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ pgward admin get sessions --user viewer@example.com --json\n  $ pgward admin get statements --refused',
+    ),
 ).action(
   run(async (resource: string, name: string | undefined, opts: Record<string, unknown>) => {
     const { runAdminGet } = await import('./admin_command.js');
@@ -353,9 +361,9 @@ adminFlags(
   admin
     .command('delete')
     .description(
-      'delete a conn, group, mapping (by id), member, or a provider nobody signed in with (people are deactivated, not deleted)',
+      'delete a conn, group, mapping (by id), member, policy, or a provider nobody signed in with (people are deactivated, not deleted)',
     )
-    .argument('<resource>', 'conn | group | mapping | member | provider')
+    .argument('<resource>', 'conn | group | mapping | member | provider | policy')
     .argument('<name>', 'which one (the group, for member)')
     .option('--user <email>', 'the person (member)')
     .addHelpText('after', '\nExample:\n  $ pgward admin delete conn orders'),
@@ -396,5 +404,33 @@ adminFlags(
     await runAdminRevoke(what, email, opts as AdminOptions);
   }),
 );
+
+const policy = program.command('policy').description('policies as code: check documents before they apply');
+policy
+  .command('test')
+  .description(
+    'judge each statement of a SQL file under policy documents, offline; exits 1 where a `-- expect: allow|deny|observe` comment disagrees',
+  )
+  .argument('<policy-file>', 'a policy document (YAML or JSON); several: a YAML stream or a list')
+  .argument(
+    '<statements-file>',
+    'SQL statements; `-- expect: ...` on the lines before one says what it should get',
+  )
+  .option(
+    '--as <group>',
+    'judge as a person in this group (repeatable; default: every policy applies)',
+    collect,
+  )
+  .option('--json', 'machine-readable output')
+  .addHelpText(
+    'after',
+    '\nExample:\n  $ pgward policy test policies/editors.yaml tests/editors.sql --as editor',
+  )
+  .action(
+    run(async (policyFile: string, statementsFile: string, opts: { as?: string[]; json?: boolean }) => {
+      const { runPolicyTest } = await import('./policy_test_command.js');
+      process.exitCode = await runPolicyTest(policyFile, statementsFile, opts);
+    }),
+  );
 
 await program.parseAsync(process.argv);

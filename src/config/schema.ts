@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ASYMMETRIC_ALGORITHMS } from '../identity/algorithms.js';
+import { policyDocumentSchema } from '../policy/policy_document.js';
 import { parseClaimPath } from './claim_path.js';
 
 /** A claim name or JSONPath, parsed into segments at load time so a typo fails at start. */
@@ -276,6 +277,22 @@ export const configSchema = z
       .prefault({}),
     /** `multi`: each person's tenant comes from their email domain (seed 001); `single`: one tenant. */
     tenancy: z.enum(['single', 'multi']).default('single'),
+    /** Policy documents (docs/policies.md); those added through the API take precedence by name. */
+    policies: z
+      .array(policyDocumentSchema)
+      .default([])
+      .superRefine((policies, ctx) => {
+        const seen = new Set<string>();
+        policies.forEach((p, i) => {
+          if (seen.has(p.name))
+            ctx.addIssue({
+              code: 'custom',
+              path: [i, 'name'],
+              message: `policy "${p.name}" is defined twice`,
+            });
+          seen.add(p.name);
+        });
+      }),
     providers: z
       .array(providerSchema)
       .default([])

@@ -17,7 +17,9 @@ export type AccessEvent =
   /** One sign-in ended (logout, refresh token reuse): sessions opened with its tokens. */
   | { kind: 'sign-in'; signInId: string; reason: string }
   /** Groups, mappings, providers or connections changed: every session checks its access. */
-  | { kind: 'everyone'; reason: string };
+  | { kind: 'everyone'; reason: string }
+  /** A policy was added, changed or deleted: every gateway reads the policies again. */
+  | { kind: 'policies'; reason: string };
 
 export type AccessListener = (event: AccessEvent) => void;
 
@@ -69,6 +71,8 @@ export function parseAccessEvent(payload: string): { origin: string; event: Acce
     }
     case 'everyone':
       return { origin: o, event: { kind: 'everyone', reason } };
+    case 'policies':
+      return { origin: o, event: { kind: 'policies', reason } };
     default:
       return undefined;
   }

@@ -25,6 +25,15 @@ export interface Judgement {
   refusal?: Refusal;
   /** The text to record when it differs from the real one (secrets redacted). */
   recordAs?: string;
+  /** What policies made of it, for the audit record (absent: no policy applied). */
+  decision?: AuditDecision;
+}
+
+/** A statement's decision as the audit records it. */
+export interface AuditDecision {
+  decision: 'allowed' | 'refused' | 'observed';
+  /** JSON array of { policy, rule, outcome, message }. */
+  decidedBy: string;
 }
 
 const ALLOWED: Judgement = {};
@@ -163,4 +172,71 @@ function unsafeSetting(s: SettingChange): string | undefined {
     return `client_encoding ${s.value ?? '(computed)'} is not allowed through pgward: in it a quote or backslash byte can hide inside a character; use UTF8`;
   }
   return undefined;
+}
+
+/** Settings a read-only session keeps on. */
+const READ_ONLY_SETTINGS = new Set(['default_transaction_read_only', 'transaction_read_only']);
+
+/**
+ * Why a client's startup settings (parameters of the startup packet, and `-c name=value` in its
+ * `options`) must not reach the target: the rules SET is held to, for settings no statement
+ * shows. Undefined: they may.
+ */
+export function startupSettingsRefusal(
+  settings: Record<string, string>,
+  readOnly: boolean,
+): string | undefined {
+  for (const [key, value] of Object.entries(settings)) {
+    const pairs = key === 'options' ? optionSettings(value) : [[key, value] as const];
+    if (typeof pairs === 'string') return pairs;
+    for (const [name, v] of pairs) {
+      const lower = name.toLowerCase();
+      const why = unsafeSetting({ name: lower, via: 'set', value: v });
+      if (why !== undefined) return `startup setting ${name}: ${why}`;
+      if (readOnly && READ_ONLY_SETTINGS.has(lower) && !TRUE_VALUE.test(v.trim())) {
+        return `startup setting ${name}: this connection is read-only for you (a policy says so)`;
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The settings of a startup `options` value as PostgreSQL reads it (pg_split_opts: words split
+ * at unescaped spaces, `\` escapes the next character; `-c name=value`, `-cname=value` or
+ * `--name=value`, dashes in names read as underscores). Any other switch is refused.
+ */
+function optionSettings(options: string): [string, string][] | string {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  for (let i = 0; i < options.length; i++) {
+    const c = options[i]!;
+    if (c === '\\' && i + 1 < options.length) {
+      word += options[++i];
+      inWord = true;
+    } else if (/\s/.test(c)) {
+      if (inWord) words.push(word);
+      word = '';
+      inWord = false;
+    } else {
+      word += c;
+      inWord = true;
+    }
+  }
+  if (inWord) words.push(word);
+  const out: [string, string][] = [];
+  for (let i = 0; i < words.length; i++) {
+    const w = words[i]!;
+    let assignment: string | undefined;
+    if (w === '-c') assignment = words[++i];
+    else if (w.startsWith('-c')) assignment = w.slice(2);
+    else if (w.startsWith('--')) assignment = w.slice(2);
+    const eq = assignment?.indexOf('=') ?? -1;
+    if (assignment === undefined || eq < 1) {
+      return `startup option "${w}" is not allowed through pgward; only -c name=value settings are`;
+    }
+    out.push([assignment.slice(0, eq).replaceAll('-', '_'), assignment.slice(eq + 1)]);
+  }
+  return out;
 }

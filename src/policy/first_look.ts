@@ -36,8 +36,11 @@ function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
 }
 
-/** Statement boundaries and leading keywords, or 'unsure' when the text cannot be lexed safely. */
-export function firstLook(text: string): FirstLook {
+/**
+ * Statement boundaries and leading keywords, or 'unsure' when the text cannot be lexed safely.
+ * `numbers`, when given, receives the [start, end) of every numeric literal.
+ */
+export function firstLook(text: string, numbers?: number[]): FirstLook {
   const n = text.length;
   const keywords: string[] = [];
   let i = 0;
@@ -129,12 +132,14 @@ export function firstLook(text: string): FirstLook {
       if (i < 0) return 'unsure';
     } else if (isDigit(c)) {
       // Numbers, with PostgreSQL's trailing identifier characters (but not `$`).
+      const start = i;
       i++;
       while (i < n) {
         const d = text.charCodeAt(i);
         if (!(isIdentCont(d) || d === 46) || d === 36) break;
         i++;
       }
+      numbers?.push(start, i);
     } else {
       if (c === 40) depth++;
       else if (c === 41) depth--;
@@ -256,4 +261,29 @@ export function needsParseForBuiltins(look: FirstLook): boolean {
   if (look === 'unsure' || look.mentionsSettings) return true;
   for (const k of look.keywords) if (!NEVER_CHANGES_ROLE.has(k)) return true;
   return false;
+}
+
+/**
+ * The text with the digits of its numeric literals made 0, or undefined when it cannot be lexed
+ * safely. Texts that differ only in their numbers (pgbench -M simple, ORMs without bind
+ * parameters) share one shape, and their classifications differ only in setting values, which
+ * policies do not judge. Lengths and so error positions stay the same.
+ */
+export function numberShape(text: string): string | undefined {
+  const numbers: number[] = [];
+  if (firstLook(text, numbers) === 'unsure') return undefined;
+  if (numbers.length === 0) return text;
+  let out = '';
+  let from = 0;
+  for (let k = 0; k < numbers.length; k += 2) {
+    const start = numbers[k]!;
+    const end = numbers[k + 1]!;
+    out += text.slice(from, start);
+    for (let i = start; i < end; i++) {
+      const c = text.charCodeAt(i);
+      out += c >= 48 && c <= 57 ? '0' : text[i];
+    }
+    from = end;
+  }
+  return out + text.slice(from);
 }

@@ -35,5 +35,7 @@ export async function accessLost(
   if (roles.length === 0) return `${now.person.email} may no longer use connection "${held.name}"`;
   if (roles.join('\0') !== session.roles.join('\0'))
     return `the database roles of ${now.person.email} on "${held.name}" changed; connect again`;
+  // Access holds; the policies that apply follow the person's groups as they are now.
+  session.regroup(now.person.groups);
   return undefined;
 }

@@ -15,6 +15,7 @@ import { StatementTracker } from '../audit/statement_tracker.js';
 import { asPgwardError, PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { ConnectionMetrics, SessionOutcome } from '../metrics/metrics.js';
+import type { PolicySet } from '../policy/policy_rules.js';
 import type { SignedIn } from '../session/authenticator.js';
 import type { Connection } from '../vault/connections.js';
 import * as decode from '../wire/decode.js';
@@ -26,6 +27,7 @@ import { MalformedStartup, type StartupPacket } from '../wire/startup.js';
 import type { CancelKey, Cancellable } from './cancel_map.js';
 import type { Attached } from './connect_path.js';
 import { errorResponseFor, type WithUpstreamCode } from './error_response.js';
+import { PolicyInspector } from './policy_inspector.js';
 import type { ProxyContext } from './proxy_context.js';
 import { Relay } from './relay.js';
 
@@ -67,6 +69,8 @@ export class ClientSession implements Cancellable {
   private readonly handshake = new HandshakeInput(() => this.socket.pause());
   private attached: Attached | undefined;
   private signedIn: SignedIn | undefined;
+  /** The groups policies are chosen by: the person's at attach, then as access rechecks find them. */
+  private policyGroups: readonly string[] = [];
   private relayer: Relay | undefined;
   private connectionMetrics: ConnectionMetrics | undefined;
   private readonly startedAt = performance.now();
@@ -284,12 +288,14 @@ export class ClientSession implements Cancellable {
   private async attach(startup: StartupMessage, signedIn: SignedIn): Promise<void> {
     const { person } = signedIn;
     const connectionName = startup.params.get('database') || startup.params.get('user')!;
+    this.policyGroups = person.groups;
     const attached = await this.ctx.connectPath.attach({
       sessionId: this.id,
       person,
       connectionName,
       params: startup.params,
       clientAddr: this.remoteAddress,
+      readOnly: this.ctx.policies.setFor(connectionName, person.groups).readOnly,
     });
     this.attached = attached;
     this.signedIn = signedIn;
@@ -336,6 +342,7 @@ export class ClientSession implements Cancellable {
       upstream,
       tracker: this.tracker!,
       inspectors: this.ctx.inspectors,
+      policy: new PolicyInspector(this.policyView(this.attached!.connection.name)),
       admit: () => {
         if (this.ctx.audit.accepting()) return undefined;
         const err = this.ctx.audit.refusal();
@@ -372,6 +379,27 @@ export class ClientSession implements Cancellable {
     const upstream = this.attached?.upstream;
     if (!upstream || !this.tracker?.busy) return;
     upstream.cancel().catch((err) => this.ctx.log.debug({ err: (err as Error).message }, 'cancel failed'));
+  }
+
+  /** The policies that apply to this session now: read again only when the catalog changed. */
+  private policyView(connection: string): () => PolicySet {
+    const catalog = this.ctx.policies;
+    let generation = -1;
+    let groups: readonly string[] = [];
+    let set: PolicySet | undefined;
+    return () => {
+      if (catalog.generation !== generation || groups !== this.policyGroups) {
+        generation = catalog.generation;
+        groups = this.policyGroups;
+        set = catalog.setFor(connection, groups);
+      }
+      return set!;
+    };
+  }
+
+  /** The person's groups changed (an access recheck): the policies follow from the next statement. */
+  regroup(groups: readonly string[]): void {
+    if (groups.join('\0') !== this.policyGroups.join('\0')) this.policyGroups = groups;
   }
 
   /** The person signed in on this session, once attached (for access rechecks). */

@@ -6,6 +6,7 @@
  */
 import type { Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
+import { startupSettingsRefusal } from '../policy/builtin_rules.js';
 import type { LoginRole } from '../upstream/role_provisioner.js';
 import { quoteLiteral } from '../upstream/sql_quote.js';
 import { type UpstreamConnection, UpstreamError } from '../upstream/upstream.js';
@@ -24,6 +25,8 @@ export interface ConnectRequest {
   /** The client's startup parameters (settings such as client_encoding, and application_name). */
   params: ReadonlyMap<string, string>;
   clientAddr: string;
+  /** A policy makes the session read-only: the target is told so at login (RESET ALL keeps it). */
+  readOnly: boolean;
 }
 
 /** A session attached to its target: release() it exactly once when it ends. */
@@ -164,6 +167,10 @@ export class ConnectPath {
     const { person } = req;
     const settings: Record<string, string> = {};
     for (const [k, v] of req.params) if (!NOT_SETTINGS.has(k)) settings[k] = v;
+    const refusal = startupSettingsRefusal(settings, req.readOnly);
+    if (refusal) throw new PgwardError('BAD_REQUEST', refusal);
+    // A startup setting is the value RESET and DISCARD ALL go back to: read-only cannot be undone.
+    if (req.readOnly) settings['default_transaction_read_only'] = 'on';
     // The client's own application_name, as it would be direct: what the client reads back
     // must not change. The login role names the person in provision mode.
     const appName = req.params.get('application_name') ?? '';

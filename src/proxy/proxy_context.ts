@@ -3,6 +3,7 @@ import type { SecureContext } from 'node:tls';
 import type { AuditWriter } from '../audit/audit_writer.js';
 import type { Logger } from '../log/logger.js';
 import type { Metrics } from '../metrics/metrics.js';
+import type { PolicyCatalog } from '../policy/policy_catalog.js';
 import type { SignedIn } from '../session/authenticator.js';
 import type { RoleProvisioner } from '../upstream/role_provisioner.js';
 import type { UpstreamPool } from '../upstream/upstream_pool.js';
@@ -36,6 +37,8 @@ export interface ProxyContext {
   cancels: CancelMap;
   /** The statement inspectors every session runs, in order (the built-in rules first). */
   inspectors: readonly StatementInspector[];
+  /** The policies, as they are now (see PolicyCatalog). */
+  policies: Pick<PolicyCatalog, 'setFor' | 'generation'>;
   connectPath: ConnectPath;
   /** Where sessions and statements are counted (absent when metrics are off). */
   metrics: Metrics | undefined;

@@ -13,15 +13,20 @@
  */
 import type { StatementTracker } from '../audit/statement_tracker.js';
 import { PgwardError } from '../errors.js';
+import type { AuditDecision } from '../policy/builtin_rules.js';
 import type { Refusal } from '../policy/classification.js';
+import { rowLimitRefusal } from '../policy/policy_rules.js';
 import type { UpstreamConnection } from '../upstream/upstream.js';
 import * as decode from '../wire/decode.js';
+import * as encode from '../wire/encode.js';
 import { MessageFramer, typeFlags, type Verdict } from '../wire/framer.js';
 import { type CapExceeded, PreparedStatements } from '../wire/prepared_statements.js';
 import { BE, FE } from '../wire/protocol.js';
 import type { SocketInput } from '../wire/socket_input.js';
 import { fastPathFunction, fastPathText } from './fast_path.js';
+import type { PolicyInspector } from './policy_inspector.js';
 import { Refusals } from './refusals.js';
+import { LimitedResult } from './result_limit.js';
 import { type Judgement, tooLong } from './statement_guard.js';
 
 /** Judges each statement text before it is forwarded; undefined lets it through. */
@@ -60,7 +65,10 @@ export interface RelayOptions {
   input: SocketInput;
   upstream: UpstreamConnection;
   tracker: StatementTracker;
+  /** The built-in rules (and any other inspector that only judges texts), in order. */
   inspectors: readonly StatementInspector[];
+  /** The policies that apply to the session now. */
+  policy: PolicyInspector;
   /**
    * Whether statements may run at all now (the audit can make them durable); a refusal is
    * answered in place of each Query, Parse and FunctionCall while it says no.
@@ -104,6 +112,18 @@ function fastPathRefusal(oid: number): Refusal {
   };
 }
 
+/** The audit decision of a refusal by a built-in rule (or the audit gate). */
+function refusedByBuiltin(refusal: Refusal): AuditDecision {
+  return {
+    decision: 'refused',
+    decidedBy: JSON.stringify([
+      { policy: 'builtin', rule: refusal.rule, outcome: 'refused', message: refusal.message },
+    ]),
+  };
+}
+
+const FLUSH = encode.flush();
+
 export class Relay {
   private readonly prepared = new PreparedStatements();
   private readonly refusals = new Refusals();
@@ -114,6 +134,16 @@ export class Relay {
   private terminated = false;
   private readonly clientFramer: MessageFramer;
   private readonly serverFramer: MessageFramer;
+  /** This relay's own copy: row counting turns DataRow and CopyData on only while a limit counts. */
+  private readonly serverTypes = SERVER_TYPES.slice();
+  /** The result being counted against a row limit; client input is held until it ends. */
+  private limited: LimitedResult | undefined;
+  /** Client bytes that arrived while input was held, copied, in order. */
+  private heldChunks: Buffer[] = [];
+  private holding = false;
+  /** The original ReadyForQuery of a simple Query cut at its row limit is dropped (the injected one ends it). */
+  private dropReady = false;
+  private clientData: (chunk: Buffer, replay: boolean) => void = () => undefined;
 
   constructor(private readonly o: RelayOptions) {
     const caps = new Float64Array(256).fill(Number.POSITIVE_INFINITY);
@@ -123,7 +153,12 @@ export class Relay {
       maxBytes: caps,
       onOversize: this.onOversize,
     });
-    this.serverFramer = new MessageFramer(SERVER_TYPES, MAX_SERVER_MESSAGE, this.onServerMessage, 'server');
+    this.serverFramer = new MessageFramer(
+      this.serverTypes,
+      MAX_SERVER_MESSAGE,
+      this.onServerMessage,
+      'server',
+    );
   }
 
   /** True while requests await their answers (the session is mid-query). */
@@ -133,27 +168,87 @@ export class Relay {
 
   // ---- client side ----------------------------------------------------------------------------
 
-  private judge(text: string): Judgement | undefined {
+  /** The built-in rules first (they protect pgward itself), then the policies. */
+  private judge(text: string, query: boolean): Judgement | undefined {
+    let builtin: Judgement | undefined;
     for (const inspect of this.o.inspectors) {
-      const judgement = inspect(text);
-      if (judgement) return judgement;
+      builtin = inspect(text);
+      if (builtin) break;
     }
-    return undefined;
+    if (builtin?.refusal) return { ...builtin, decision: refusedByBuiltin(builtin.refusal) };
+    const policy = query ? this.o.policy.judgeQuery(text) : this.o.policy.judgeParse(text);
+    if (!policy) return builtin;
+    return builtin?.recordAs === undefined ? policy : { ...policy, recordAs: builtin.recordAs };
   }
 
   /** A refused Query or FunctionCall: the target reports the refusal and ends the batch. */
-  private refuseSimple(refusal: Refusal, text: string): Buffer {
-    this.o.tracker.request('simple', text, true);
+  private refuseSimple(refusal: Refusal, text: string, decision?: AuditDecision): Buffer {
+    this.o.tracker.request('simple', text, true, decision ?? refusedByBuiltin(refusal));
     const bytes = this.refusals.inject(refusal, true, this.batches);
     this.ended();
     return bytes;
   }
 
   /** A refused Parse or Bind: the target reports the refusal; the rest waits for Sync. */
-  private refuseExtended(refusal: Refusal, text: string): Buffer {
-    this.o.tracker.request('extended', text, true);
+  private refuseExtended(refusal: Refusal, text: string, decision?: AuditDecision): Buffer {
+    this.o.tracker.request('extended', text, true, decision ?? refusedByBuiltin(refusal));
     this.skipping = true;
     return this.refusals.inject(refusal, false, this.batches);
+  }
+
+  /**
+   * A Query or Execute whose result a row limit counts: the client's next messages wait until
+   * the result ends, so that a result cut off fails where PostgreSQL's own error would (the rest
+   * of an extended batch skipped, the transaction aborted).
+   */
+  private countResult(simple: boolean): void {
+    const limit = this.o.policy.rowLimit();
+    const observed = this.o.policy.set.observedRowLimits;
+    if (limit === undefined && observed.length === 0) return;
+    this.limited = new LimitedResult(limit, observed, simple);
+    this.serverTypes[BE.DATA_ROW] = 1;
+    this.serverTypes[BE.COPY_DATA] = 1;
+    this.holding = true;
+    this.clientFramer.pause();
+  }
+
+  /**
+   * The counted result ended: client input flows again once the message that ended it has been
+   * handled (what waited is framed then, in order).
+   */
+  private resultEnded(): void {
+    this.limited = undefined;
+    this.serverTypes[BE.DATA_ROW] = 0;
+    this.serverTypes[BE.COPY_DATA] = 0;
+    queueMicrotask(() => this.releaseClient());
+  }
+
+  private releaseClient(): void {
+    if (!this.holding) return;
+    this.holding = false;
+    const rest = this.clientFramer.resume();
+    if (rest) this.heldChunks.unshift(rest);
+    while (!this.holding && this.heldChunks.length > 0) this.clientData(this.heldChunks.shift()!, true);
+    if (!this.holding && this.o.client.isPaused()) this.o.client.resume();
+  }
+
+  /**
+   * A result went past its row limit and its end was dropped: the target is made to fail right
+   * there (an Execute of a portal that cannot exist), and its error becomes the limit's.
+   */
+  private cutOff(limited: LimitedResult): void {
+    const refusal = rowLimitRefusal(limited.limit!);
+    this.o.tracker.amend(limited.decision());
+    const up = this.o.upstream.socket;
+    if (limited.simple) {
+      up.write(this.refusals.inject(refusal, true, this.batches));
+      this.ended();
+      this.dropReady = true;
+    } else {
+      up.write(Buffer.concat([this.refusals.inject(refusal, false, this.batches), FLUSH]));
+      this.skipping = true;
+      this.resultEnded();
+    }
   }
 
   /** A batch was sent to the target (its ReadyForQuery will end it). */
@@ -168,12 +263,13 @@ export class Relay {
         // PostgreSQL ignores a Query while it skips to Sync; so does the relay.
         if (this.skipping) return 'drop';
         const text = decode.queryText(message);
-        const judgement = this.judge(text);
+        const judgement = this.judge(text, true);
         const recorded = judgement?.recordAs ?? text;
         const refusal = judgement?.refusal ?? this.o.admit();
-        if (refusal) return this.refuseSimple(refusal, recorded);
-        this.o.tracker.request('simple', recorded);
+        if (refusal) return this.refuseSimple(refusal, recorded, judgement?.decision);
+        this.o.tracker.request('simple', recorded, false, judgement?.decision);
         this.ended();
+        this.countResult(true);
         return 'forward';
       }
       case FE.PARSE: {
@@ -182,10 +278,10 @@ export class Relay {
         const bytes = Buffer.byteLength(text);
         if (bytes > this.o.maxStatementBytes)
           return this.refuseExtended(tooLong(bytes, this.o.maxStatementBytes), omitted(bytes));
-        const judgement = this.judge(text);
+        const judgement = this.judge(text, false);
         const recorded = judgement?.recordAs ?? text;
         const refusal = judgement?.refusal ?? this.o.admit();
-        if (refusal) return this.refuseExtended(refusal, recorded);
+        if (refusal) return this.refuseExtended(refusal, recorded, judgement?.decision);
         const cap = this.prepared.checkParse(name, recorded);
         if (cap) return this.refuseExtended(capRefusal(cap), recorded);
         this.prepared.parse(name, recorded);
@@ -194,25 +290,39 @@ export class Relay {
       case FE.BIND: {
         if (this.skipping) return 'drop';
         const { portal, statement } = decode.bindMessage(message);
+        const text = this.prepared.statement(statement);
         const cap = this.prepared.checkBind(portal);
-        if (cap) return this.refuseExtended(capRefusal(cap), this.prepared.statement(statement) ?? '');
+        if (cap) return this.refuseExtended(capRefusal(cap), text ?? '');
+        // Prepared before the policies changed: judged again by the ones that apply now.
+        const judgement = this.o.policy.judgeBind(text);
+        if (judgement?.refusal) return this.refuseExtended(judgement.refusal, text ?? '', judgement.decision);
         this.prepared.bind(portal, statement);
         return 'forward';
       }
       case FE.EXECUTE: {
         if (this.skipping) return 'drop';
         const text = this.prepared.portal(decode.executePortal(message));
-        this.o.tracker.request('extended', text ?? '(portal does not exist)');
-        return 'forward';
+        this.o.tracker.request(
+          'extended',
+          text ?? '(portal does not exist)',
+          false,
+          this.o.policy.decisionOf(text),
+        );
+        this.countResult(false);
+        // The target holds an Execute's answers until Sync or Flush; the Sync waits here now.
+        return this.holding ? Buffer.concat([message, FLUSH]) : 'forward';
       }
       case FE.FUNCTION_CALL: {
         if (this.skipping) return 'drop';
         const oid = decode.functionCallOid(message);
         const text = fastPathText(oid);
-        if (!fastPathFunction(oid)) return this.refuseSimple(fastPathRefusal(oid), text);
+        const fn = fastPathFunction(oid);
+        if (!fn) return this.refuseSimple(fastPathRefusal(oid), text);
+        const judgement = this.o.policy.judgeFunctionCall(fn);
+        if (judgement?.refusal) return this.refuseSimple(judgement.refusal, text, judgement.decision);
         const closed = this.o.admit();
         if (closed) return this.refuseSimple(closed, text);
-        this.o.tracker.request('function', text);
+        this.o.tracker.request('function', text, false, judgement?.decision);
         this.ended();
         return 'forward';
       }
@@ -246,12 +356,23 @@ export class Relay {
 
   private readonly onServerMessage = (type: number, message: Buffer): Verdict => {
     const { upstream, tracker } = this.o;
+    const limited = this.limited;
+    if (limited !== undefined) {
+      const verdict = this.countedMessage(limited, type);
+      if (verdict !== undefined) return verdict;
+    }
     switch (type) {
       case BE.READY_FOR_QUERY: {
         const status = decode.readyStatus(message);
         upstream.status = status;
         this.prepared.ready(status);
         this.refusals.ready();
+        if (this.dropReady) {
+          // A simple Query cut at its row limit: its own ReadyForQuery; the injected failure's follows.
+          this.dropReady = false;
+          return 'drop';
+        }
+        if (limited !== undefined) this.resultEnded();
         break;
       }
       case BE.ERROR: {
@@ -281,6 +402,37 @@ export class Relay {
     return 'forward';
   };
 
+  /**
+   * A message of the result a row limit counts: rows past the limit are dropped, and the end of a
+   * result that passed it is dropped too and replaced by the limit's error (cutOff). Undefined:
+   * handle the message as usual.
+   */
+  private countedMessage(limited: LimitedResult, type: number): Verdict | undefined {
+    switch (type) {
+      case BE.DATA_ROW:
+      case BE.COPY_DATA: {
+        if (limited.row()) return 'forward';
+        return 'drop';
+      }
+      case BE.COPY_DONE:
+        return limited.exceeded ? 'drop' : undefined;
+      case BE.COMMAND_COMPLETE:
+      case BE.PORTAL_SUSPENDED:
+        if (limited.exceeded) {
+          this.cutOff(limited);
+          return 'drop';
+        }
+        if (limited.observedPast) this.o.tracker.amend(limited.decision());
+        if (!limited.simple) this.resultEnded();
+        return undefined;
+      case BE.EMPTY_QUERY:
+      case BE.ERROR:
+        if (!limited.simple && !limited.exceeded) this.resultEnded();
+        return undefined;
+    }
+    return undefined;
+  }
+
   // ---- wiring ---------------------------------------------------------------------------------
 
   /**
@@ -293,11 +445,20 @@ export class Relay {
     const forward = (segments: Buffer[], from: SocketInput, to: typeof client, source: typeof client) => {
       if (!from.write(to, segments) && !source.isPaused()) {
         source.pause();
-        to.once('drain', () => source.resume());
+        // Client input stays paused while it is held for a counted result.
+        to.once('drain', () => {
+          if (source !== client || !this.holding) source.resume();
+        });
       }
     };
-    const onClientData = (chunk: Buffer) => {
-      this.o.counted(chunk.length, 0);
+    const onClientData = (chunk: Buffer, replay = false) => {
+      if (!replay) this.o.counted(chunk.length, 0);
+      if (this.holding) {
+        // A chunk is valid only during its call: what waits is copied.
+        this.heldChunks.push(replay ? chunk : Buffer.from(chunk));
+        if (!client.isPaused()) client.pause();
+        return;
+      }
       let segments: Buffer[];
       try {
         segments = this.clientFramer.push(chunk);
@@ -322,6 +483,7 @@ export class Relay {
       forward(segments, upstream.input, client, up);
     };
     const onUpstreamClose = () => this.o.onUpstreamGone();
+    this.clientData = onClientData;
     input.onChunk = onClientData;
     client.on('close', () => this.o.onClientGone(this.terminated));
     client.on('error', () => undefined);
@@ -332,7 +494,13 @@ export class Relay {
       up.removeListener('close', onUpstreamClose);
       if (up.isPaused()) up.resume();
       input.onChunk = () => undefined;
-      return this.serverFramer.atBoundary && this.clientFramer.atBoundary && !this.skipping;
+      return (
+        this.serverFramer.atBoundary &&
+        this.clientFramer.atBoundary &&
+        !this.skipping &&
+        !this.holding &&
+        this.heldChunks.length === 0
+      );
     };
     if (pendingServer.length > 0) onServerData(pendingServer);
     if (earlyClient.length > 0) {

@@ -49,6 +49,9 @@ export function concerns(event: AccessEvent, signedIn: SignedIn): boolean {
       return event.signInId === signedIn.signInId;
     case 'everyone':
       return true;
+    case 'policies':
+      // Policies apply to live sessions as they change; access itself did not.
+      return false;
   }
 }
 

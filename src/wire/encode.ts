@@ -131,6 +131,11 @@ export function sync(): Buffer {
   return message(FE.SYNC, Buffer.alloc(0));
 }
 
+/** Flush: the target sends what it has buffered (an extended batch's answers before its Sync). */
+export function flush(): Buffer {
+  return message(FE.FLUSH, Buffer.alloc(0));
+}
+
 function int16(value: number): Buffer {
   const b = Buffer.allocUnsafe(2);
   b.writeInt16BE(value, 0);

@@ -32,6 +32,10 @@ export class MessageFramer {
   /** A decoded-type message split across chunks, being filled. */
   private held: Buffer | undefined;
   private heldLength = 0;
+  /** Set by `pause()` from a handler: framing stops after the current message. */
+  private paused = false;
+  /** What followed the message that paused framing, copied; framed again at `resume()`. */
+  private rest: Buffer | undefined;
 
   /**
    * @param interesting 256 flags: which message types `onMessage` must see whole.
@@ -70,6 +74,27 @@ export class MessageFramer {
     }
   }
 
+  /**
+   * Stops framing after the message being handled (call it from the handler): the rest of the
+   * chunk is kept, and `push` must not be called again until `resume()`.
+   */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** Ends a pause; returns the bytes left unframed, to push again first. */
+  resume(): Buffer | undefined {
+    this.paused = false;
+    const rest = this.rest;
+    this.rest = undefined;
+    return rest;
+  }
+
+  /** Keeps what follows `pos` for `resume()` (the chunk may be a reused read buffer). */
+  private stop(chunk: Buffer, pos: number): void {
+    if (pos < chunk.length) this.rest = Buffer.from(chunk.subarray(pos));
+  }
+
   /** True when no message is partially received: the stream is at a message boundary. */
   get atBoundary(): boolean {
     return this.skip === 0 && this.held === undefined && this.headerLength === 0;
@@ -104,6 +129,10 @@ export class MessageFramer {
           const verdict = this.onMessage(held[0]!, held);
           if (verdict === 'forward') out.push(held);
           else if (verdict !== 'drop') out.push(verdict);
+          if (this.paused) {
+            this.stop(chunk, pos);
+            return out;
+          }
         }
         continue;
       }
@@ -131,6 +160,10 @@ export class MessageFramer {
             const verdict = this.onMessage(type, message);
             if (verdict === 'forward') out.push(message);
             else if (verdict !== 'drop') out.push(verdict);
+            if (this.paused) {
+              this.stop(chunk, pos);
+              return out;
+            }
           } else {
             this.held = message;
             this.heldLength = HEADER;
@@ -171,6 +204,11 @@ export class MessageFramer {
           runStart = pos + total;
         }
         pos += total;
+        if (this.paused) {
+          if (pos > runStart) out.push(chunk.subarray(runStart, pos));
+          this.stop(chunk, pos);
+          return out;
+        }
         continue;
       }
       if (pos > runStart) out.push(chunk.subarray(runStart, pos));

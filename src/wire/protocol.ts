@@ -53,6 +53,8 @@ export const BE = {
   BIND_COMPLETE: 0x32, // 2
   CLOSE_COMPLETE: 0x33, // 3
   COMMAND_COMPLETE: 0x43, // C
+  COPY_DATA: 0x64, // d
+  COPY_DONE: 0x63, // c
   COPY_IN_RESPONSE: 0x47, // G
   COPY_OUT_RESPONSE: 0x48, // H
   DATA_ROW: 0x44, // D

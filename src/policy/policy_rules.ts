@@ -1,0 +1,378 @@
+/**
+ * Policy decisions: pure functions over classified statements. A document is compiled once into
+ * checks; `decide` runs the checks of every policy that applies to a session over the
+ * statements of one text and says whether it runs, and what each policy made of it (refused,
+ * or observed: what an observe-mode policy would have refused).
+ */
+import type { Refusal, StatementClass, StatementInfo, TableUse } from './classification.js';
+import { describeRule, type PolicyDocument, type PolicyRule } from './policy_document.js';
+
+export const POLICY_DENIED = 'POLICY_DENIED';
+const INSUFFICIENT_PRIVILEGE = '42501';
+const PROGRAM_LIMIT_EXCEEDED = '54000';
+
+/** Settings whose change would undo a read-only session. */
+const READ_ONLY_SETTINGS = new Set(['transaction_read_only', 'default_transaction_read_only']);
+/** Functions that write though called in a SELECT (PostgreSQL refuses most in a read-only transaction too). */
+const WRITING_FUNCTIONS = new Set([
+  'nextval',
+  'setval',
+  'lo_import',
+  'lo_create',
+  'lo_creat',
+  'lo_unlink',
+  'lo_put',
+  'lo_from_bytea',
+  'lo_truncate',
+  'lo_truncate64',
+  'lowrite',
+  'dblink_exec',
+  'pg_file_write',
+  'pg_file_unlink',
+  'pg_file_rename',
+]);
+/** Utility statements that change the database though not classed as writes. */
+const WRITING_UTILITIES = new Set(['VACUUM', 'ANALYZE', 'CLUSTER', 'REINDEX', 'CHECKPOINT', 'LOAD']);
+
+/** What one statement did against one rule: why it is refused, or undefined. */
+type Check = (s: StatementInfo) => string | undefined;
+
+export interface CompiledRule {
+  /** `rules[2]` */
+  path: string;
+  /** `deny ddl, truncate` */
+  description: string;
+  message: string | undefined;
+  check: Check;
+}
+
+export interface CompiledPolicy {
+  name: string;
+  mode: 'enforce' | 'observe';
+  connections: ReadonlySet<string>;
+  /** null: everyone on those connections. */
+  groups: ReadonlySet<string> | null;
+  /** Rules judged on statements (limit excluded). */
+  rules: CompiledRule[];
+  multiStatement: CompiledRule | undefined;
+  readOnly: CompiledRule | undefined;
+  rowLimit: { rows: number; rule: CompiledRule } | undefined;
+  document: PolicyDocument;
+}
+
+/** One policy's verdict on one text, for the audit, `policy test` and the console. */
+export interface PolicyOutcome {
+  policy: string;
+  rule: string;
+  outcome: 'refused' | 'observed';
+  message: string;
+}
+
+export interface PolicyDecision {
+  refusal?: Refusal;
+  outcomes: PolicyOutcome[];
+}
+
+/** The policies that apply to one session, with what the relay must do beyond judging texts. */
+export interface PolicySet {
+  policies: readonly CompiledPolicy[];
+  /** An enforce-mode readOnly applies: the session is read-only at the target too. */
+  readOnly: boolean;
+  /** The strictest enforce-mode row limit, and the observe-mode ones. */
+  rowLimit: RowLimit | undefined;
+  observedRowLimits: RowLimit[];
+}
+
+export interface RowLimit {
+  rows: number;
+  policy: string;
+  rule: CompiledRule;
+}
+
+export const NO_POLICIES: PolicySet = Object.freeze({
+  policies: [],
+  readOnly: false,
+  rowLimit: undefined,
+  observedRowLimits: [],
+});
+
+/** Compiles a validated document. */
+export function compilePolicy(document: PolicyDocument): CompiledPolicy {
+  const compiled: CompiledPolicy = {
+    name: document.name,
+    mode: document.mode,
+    connections: new Set(document.connections),
+    groups: document.groups ? new Set(document.groups) : null,
+    rules: [],
+    multiStatement: undefined,
+    readOnly: undefined,
+    rowLimit: undefined,
+    document,
+  };
+  document.rules.forEach((rule, i) => {
+    const base = { path: `rules[${i}]`, description: describeRule(rule), message: rule.message };
+    if ('limit' in rule) {
+      compiled.rowLimit = { rows: rule.limit.rows, rule: { ...base, check: () => undefined } };
+    } else if ('readOnly' in rule) {
+      compiled.readOnly = { ...base, check: readOnlyCheck };
+      compiled.rules.push(compiled.readOnly);
+    } else if (rule.deny === 'multi-statement') {
+      compiled.multiStatement = { ...base, check: () => undefined };
+    } else {
+      compiled.rules.push({ ...base, check: denyCheck(rule.deny) });
+    }
+  });
+  return compiled;
+}
+
+/** The policies that apply to a person (by their groups) on a connection. */
+export function policiesFor(
+  all: readonly CompiledPolicy[],
+  connection: string,
+  groups: readonly string[],
+): PolicySet {
+  const policies = all.filter(
+    (p) => p.connections.has(connection) && (p.groups === null || groups.some((g) => p.groups!.has(g))),
+  );
+  if (policies.length === 0) return NO_POLICIES;
+  let rowLimit: RowLimit | undefined;
+  const observedRowLimits: RowLimit[] = [];
+  for (const p of policies) {
+    if (!p.rowLimit) continue;
+    const limit = { rows: p.rowLimit.rows, policy: p.name, rule: p.rowLimit.rule };
+    if (p.mode === 'observe') observedRowLimits.push(limit);
+    else if (!rowLimit || limit.rows < rowLimit.rows) rowLimit = limit;
+  }
+  return {
+    policies,
+    readOnly: policies.some((p) => p.mode === 'enforce' && p.readOnly !== undefined),
+    rowLimit,
+    observedRowLimits,
+  };
+}
+
+/** Whether a set judges statement texts at all (a set of only row limits does not). */
+export function judgesStatements(set: PolicySet): boolean {
+  return set.policies.some((p) => p.rules.length > 0 || p.multiStatement !== undefined);
+}
+
+/**
+ * The decision on one text's statements. `resolve` gives what an EXECUTE runs (the session's
+ * PREPAREs of that name), or undefined when pgward does not know the name.
+ */
+export function decide(
+  set: PolicySet,
+  statements: readonly StatementInfo[],
+  resolve: (name: string) => readonly StatementInfo[] | undefined = () => undefined,
+): PolicyDecision {
+  const outcomes: PolicyOutcome[] = [];
+  let refusal: Refusal | undefined;
+  const runs = statements.flatMap((s) => expand(s, resolve));
+  for (const p of set.policies) {
+    let why: { rule: CompiledRule; reason: string } | undefined;
+    if (p.multiStatement && statements.length > 1) {
+      why = { rule: p.multiStatement, reason: `a text of ${statements.length} statements` };
+    }
+    for (let i = 0; why === undefined && i < runs.length; i++) {
+      const s = runs[i]!;
+      if (s.unknownReason !== undefined && UNKNOWN_PREPARED.has(s) && p.rules.length > 0) {
+        why = { rule: UNSEEN_PREPARE, reason: s.unknownReason };
+        break;
+      }
+      for (const rule of p.rules) {
+        const reason = rule.check(s);
+        if (reason !== undefined) {
+          why = { rule, reason };
+          break;
+        }
+      }
+    }
+    if (why === undefined) continue;
+    const message = why.rule.message ?? `${why.reason}: not allowed by policy "${p.name}"`;
+    const outcome: PolicyOutcome = {
+      policy: p.name,
+      rule: `${why.rule.path} (${why.rule.description})`,
+      outcome: p.mode === 'enforce' ? 'refused' : 'observed',
+      message,
+    };
+    outcomes.push(outcome);
+    if (p.mode === 'enforce' && refusal === undefined) {
+      refusal = policyRefusal(INSUFFICIENT_PRIVILEGE, message, p.name, why.rule, why.reason);
+    }
+  }
+  return refusal ? { refusal, outcomes } : { outcomes };
+}
+
+/** The refusal of a result past a row limit (54000). */
+export function rowLimitRefusal(limit: RowLimit): Refusal {
+  const message =
+    limit.rule.message ??
+    `the result has more than ${limit.rows} rows, the limit of policy "${limit.policy}"`;
+  return policyRefusal(
+    PROGRAM_LIMIT_EXCEEDED,
+    message,
+    limit.policy,
+    limit.rule,
+    `more than ${limit.rows} rows`,
+    'add a LIMIT or a narrower WHERE, or fetch in pages with a cursor',
+  );
+}
+
+function policyRefusal(
+  sqlstate: string,
+  message: string,
+  policy: string,
+  rule: CompiledRule,
+  reason: string,
+  hint = 'ask an administrator if you need this; policies are listed by `pgward ls`',
+): Refusal {
+  return {
+    sqlstate,
+    message,
+    detail: `pgward error ${POLICY_DENIED}: policy "${policy}", ${rule.path} (${rule.description}): ${reason}`,
+    hint,
+    rule: `${policy} ${rule.path}`,
+  };
+}
+
+/** A statement and what it makes run: PREPARE's statement, EXECUTE's prepared ones. */
+function expand(
+  s: StatementInfo,
+  resolve: (name: string) => readonly StatementInfo[] | undefined,
+): StatementInfo[] {
+  // PREPARE is judged on what it prepares (its own entry keeps only its class).
+  if (s.prepare) return [{ ...s, ...NOTHING_USED }, s.prepare.statement];
+  if (s.execute) {
+    const prepared = resolve(s.execute.name);
+    if (prepared === undefined) return [s, unknownPrepared(s.execute.name)];
+    return [s, ...prepared];
+  }
+  return [s];
+}
+
+const NOTHING_USED = {
+  tables: [],
+  functions: [],
+  settings: [],
+  writeWithoutWhere: false,
+  lockingRead: false,
+  readWrite: false,
+} satisfies Partial<StatementInfo>;
+
+/** An EXECUTE of a name pgward did not see prepared: every policy refuses what it cannot judge. */
+const UNSEEN_PREPARE: CompiledRule = {
+  path: 'prepared statements',
+  description: 'EXECUTE runs only what pgward saw prepared',
+  message: undefined,
+  check: () => undefined,
+};
+const UNKNOWN_PREPARED = new WeakSet<StatementInfo>();
+
+function unknownPrepared(name: string): StatementInfo {
+  const info: StatementInfo = {
+    class: 'unknown',
+    command: 'EXECUTE',
+    tables: [],
+    functions: [],
+    changesRole: false,
+    writeWithoutWhere: false,
+    settings: [],
+    readWrite: false,
+    lockingRead: false,
+    unknownReason: `prepared statement "${name}" was not prepared while this policy applied; PREPARE it again`,
+  };
+  UNKNOWN_PREPARED.add(info);
+  return info;
+}
+
+function denyCheck(deny: Exclude<Extract<PolicyRule, { deny: unknown }>['deny'], 'multi-statement'>): Check {
+  if (deny === 'write-without-where') {
+    return (s) => {
+      if (!s.writeWithoutWhere) return undefined;
+      return s.command === 'UPDATE' || s.command === 'DELETE'
+        ? `${s.command} without WHERE`
+        : `${s.command} holds an UPDATE or DELETE without WHERE`;
+    };
+  }
+  if (typeof deny === 'string' || Array.isArray(deny)) {
+    const classes = new Set<StatementClass>(Array.isArray(deny) ? deny : [deny]);
+    return (s) =>
+      classes.has(s.class) && !(s.prepare || s.execute)
+        ? `${s.command} is a ${s.class} statement`
+        : undefined;
+  }
+  if ('functions' in deny) {
+    const names = deny.functions.map(splitName);
+    return (s) => {
+      for (const f of s.functions) {
+        const called = splitName(f);
+        if (names.some((n) => sameObject(n, called))) return `${s.command} calls ${f}()`;
+      }
+      return undefined;
+    };
+  }
+  const tables = deny.tables.map(splitName);
+  const access = deny.access;
+  return (s) => {
+    for (const t of s.tables) {
+      if (!touches(t, access)) continue;
+      const used = { schema: t.schema, name: t.name };
+      if (tables.some((n) => sameObject(n, used))) {
+        return `${s.command} ${t.access === 'write' ? 'writes' : 'reads'} ${t.schema ? `${t.schema}.` : ''}${t.name}`;
+      }
+    }
+    return undefined;
+  };
+}
+
+/**
+ * `read` matches every use: a write can return the rows it touches (RETURNING) or tell them
+ * apart by its row count, so a table nobody may read is one nobody may write either.
+ */
+function touches(t: TableUse, access: 'read' | 'write' | 'any'): boolean {
+  return access === 'write' ? t.access === 'write' : true;
+}
+
+function splitName(qualified: string): { schema: string | null; name: string } {
+  const dot = qualified.lastIndexOf('.');
+  return dot < 0
+    ? { schema: null, name: qualified }
+    : { schema: qualified.slice(0, dot), name: qualified.slice(dot + 1) };
+}
+
+/**
+ * Whether a rule's name and a statement's name are the same object. An unqualified name in a
+ * statement resolves through search_path, so it matches a rule's name in any schema.
+ */
+function sameObject(
+  rule: { schema: string | null; name: string },
+  used: { schema: string | null; name: string },
+): boolean {
+  return (
+    rule.name === used.name && (rule.schema === null || used.schema === null || rule.schema === used.schema)
+  );
+}
+
+/** What would undo or get around a read-only session. */
+function readOnlyCheck(s: StatementInfo): string | undefined {
+  if (s.prepare || s.execute) return undefined; // judged on what they prepare or run
+  switch (s.class) {
+    case 'write':
+    case 'ddl':
+    case 'dcl':
+    case 'truncate':
+      return `${s.command} writes`;
+    case 'unknown':
+      return `${s.command} cannot be checked (${s.unknownReason ?? 'unknown statement'})`;
+  }
+  if (s.readWrite) return `${s.command} starts read-write`;
+  if (s.lockingRead) return `${s.command} locks rows (FOR UPDATE/SHARE)`;
+  if (WRITING_UTILITIES.has(s.command)) return `${s.command} changes the database`;
+  for (const setting of s.settings) {
+    if (READ_ONLY_SETTINGS.has(setting.name)) return `${s.command} changes ${setting.name}`;
+  }
+  for (const f of s.functions) {
+    if (WRITING_FUNCTIONS.has(splitName(f).name)) return `${s.command} calls ${f}(), which writes`;
+  }
+  return undefined;
+}
