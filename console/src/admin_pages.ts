@@ -3,8 +3,12 @@
  * mappings, providers, people (deactivate), policies (edit with errors in place, try against
  * sample statements) and reports. Each page is the REST API's data, with its forms.
  */
+import { type Diagnostic, lintGutter, setDiagnostics } from '@codemirror/lint';
+import { basicSetup, EditorView } from 'codemirror';
 import { ApiError, api } from './api.js';
 import { field, h, mount } from './dom.js';
+import { jsonSpans, spanOf } from './json_paths.js';
+import { styleNonce } from './nonce.js';
 
 type Row = Record<string, unknown>;
 
@@ -300,16 +304,56 @@ const NEW_POLICY = {
   rules: [{ deny: ['ddl'], message: 'schema changes go through migrations' }],
 };
 
-async function policiesPage(rerender: () => void): Promise<HTMLElement> {
+async function policiesPage(): Promise<HTMLElement> {
   let list: PolicyItem[] = [];
   const listErrors = errorBox();
-  try {
-    list = await api<PolicyItem[]>('GET', '/api/v1/policies');
-  } catch (err) {
-    listErrors.show(err);
+  const listHost = h('div', {});
+  async function showList(): Promise<void> {
+    try {
+      list = await api<PolicyItem[]>('GET', '/api/v1/policies');
+    } catch (err) {
+      listErrors.show(err);
+    }
+    mount(
+      listHost,
+      table('Policies', list as unknown as Row[], ['name', 'source', 'updatedAt', 'updatedBy'], (p) => [
+        button('Edit', () => edit(p as unknown as PolicyItem)),
+        p['source'] === 'api'
+          ? button(
+              'Delete',
+              async () => {
+                if (!window.confirm(`Delete policy ${p['name']}?`)) return;
+                await api('DELETE', `/api/v1/policies/${p['name']}`).catch((err) => listErrors.show(err));
+                await showList();
+              },
+              'danger',
+            )
+          : h('span', { class: 'muted' }, 'from the configuration file'),
+      ]),
+    );
   }
+  await showList();
   const name = h('input', { 'aria-label': 'Policy name' });
-  const doc = h('textarea', { rows: '16', class: 'code', 'aria-label': 'Policy document' });
+  const docHost = h('div', { class: 'editor policy-editor' });
+  const docView = new EditorView({
+    parent: docHost,
+    extensions: [
+      basicSetup,
+      lintGutter(),
+      EditorView.lineWrapping,
+      EditorView.cspNonce.of(styleNonce),
+      EditorView.contentAttributes.of({ 'aria-label': 'Policy document' }),
+    ],
+  });
+  const doc = {
+    get value() {
+      return docView.state.doc.toString();
+    },
+    set value(text: string) {
+      docView.dispatch({ changes: { from: 0, to: docView.state.doc.length, insert: text } });
+      docView.dispatch(setDiagnostics(docView.state, []));
+    },
+  };
   const problems = h('ul', {
     class: 'problem',
     role: 'alert',
@@ -340,14 +384,42 @@ async function policiesPage(rerender: () => void): Promise<HTMLElement> {
       return undefined;
     }
   }
+  /** Each problem at its field in the document (underlined, in the gutter) and in a list. */
   function showProblems(errors: { path: string; message: string }[], detail?: string): void {
     problems.hidden = false;
+    const spans = jsonSpans(doc.value);
+    const located = errors.map((e) => {
+      const span = (spans && spanOf(spans, e.path)) ?? { from: 0, to: 0 };
+      return { ...e, span, line: docView.state.doc.lineAt(span.from).number };
+    });
+    const diagnostics: Diagnostic[] = located.map((e) => ({
+      from: e.span.from,
+      to: e.span.to,
+      severity: 'error',
+      message: `${e.path}: ${e.message}`,
+    }));
+    docView.dispatch(setDiagnostics(docView.state, diagnostics));
     mount(
       problems,
-      detail ? h('li', {}, detail) : null,
-      errors.map((e) => h('li', {}, h('code', {}, e.path), ': ', e.message)),
+      errors.length === 0 && detail ? h('li', {}, detail) : null,
+      located.map((e) =>
+        h(
+          'li',
+          {
+            onclick: () => {
+              docView.dispatch({ selection: { anchor: e.span.from, head: e.span.to }, scrollIntoView: true });
+              docView.focus();
+            },
+          },
+          `line ${e.line}  `,
+          h('code', {}, e.path),
+          ': ',
+          e.message,
+        ),
+      ),
     );
   }
+
   const save = button(
     'Save policy',
     async () => {
@@ -358,7 +430,7 @@ async function policiesPage(rerender: () => void): Promise<HTMLElement> {
       try {
         await api('PUT', `/api/v1/policies/${encodeURIComponent(name.value)}`, document);
         mount(saved, `Saved policy ${name.value}`);
-        rerender();
+        await showList();
       } catch (err) {
         if (err instanceof ApiError) showProblems(err.problem.errors ?? [], err.problem.detail);
         else showProblems([], (err as Error).message);
@@ -391,26 +463,13 @@ async function policiesPage(rerender: () => void): Promise<HTMLElement> {
     'div',
     {},
     listErrors.el,
-    table('Policies', list as unknown as Row[], ['name', 'source', 'updatedAt'], (p) => [
-      button('Edit', () => edit(p as unknown as PolicyItem)),
-      p['source'] === 'api'
-        ? button(
-            'Delete',
-            async () => {
-              if (!window.confirm(`Delete policy ${p['name']}?`)) return;
-              await api('DELETE', `/api/v1/policies/${p['name']}`).catch((err) => listErrors.show(err));
-              rerender();
-            },
-            'danger',
-          )
-        : h('span', { class: 'muted' }, 'from the configuration file'),
-    ]),
+    listHost,
     button('New policy', () => edit({ name: NEW_POLICY.name, document: NEW_POLICY })),
     h(
       'div',
       { class: 'card' },
       field('Name', name),
-      doc,
+      docHost,
       problems,
       save,
       saved,

@@ -6,10 +6,9 @@
 import { ADMIN_PAGES } from './admin_pages.js';
 import { api, type Me } from './api.js';
 import { h, mount } from './dom.js';
+import { styleNonce } from './nonce.js';
 import { type QueryPage, queryPage } from './query_page.js';
 import { historyPage, savedPage, sessionPlayback, sessionsPage } from './sessions_page.js';
-
-const nonce = document.querySelector<HTMLMetaElement>('meta[name="pgward-style-nonce"]')?.content ?? '';
 
 async function start(): Promise<void> {
   const me = await api<Me>('GET', '/api/v1/whoami');
@@ -62,7 +61,7 @@ async function start(): Promise<void> {
       } else a.removeAttribute('aria-current');
     }
     if (hash === '#/query') {
-      query ??= queryPage(nonce);
+      query ??= queryPage(styleNonce);
       mount(main, query.element);
       return;
     }

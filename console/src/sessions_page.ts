@@ -29,16 +29,19 @@ export interface StatementRecord {
   sqlstate: string | null;
   commandTag: string | null;
   connection: string | null;
-  /** The policy decision, once the policy layer records it. */
-  decision?: string | { decision?: string; policy?: string; rule?: string; message?: string } | null;
+  /** allowed, refused or observed by a policy (or refused by a built-in rule); null when none applied. */
+  decision?: string | null;
+  /** The outcomes behind `decision`. */
+  decidedBy?: { policy: string; rule: string; outcome: string; message?: string }[] | null;
 }
 
-function decisionText(d: StatementRecord['decision']): string {
-  if (!d) return '';
-  if (typeof d === 'string') return d;
-  return [d.decision, d.policy && `policy ${d.policy}`, d.rule && `rule ${d.rule}`, d.message]
-    .filter(Boolean)
-    .join(' · ');
+/** "refused by editors-safe · rule 0: schema changes go through migrations". */
+export function decisionText(s: StatementRecord): string {
+  if (!s.decision) return '';
+  const why = (s.decidedBy ?? []).map(
+    (d) => `${d.outcome} by ${d.policy} (${d.rule})${d.message ? `: ${d.message}` : ''}`,
+  );
+  return why.length > 0 ? why.join('; ') : s.decision;
 }
 
 export async function sessionsPage(me: Me): Promise<HTMLElement> {
@@ -112,7 +115,10 @@ export async function sessionPlayback(id: string): Promise<HTMLElement> {
   const items = statements.map((s, i) =>
     h(
       'li',
-      { class: `step${s.sqlstate ? ' failed' : ''}`, 'data-index': String(i) },
+      {
+        class: `step${s.sqlstate ? ' failed' : ''}${s.decision === 'refused' ? ' refused' : ''}`,
+        'data-index': String(i),
+      },
       h('div', { class: 'step-time' }, `+${((Date.parse(s.startedAt) - t0) / 1000).toFixed(3)} s`),
       h('pre', { class: 'step-sql' }, s.text),
       h(
@@ -123,7 +129,7 @@ export async function sessionPlayback(id: string): Promise<HTMLElement> {
           s.durationMs !== null ? `${s.durationMs.toFixed?.(1) ?? s.durationMs} ms` : '',
           s.rows !== null ? `${s.rows} rows` : '',
           s.sqlstate ? `SQLSTATE ${s.sqlstate}` : '',
-          decisionText(s.decision),
+          decisionText(s),
         ]
           .filter(Boolean)
           .join(' · '),
@@ -217,13 +223,7 @@ export async function historyPage(load: (text: string, connection?: string) => v
             h('td', {}, h('code', { class: 'sql-cell' }, s.text)),
             h('td', { class: 'num' }, s.durationMs === null ? '' : `${Math.round(s.durationMs)} ms`),
             h('td', { class: 'num' }, s.rows === null ? '' : String(s.rows)),
-            h(
-              'td',
-              {},
-              s.sqlstate ? `SQLSTATE ${s.sqlstate}` : (s.commandTag ?? ''),
-              ' ',
-              decisionText(s.decision),
-            ),
+            h('td', {}, s.sqlstate ? `SQLSTATE ${s.sqlstate}` : (s.commandTag ?? ''), ' ', decisionText(s)),
             h('td', {}, open),
           );
         }),

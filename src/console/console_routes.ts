@@ -12,7 +12,7 @@ import type { ApiContext } from '../api/http_server.js';
 import { caller, presentedToken, requestGuards } from '../api/request_auth.js';
 import { PgwardError } from '../errors.js';
 import { ConsoleAssets, contentSecurityPolicy } from './console_assets.js';
-import { type BridgeTarget, MAX_TIMEOUT_SECONDS, QueryBridge } from './query_bridge.js';
+import { type BridgeTarget, MAX_TIMEOUT_SECONDS, QueryBridge, sqlError } from './query_bridge.js';
 import { exportResult } from './result_export.js';
 
 /** What the console needs from the gateway beyond the API's context. */
@@ -174,7 +174,10 @@ export function consoleRoutes(ctx: ApiContext, hooks: ConsoleHooks): FastifyPlug
         try {
           client = await bridge.connectAs(person.email, token(req), connection);
         } catch (err) {
-          throw new PgwardError('BAD_REQUEST', `cannot export: ${(err as Error).message}`);
+          // PostgreSQL's words (28000 not allowed, 3D000 unknown connection), never a socket's.
+          const e = sqlError(err);
+          reply.type('text/plain; charset=utf-8').status(400);
+          return `export failed: ${e.message} (SQLSTATE ${e.sqlstate})\n`;
         }
         const out = await exportResult(client, sql, format, req.body.timeoutSeconds);
         if ('error' in out) {
