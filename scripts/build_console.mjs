@@ -1,4 +1,4 @@
-// Builds the web console into dist/console: one bundled, minified script and stylesheet, named
+// Builds the web console into dist/web: one bundled, minified script and stylesheet, named
 // by their content's hash (cacheable for a year), and index.html pointing at them.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-const out = path.join(root, 'dist', 'console');
+const out = path.join(root, 'dist', 'web');
 rmSync(out, { recursive: true, force: true });
 mkdirSync(path.join(out, 'assets'), { recursive: true });
 

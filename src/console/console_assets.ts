@@ -1,5 +1,5 @@
 /**
- * The console's static files, built by `npm run build` into dist/console (index.html and
+ * The console's static files, built by `npm run build` into dist/web (index.html and
  * content-hashed assets). They are read once at start and kept compressed (brotli, gzip), so a
  * request costs a lookup; hashed assets are cacheable for a year, the page itself never.
  */
@@ -40,7 +40,7 @@ export class ConsoleAssets {
   readonly assets = new Map<string, Asset>();
   readonly index: string | undefined;
 
-  constructor(dir = path.join(PACKAGE_ROOT, 'dist', 'console')) {
+  constructor(dir = path.join(PACKAGE_ROOT, 'dist', 'web')) {
     const indexFile = path.join(dir, 'index.html');
     this.index = existsSync(indexFile) ? readFileSync(indexFile, 'utf8') : undefined;
     const assetDir = path.join(dir, 'assets');

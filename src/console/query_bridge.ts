@@ -170,13 +170,19 @@ export class BridgeSession {
     return this.serial(async () => {
       await this.closeRun();
       this.notices = [];
-      try {
-        if (timeoutSeconds !== this.timeoutSeconds) {
+      if (timeoutSeconds !== this.timeoutSeconds) {
+        try {
           await this.client.query(`SET statement_timeout = ${Math.trunc(timeoutSeconds) * 1000}`);
           this.timeoutSeconds = timeoutSeconds;
+        } catch (err) {
+          // A policy may refuse SET: the statement still runs, and the person is told.
+          const e = sqlError(err);
+          this.notices.push({
+            severity: 'WARNING',
+            message: `the statement timeout could not be set: ${e.message}`,
+            detail: `SQLSTATE ${e.sqlstate}`,
+          });
         }
-      } catch (err) {
-        return this.withNotices({ error: sqlError(err) });
       }
       const cursor = this.client.query(
         new Cursor<(string | null)[]>(sql, undefined, { rowMode: 'array', types: TEXT_TYPES }),
