@@ -132,6 +132,7 @@ async function connectionsPage(rerender: () => void): Promise<HTMLElement> {
       errors.show(err);
     }
   });
+  const checks = h('div', {});
   return h(
     'div',
     {},
@@ -143,6 +144,19 @@ async function connectionsPage(rerender: () => void): Promise<HTMLElement> {
         database.value = String(c['database']);
         sslmode.value = String(c['sslmode']);
       }),
+      button('Check', async () => {
+        errors.clear();
+        try {
+          const answer = await api<{ checks: Row[] }>('POST', `/api/v1/connections/${c['name']}/check`);
+          mount(
+            checks,
+            h('h3', {}, `Checks of ${c['name']}`),
+            table('Checks', answer.checks, ['check', 'status', 'detail', 'action']),
+          );
+        } catch (err) {
+          errors.show(err);
+        }
+      }),
       button(
         'Delete',
         async () => {
@@ -153,6 +167,7 @@ async function connectionsPage(rerender: () => void): Promise<HTMLElement> {
         'danger',
       ),
     ]),
+    checks,
     form,
   );
 }
@@ -257,21 +272,50 @@ async function providersPage(): Promise<HTMLElement> {
 async function peoplePage(rerender: () => void): Promise<HTMLElement> {
   const people = await api<Row[]>('GET', '/api/v1/users');
   const errors = errorBox();
+  const detail = h('div', {});
+  const act = async (work: () => Promise<unknown>, then: () => void) => {
+    errors.clear();
+    try {
+      await work();
+      then();
+    } catch (err) {
+      errors.show(err);
+    }
+  };
+  async function showIdentities(userId: string, email: string): Promise<void> {
+    const person = await api<{ identities: Row[] }>('GET', `/api/v1/users/${userId}`);
+    mount(
+      detail,
+      h('h3', {}, `Identities of ${email}`),
+      table(
+        `Identities of ${email}`,
+        person.identities,
+        ['provider', 'subject', 'groups', 'roles', 'isActive', 'isLastUsed', 'lastLoginAt'],
+        (i) => [
+          button(i['isActive'] ? 'Deactivate identity' : 'Activate identity', () =>
+            act(
+              () =>
+                api('PATCH', `/api/v1/users/${userId}/identities/${i['identityId']}`, {
+                  isActive: !i['isActive'],
+                }),
+              () => void showIdentities(userId, email),
+            ),
+          ),
+        ],
+      ),
+    );
+  }
   return h(
     'div',
     {},
     errors.el,
     table('People', people, ['email', 'name', 'isActive', 'isAdmin', 'createdAt'], (p) => [
-      button(p['isActive'] ? 'Deactivate' : 'Activate', async () => {
-        errors.clear();
-        try {
-          await api('PATCH', `/api/v1/users/${p['userId']}`, { isActive: !p['isActive'] });
-          rerender();
-        } catch (err) {
-          errors.show(err);
-        }
-      }),
+      button('Identities', () => void showIdentities(String(p['userId']), String(p['email']))),
+      button(p['isActive'] ? 'Deactivate' : 'Activate', () =>
+        act(() => api('PATCH', `/api/v1/users/${p['userId']}`, { isActive: !p['isActive'] }), rerender),
+      ),
     ]),
+    detail,
   );
 }
 
