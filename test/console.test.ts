@@ -104,6 +104,21 @@ describe('web console', () => {
     assert.equal(found.application_name, 'pgward console');
   });
 
+  it('completes tables and columns from the catalog the person sees', async () => {
+    await setSql(admin, 'select * from sensitive_d');
+    await admin.keyboard.press('Control+Space');
+    await admin
+      .getByRole('listbox')
+      .getByRole('option', { name: /sensitive_data/ })
+      .waitFor();
+    await admin.keyboard.press('Escape');
+    await setSql(admin, 'select users.em');
+    await admin.keyboard.press('Control+Space');
+    await admin.getByRole('listbox').getByRole('option', { name: /email/ }).waitFor();
+    await shot(admin, shots, '01b-completion');
+    await admin.keyboard.press('Escape');
+  });
+
   it('exports the whole result as CSV', async () => {
     await setSql(admin, 'select id, username, email from users order by id');
     const [download] = await Promise.all([
@@ -299,6 +314,26 @@ describe('web console', () => {
     assert.match(text, /HINT: {2}\S/);
     assert.match(text, /SQLSTATE: 42501/);
     await shot(editor, shots, '07-policy-refusal');
+    // The audit has the decision, and the person's history shows it.
+    await eventually(
+      async () => {
+        await editor.goto(`${http}/#/history`);
+        const row = editor
+          .getByRole('table', { name: 'History' })
+          .getByRole('row', { name: /console_scratch/ });
+        await editor.getByRole('heading', { name: 'History' }).waitFor();
+        return /refused by editors-no-ddl/.test(
+          (await row
+            .first()
+            .textContent()
+            .catch(() => '')) ?? '',
+        )
+          ? true
+          : undefined;
+      },
+      'the refusal in the history',
+      20_000,
+    );
     await context.close();
   });
 
@@ -335,6 +370,34 @@ describe('web console', () => {
     await admin.getByRole('button', { name: 'Save policy' }).click();
     await admin.getByRole('status').filter({ hasText: 'Saved policy editors-no-ddl' }).waitFor();
     await shot(admin, shots, '09-policy-test');
+  });
+
+  it("opens every administration page; a connection's credential is written, never shown", async () => {
+    for (const title of [
+      'Connections',
+      'Access maps',
+      'Groups and mappings',
+      'Providers',
+      'People',
+      'Reports',
+    ]) {
+      await admin.getByRole('link', { name: title, exact: true }).click();
+      await admin.getByRole('heading', { name: title }).waitFor();
+      assert.equal(await admin.getByRole('alert').count(), 0, `${title} shows no error`);
+    }
+    await admin.getByRole('link', { name: 'Connections', exact: true }).click();
+    await admin.getByLabel('Name', { exact: true }).fill('scratch');
+    await admin.getByLabel('Host').fill('127.0.0.1');
+    await admin.getByLabel('Database').fill('scratch');
+    await admin.getByLabel('Credential user').fill('someone');
+    await admin.getByLabel('Credential password').fill('s3cret-never-shown');
+    await admin.getByRole('button', { name: 'Save connection' }).click();
+    const row = admin.getByRole('table', { name: 'Connections' }).getByRole('row', { name: /scratch/ });
+    await row.waitFor();
+    assert.doesNotMatch((await admin.content()) ?? '', /s3cret-never-shown/);
+    admin.once('dialog', (d) => void d.accept());
+    await row.getByRole('button', { name: 'Delete' }).click();
+    await row.waitFor({ state: 'detached' });
   });
 
   it('shows the first screen in under 1 s from a cold load', async () => {
