@@ -119,6 +119,29 @@ describe('web console', () => {
     await admin.keyboard.press('Escape');
   });
 
+  it('runs the statement at the cursor, or the selection', async () => {
+    await setSql(admin, "select 'first' as which;\nselect 'second' as which;");
+    await admin.getByRole('button', { name: 'Run' }).click();
+    await admin.getByRole('grid').getByRole('gridcell', { name: 'second', exact: true }).waitFor();
+    await admin.getByRole('textbox', { name: 'SQL' }).click();
+    await admin.keyboard.press('ControlOrMeta+Home');
+    await admin.keyboard.press('Shift+End');
+    await admin.keyboard.press('ControlOrMeta+Enter');
+    await admin.getByRole('grid').getByRole('gridcell', { name: 'first', exact: true }).waitFor();
+  });
+
+  it('saves a query and opens it again from Saved', async () => {
+    await setSql(admin, 'select count(*) from users');
+    admin.once('dialog', (d) => void d.accept('user count'));
+    await admin.getByRole('button', { name: 'Save' }).click();
+    await admin.getByRole('status').filter({ hasText: 'Saved as "user count"' }).waitFor();
+    await setSql(admin, 'select 1');
+    await admin.getByRole('link', { name: 'Saved', exact: true }).click();
+    await admin.getByRole('row', { name: /user count/ }).getByRole('button', { name: 'Open' }).click();
+    await admin.getByRole('button', { name: 'Run' }).waitFor();
+    assert.equal(await admin.getByRole('textbox', { name: 'SQL' }).textContent(), 'select count(*) from users');
+  });
+
   it('exports the whole result as CSV', async () => {
     await setSql(admin, 'select id, username, email from users order by id');
     const [download] = await Promise.all([
@@ -134,6 +157,15 @@ describe('web console', () => {
       '\r\n',
     );
     assert.equal(csv.trimEnd(), expected);
+    const [json] = await Promise.all([
+      admin.waitForEvent('download'),
+      admin.getByRole('button', { name: 'Export JSON' }).click(),
+    ]);
+    const objects = JSON.parse(readFileSync((await json.path())!, 'utf8'));
+    assert.deepEqual(
+      objects,
+      rows.map((r) => ({ id: String(r.id), username: r.username, email: r.email })),
+    );
   });
 
   it('cancels select pg_sleep(30) within 3 s with a real CancelRequest', async () => {
