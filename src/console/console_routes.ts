@@ -96,6 +96,11 @@ export function consoleRoutes(ctx: ApiContext, hooks: ConsoleHooks): FastifyPlug
         const { person } = caller(req);
         const opened = await bridge.open(person, token(req), req.body.connection);
         if ('error' in opened) return opened;
+        // The session's audit record names the loopback address; the browser's is here.
+        ctx.log.info(
+          { email: person.email, connection: req.body.connection, browser: req.ip },
+          'console session opened',
+        );
         const catalog = await opened.catalog().catch(() => []);
         return { id: opened.id, connection: opened.connection, catalog };
       },
