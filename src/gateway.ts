@@ -329,12 +329,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         listener: async () => ({ ok: listener.listening }),
       },
       console: {
-        target: () => ({
-          // A wildcard listener is reached on loopback; a specific address on itself.
-          host: ['0.0.0.0', '::', ''].includes(config.pg.host) ? '127.0.0.1' : config.pg.host,
-          port: pgAddress.port,
-          tls: tls !== undefined,
-        }),
+        connect: (clientAddress) => listener.connectInProcess(clientAddress),
         store: store.pool,
         liveSessions: () => listener.liveSessions(),
         endSession: (sessionId, reason) => listener.endSession(sessionId, reason),

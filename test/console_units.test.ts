@@ -8,6 +8,7 @@ import { jsonSpans, spanOf } from '../console/src/json_paths.js';
 import { splitStatements, statementAt } from '../console/src/statements.js';
 import { sqlError } from '../src/console/query_bridge.js';
 import { csvField } from '../src/console/result_export.js';
+import { InProcessEnd } from '../src/proxy/in_process.js';
 
 describe('statement at the cursor', () => {
   const text = `select 1;\nselect ';' as semi, "a;b" from t; -- not; here\nselect $x$ ; $x$, $$;$$ /* ; /* ; */ */;\n  select 4`;
@@ -93,5 +94,37 @@ describe('export and errors', () => {
     });
     const socket = Object.assign(new Error('connect ECONNREFUSED 10.1.2.3:5432'), { code: 'ECONNREFUSED' });
     assert.doesNotMatch(JSON.stringify(sqlError(socket)), /10\.1\.2\.3|ECONNREFUSED/);
+  });
+});
+
+describe('in-process connection', () => {
+  it('copies what is written: the writer may reuse its buffer at once (the relay does)', async () => {
+    const { client, server } = InProcessEnd.pair('203.0.113.7');
+    assert.equal(server.remoteAddress, '203.0.113.7');
+    const got: Buffer[] = [];
+    client.on('data', (b: Buffer) => got.push(b));
+    const buffer = Buffer.from('first');
+    server.write(buffer);
+    buffer.write('XXXXX');
+    server.end();
+    await new Promise((resolve) => client.on('end', resolve));
+    assert.equal(Buffer.concat(got).toString(), 'first');
+  });
+  it('holds the writer while the reader is full, and closes both ends together', async () => {
+    const { client, server } = InProcessEnd.pair('198.51.100.1');
+    server.pause();
+    let ok = true;
+    let written = 0;
+    while (ok && written < 10_000_000) {
+      ok = client.write(Buffer.alloc(65_536));
+      written += 65_536;
+    }
+    assert.equal(ok, false, 'backpressure reached the writer');
+    const drained = new Promise((resolve) => client.once('drain', resolve));
+    server.resume();
+    await drained;
+    const closed = new Promise((resolve) => server.once('close', resolve));
+    client.destroy();
+    await closed;
   });
 });

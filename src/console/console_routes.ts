@@ -12,13 +12,13 @@ import type { ApiContext } from '../api/http_server.js';
 import { caller, presentedToken, requestGuards } from '../api/request_auth.js';
 import { PgwardError } from '../errors.js';
 import { ConsoleAssets, contentSecurityPolicy } from './console_assets.js';
-import { type BridgeTarget, MAX_TIMEOUT_SECONDS, QueryBridge, sqlError } from './query_bridge.js';
+import { type EndpointConnector, MAX_TIMEOUT_SECONDS, QueryBridge, sqlError } from './query_bridge.js';
 import { exportResult } from './result_export.js';
 
 /** What the console needs from the gateway beyond the API's context. */
 export interface ConsoleHooks {
-  /** The gateway's PostgreSQL endpoint, reached from inside. */
-  target: () => BridgeTarget;
+  /** An in-process connection to the gateway's PostgreSQL endpoint, for a browser's address. */
+  connect: EndpointConnector;
   /** The store (saved queries). */
   store: pg.Pool;
   /** Sessions live on this gateway now. */
@@ -72,7 +72,7 @@ export function consolePages(assets = new ConsoleAssets()): FastifyPluginAsyncZo
 export function consoleRoutes(ctx: ApiContext, hooks: ConsoleHooks): FastifyPluginAsyncZod {
   return async (app) => {
     const { signedIn, adminOnly } = requestGuards(ctx.auth);
-    const bridge = new QueryBridge(hooks.target);
+    const bridge = new QueryBridge(hooks.connect);
     app.addHook('onClose', async () => bridge.shutdown());
     // The export is a form POST (the browser streams the download to disk).
     app.addContentTypeParser(
@@ -94,13 +94,8 @@ export function consoleRoutes(ctx: ApiContext, hooks: ConsoleHooks): FastifyPlug
       },
       async (req) => {
         const { person } = caller(req);
-        const opened = await bridge.open(person, token(req), req.body.connection);
+        const opened = await bridge.open(person, token(req), req.body.connection, req.ip);
         if ('error' in opened) return opened;
-        // The session's audit record names the loopback address; the browser's is here.
-        ctx.log.info(
-          { email: person.email, connection: req.body.connection, browser: req.ip },
-          'console session opened',
-        );
         const catalog = await opened.catalog().catch(() => []);
         return { id: opened.id, connection: opened.connection, catalog };
       },
@@ -177,7 +172,7 @@ export function consoleRoutes(ctx: ApiContext, hooks: ConsoleHooks): FastifyPlug
         const { connection, sql, format } = req.body;
         let client: pg.Client;
         try {
-          client = await bridge.connectAs(person.email, token(req), connection);
+          client = await bridge.connectAs(person.email, token(req), connection, req.ip);
         } catch (err) {
           // PostgreSQL's words (28000 not allowed, 3D000 unknown connection), never a socket's.
           const e = sqlError(err);

@@ -1,27 +1,23 @@
 /**
- * The console's way to a target: a node-postgres client on the gateway's own PostgreSQL port
- * (loopback), signed in with the person's pgward access token, application_name "pgward console".
- * So every console statement goes through the one connect path and the relay of inspectors,
- * exactly as psql's do: access, policies, audit, caps and cancel are the same code.
+ * The console's way to a target: a node-postgres client on an in-process connection to the
+ * gateway's own PostgreSQL endpoint (no port, no TLS), signed in with the person's pgward
+ * access token, application_name "pgward console". So every console statement goes through
+ * the one connect path and the relay of inspectors, exactly as psql's do: access, policies,
+ * audit, caps and cancel are the same code, and the audit names the browser's address.
  *
  * Results are read through a portal (Execute with a row count, pg-cursor), a page at a time;
  * Cancel is a real CancelRequest with the session's key; each run sets statement_timeout when it
  * changes. Values arrive as PostgreSQL's text: the browser shows what psql would.
  */
 import { randomUUID } from 'node:crypto';
-import { connect } from 'node:net';
+import type { Duplex } from 'node:stream';
 import pg from 'pg';
 import Cursor from 'pg-cursor';
 import { PgwardError } from '../errors.js';
 import { cancelRequest } from '../wire/encode.js';
 
-/** Where the gateway's PostgreSQL endpoint answers, and how to reach it from inside. */
-export interface BridgeTarget {
-  host: string;
-  port: number;
-  /** The endpoint has TLS (loopback plaintext may be off). */
-  tls: boolean;
-}
+/** Opens an in-process connection to the gateway's PostgreSQL endpoint, for `clientAddress`. */
+export type EndpointConnector = (clientAddress: string) => Duplex;
 
 export interface Column {
   name: string;
@@ -117,7 +113,8 @@ export class BridgeSession {
     readonly userId: string,
     readonly connection: string,
     private readonly client: pg.Client,
-    private readonly target: BridgeTarget,
+    private readonly connector: EndpointConnector,
+    private readonly clientAddress: string,
   ) {
     client.on('error', () => {
       this.ended = true;
@@ -237,24 +234,26 @@ export class BridgeSession {
   }
 
   /**
-   * A CancelRequest with this session's key, to the gateway's port, as libpq's PQcancel sends
-   * it: the gateway forwards it to the target serving the statement. Not serialized: it must
-   * reach the gateway while a read waits.
+   * A CancelRequest with this session's key, on a connection of its own to the endpoint, as
+   * libpq's PQcancel sends it: the gateway forwards it to the target serving the statement.
+   * Not serialized: it must reach the gateway while a read waits.
    */
   cancel(): Promise<void> {
     const { processID, secretKey } = this.client as unknown as { processID: number; secretKey: number };
     const key = Buffer.alloc(4);
     key.writeInt32BE(secretKey);
     return new Promise((resolve) => {
-      const socket = connect({ host: this.target.host, port: this.target.port });
+      const stream = this.connector(this.clientAddress);
       const done = () => {
-        socket.destroy();
+        clearTimeout(timer);
+        stream.destroy();
         resolve();
       };
-      socket.setTimeout(5_000, done);
-      socket.on('error', done);
-      socket.on('close', done);
-      socket.end(cancelRequest(processID, key));
+      const timer = setTimeout(done, 5_000);
+      stream.on('error', done);
+      stream.on('close', done);
+      stream.resume();
+      stream.end(cancelRequest(processID, key));
     });
   }
 
@@ -269,22 +268,24 @@ export class QueryBridge {
   private readonly sessions = new Map<string, BridgeSession>();
   private readonly sweeper: NodeJS.Timeout;
 
-  constructor(private readonly target: () => BridgeTarget) {
+  constructor(private readonly connector: EndpointConnector) {
     this.sweeper = setInterval(() => this.sweep(), 60_000);
     this.sweeper.unref();
   }
 
   /** A pg client through the gateway as `email` with `token` (the console's access cookie). */
-  async connectAs(email: string, token: string, connection: string): Promise<pg.Client> {
-    const target = this.target();
+  async connectAs(
+    email: string,
+    token: string,
+    connection: string,
+    clientAddress: string,
+  ): Promise<pg.Client> {
     const client = new pg.Client({
-      host: target.host,
-      port: target.port,
+      stream: () => this.connector(clientAddress) as unknown as import('node:net').Socket,
       user: email,
       database: connection,
       password: token,
-      // Loopback to the gateway's own listener: the certificate is its own, so it is not verified.
-      ssl: target.tls ? { rejectUnauthorized: false } : false,
+      ssl: false,
       application_name: 'pgward console',
       connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     });
@@ -298,6 +299,7 @@ export class QueryBridge {
     person: { userId: string; email: string },
     token: string,
     connection: string,
+    clientAddress: string,
   ): Promise<BridgeSession | { error: SqlError }> {
     const mine = [...this.sessions.values()].filter((s) => s.userId === person.userId);
     if (mine.length >= MAX_PER_PERSON) {
@@ -308,11 +310,11 @@ export class QueryBridge {
     }
     let client: pg.Client;
     try {
-      client = await this.connectAs(person.email, token, connection);
+      client = await this.connectAs(person.email, token, connection, clientAddress);
     } catch (err) {
       return { error: sqlError(err) };
     }
-    const session = new BridgeSession(person.userId, connection, client, this.target());
+    const session = new BridgeSession(person.userId, connection, client, this.connector, clientAddress);
     this.sessions.set(session.id, session);
     return session;
   }

@@ -94,6 +94,8 @@ export class ClientSession implements Cancellable {
     socket: Socket,
     input: SocketInput,
     private readonly ctx: ProxyContext,
+    /** An in-process connection (the console's): no network, so no TLS to ask for. */
+    private readonly transport: { inProcess?: boolean } = {},
   ) {
     this.socket = socket;
     this.input = input;
@@ -256,7 +258,9 @@ export class ClientSession implements Cancellable {
 
   /** Asks for the password, which must be a token, and verifies it. */
   private async authenticate(startup: StartupMessage): Promise<SignedIn> {
-    const plaintextAllowed = this.ctx.config.allowLoopbackPlaintext && isLoopbackHost(this.remoteAddress);
+    const plaintextAllowed =
+      this.transport.inProcess === true ||
+      (this.ctx.config.allowLoopbackPlaintext && isLoopbackHost(this.remoteAddress));
     if (!this.tls && !plaintextAllowed) {
       throw new PgwardError('NOT_ALLOWED', 'pgward accepts tokens only over TLS', {
         hint: 'connect with sslmode=require',

@@ -14,6 +14,7 @@ import { PgwardError } from '../errors.js';
 import { SocketInput } from '../wire/socket_input.js';
 import { ClientSession } from './client_session.js';
 import { errorResponseFor } from './error_response.js';
+import { InProcessEnd } from './in_process.js';
 import type { ProxyContext } from './proxy_context.js';
 
 export interface ListenerLimits {
@@ -50,7 +51,18 @@ export class PgListener {
     socket.end(errorResponseFor(err));
   }
 
-  private accept(socket: Socket): void {
+  /**
+   * A connection from inside the gateway (the web console): served as a socket is, with the
+   * same caps, handshake, connect path and relay; `clientAddress` is who it is for (the
+   * browser's address), for the caps and the audit.
+   */
+  connectInProcess(clientAddress: string): InProcessEnd {
+    const { client, server } = InProcessEnd.pair(clientAddress);
+    this.accept(server as unknown as Socket, true);
+    return client;
+  }
+
+  private accept(socket: Socket, inProcess = false): void {
     const address = socket.remoteAddress ?? 'unknown';
     const fromAddress = this.starting.get(address) ?? 0;
     if (
@@ -84,7 +96,7 @@ export class PgListener {
       else this.starting.set(address, n);
     };
     const input = new SocketInput();
-    const session = new ClientSession(input.adopt(socket), input, this.ctx);
+    const session = new ClientSession(input.adopt(socket), input, this.ctx, { inProcess });
     let counted = false;
     session.onAuthenticated = () => {
       leaveStarting();
