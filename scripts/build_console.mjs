@@ -1,9 +1,11 @@
 // Builds the web console into dist/web: one bundled, minified script and stylesheet, named
-// by their content's hash (cacheable for a year), and index.html pointing at them.
+// by their content's hash (cacheable for a year), each also brotli- and gzip-compressed, and
+// index.html pointing at them.
 import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
@@ -14,7 +16,14 @@ mkdirSync(path.join(out, 'assets'), { recursive: true });
 const hashed = (name, ext, content) => {
   const hash = createHash('sha256').update(content).digest('hex').slice(0, 12);
   const file = `${name}-${hash}.${ext}`;
-  writeFileSync(path.join(out, 'assets', file), content);
+  const at = path.join(out, 'assets', file);
+  writeFileSync(at, content);
+  // Compressed once here, so that the gateway serves them without compressing at start.
+  writeFileSync(
+    `${at}.br`,
+    brotliCompressSync(content, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }),
+  );
+  writeFileSync(`${at}.gz`, gzipSync(content, { level: 9 }));
   return file;
 };
 

@@ -1,7 +1,8 @@
 /**
  * The console's static files, built by `npm run build` into dist/web (index.html and
- * content-hashed assets). They are read once at start and kept compressed (brotli, gzip), so a
- * request costs a lookup; hashed assets are cacheable for a year, the page itself never.
+ * content-hashed assets, each with its brotli and gzip forms made at build time). They are read
+ * once at start and kept in memory, so a request costs a lookup; hashed assets are cacheable
+ * for a year, the page itself never.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -27,12 +28,16 @@ const TYPES: Record<string, string> = {
 /** The per-response nonce's placeholder in index.html (CodeMirror's style elements carry it). */
 export const NONCE_PLACEHOLDER = '__PGWARD_NONCE__';
 
-function compressed(type: string, raw: Buffer): Asset {
+/** An asset with its compressed forms: the build's, else made now (fast settings). */
+function compressed(type: string, file: string): Asset {
+  const raw = readFileSync(file);
+  const read = (ext: string, make: () => Buffer) =>
+    existsSync(file + ext) ? readFileSync(file + ext) : make();
   return {
     type,
     raw,
-    br: brotliCompressSync(raw, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }),
-    gzip: gzipSync(raw, { level: 9 }),
+    br: read('.br', () => brotliCompressSync(raw, { params: { [constants.BROTLI_PARAM_QUALITY]: 4 } })),
+    gzip: read('.gz', () => gzipSync(raw)),
   };
 }
 
@@ -47,7 +52,7 @@ export class ConsoleAssets {
     if (!existsSync(assetDir)) return;
     for (const name of readdirSync(assetDir)) {
       const type = TYPES[path.extname(name)];
-      if (type) this.assets.set(name, compressed(type, readFileSync(path.join(assetDir, name))));
+      if (type) this.assets.set(name, compressed(type, path.join(assetDir, name)));
     }
   }
 
@@ -85,5 +90,3 @@ export function contentSecurityPolicy(nonce: string): string {
     "base-uri 'none'",
   ].join('; ');
 }
-
-export { compressed };
