@@ -124,6 +124,8 @@ export function queryPage(nonce: string): QueryPage {
   let done = true;
   let loaded = 0;
   let runStartedAt = 0;
+  /** How long the first page took (a result read on as the grid scrolls). */
+  let firstMs: number | undefined;
 
   const runKey = () => {
     void runStatement();
@@ -200,6 +202,9 @@ export function queryPage(nonce: string): QueryPage {
   function describe(page: Page): string {
     if (!page.done) return `${loaded.toLocaleString()} rows loaded · first rows in ${page.durationMs} ms`;
     const total = Math.round(performance.now() - runStartedAt);
+    if (firstMs !== undefined && firstMs !== page.durationMs) {
+      return `${loaded.toLocaleString()} rows · first rows in ${firstMs} ms, all read after ${total} ms`;
+    }
     if (page.columns.length === 0) {
       return `${page.command ?? 'OK'}${page.rowCount !== undefined && page.rowCount !== null ? ` ${page.rowCount}` : ''} · ${total} ms`;
     }
@@ -274,6 +279,7 @@ export function queryPage(nonce: string): QueryPage {
       }
       loaded = answer.rows.length;
       done = answer.done;
+      firstMs = answer.done ? undefined : answer.durationMs;
       grid.reset(answer.columns, answer.rows);
       mount(status, describe(answer));
     } catch (err) {

@@ -73,6 +73,7 @@ export async function sessionsPage(me: Me): Promise<HTMLElement> {
           end.disabled = true;
           await api('DELETE', `/api/v1/console/live/${s.sessionId}`);
           state.textContent = 'ended';
+          state.className = '';
           end.remove();
         });
         const state = h(

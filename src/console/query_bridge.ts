@@ -23,6 +23,8 @@ export interface Column {
   name: string;
   /** The type's OID: the browser right-aligns numbers. */
   typeId: number;
+  /** For the masking layer to set: the grid marks a masked column in its header. */
+  masked?: boolean;
 }
 
 /** A PostgreSQL error as the console shows it (what psql shows). */
