@@ -404,6 +404,11 @@ describe('web console', () => {
     assert.match((await results.getByRole('row', { name: /drop table users/ }).textContent()) ?? '', /deny/);
     await admin.getByRole('button', { name: 'Save policy' }).click();
     await admin.getByRole('status').filter({ hasText: 'Saved policy editors-no-ddl' }).waitFor();
+    assert.equal(
+      await admin.locator('.cm-lintRange-error').count(),
+      0,
+      'the fixed document has no marks left',
+    );
     await shot(admin, shots, '09-policy-test');
   });
 

@@ -387,8 +387,16 @@ async function policiesPage(): Promise<HTMLElement> {
       EditorView.lineWrapping,
       EditorView.cspNonce.of(styleNonce),
       EditorView.contentAttributes.of({ 'aria-label': 'Policy document' }),
+      // An edit makes the last answer's marks stale: the next Save or Test gives new ones.
+      EditorView.updateListener.of((u) => {
+        if (u.docChanged) clearProblems();
+      }),
     ],
   });
+  function clearProblems(): void {
+    problems.hidden = true;
+    queueMicrotask(() => docView.dispatch(setDiagnostics(docView.state, [])));
+  }
   const doc = {
     get value() {
       return docView.state.doc.toString();
