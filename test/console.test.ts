@@ -41,6 +41,7 @@ describe('web console', () => {
   let shots: string;
   let adminContext: BrowserContext;
   let admin: Page;
+  const pageErrors: string[] = [];
 
   before(async () => {
     t = await startTestStack();
@@ -52,6 +53,13 @@ describe('web console', () => {
       acceptDownloads: true,
       viewport: { width: 1280, height: 800 },
     });
+    // Every violation of the page's Content-Security-Policy, and every script error, is kept.
+    await adminContext.addInitScript(`document.addEventListener('securitypolicyviolation', (e) => {
+      const seen = JSON.parse(sessionStorage.getItem('csp') || '[]');
+      seen.push(e.violatedDirective + ' ' + e.blockedURI);
+      sessionStorage.setItem('csp', JSON.stringify(seen));
+    });`);
+    adminContext.on('weberror', (e) => pageErrors.push(e.error().message));
     admin = await signIn(adminContext, http, 'admin@example.com');
   });
   after(async () => {
@@ -438,6 +446,16 @@ describe('web console', () => {
     admin.once('dialog', (d) => void d.accept());
     await row.getByRole('button', { name: 'Delete' }).click();
     await row.waitFor({ state: 'detached' });
+  });
+
+  it('broke no rule of its Content-Security-Policy and threw no script error on any page', async () => {
+    await admin.goto(`${http}/#/query`);
+    await admin.getByLabel('Connection').waitFor();
+    assert.deepEqual(
+      JSON.parse((await admin.evaluate("sessionStorage.getItem('csp') || '[]'")) as string),
+      [],
+    );
+    assert.deepEqual(pageErrors, []);
   });
 
   it('shows the first screen in under 1 s from a cold load', async () => {
