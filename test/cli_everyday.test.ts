@@ -266,7 +266,8 @@ describe('the everyday pgward commands', () => {
       const client = parse[shell](
         `${out.stdout}\n${shell === 'powershell' ? '$Env:X = (psql -X -tAc "select current_user")' : shell === 'fish' ? 'set X (psql -X -tAc "select current_user")' : 'X=$(psql -X -tAc "select current_user")'}`,
       )!;
-      const signedIn = await runProgram(client[0], client[1], { PGPASSWORD: '', PGHOST: '', PGSERVICE: '' });
+      // A service set in the shell would win over the variables: the output unsets it.
+      const signedIn = await runProgram(client[0], client[1], { PGPASSWORD: '', PGSERVICE: 'elsewhere' });
       assert.equal(signedIn.stdout, 'viewer@example.com\n', `${shell}: ${signedIn.stderr}\n${out.stdout}`);
     }
   });

@@ -30,7 +30,7 @@ export interface ClientTarget {
 }
 
 /** Variables a client must not inherit: libpq would prefer them to ours (a service file, an address). */
-const OVERRIDING = ['PGSERVICE', 'PGHOSTADDR'] as const;
+export const OVERRIDING = ['PGSERVICE', 'PGHOSTADDR'] as const;
 
 /** The connections the caller may use. */
 export function myConnections(gateway: string, token: string): Promise<MyConnection[]> {
@@ -102,6 +102,18 @@ export function childEnvironment(vars: Record<string, string>): NodeJS.ProcessEn
 
 export type Shell = 'sh' | 'fish' | 'powershell';
 export const SHELLS: readonly Shell[] = ['sh', 'fish', 'powershell'];
+
+/** Removes variables from the shell's environment (nothing when they are not set). */
+export function shellUnset(shell: Shell, names: readonly string[]): string {
+  switch (shell) {
+    case 'sh':
+      return `unset ${names.join(' ')}`;
+    case 'fish':
+      return names.map((n) => `set -e ${n}`).join('; ');
+    case 'powershell':
+      return `Remove-Item ${names.map((n) => `Env:${n}`).join(', ')} -ErrorAction SilentlyContinue`;
+  }
+}
 
 /** One `NAME=value` assignment in the shell's own syntax, quoted so that nothing in it is expanded. */
 export function shellAssignment(shell: Shell, name: string, value: string): string {

@@ -153,7 +153,8 @@ function fish(tree: Node[]): string {
     '    string join _ -- $path',
     'end',
     'function __pgward_at',
-    '    test (__pgward_path) = "$argv[1]"',
+    '    set -l path (__pgward_path)',
+    '    test "$path" = "$argv[1]"',
     'end',
   ];
   for (const n of tree) {

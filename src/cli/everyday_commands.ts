@@ -13,9 +13,11 @@ import {
   childEnvironment,
   libpqVariables,
   myConnections,
+  OVERRIDING,
   resolveTarget,
   type Shell,
   shellAssignment,
+  shellUnset,
 } from './client_env.js';
 import { LocalConnectListener } from './connect_command.js';
 import { accessToken, api, type GatewaySslMode, gatewayUrl } from './gateway_client.js';
@@ -173,7 +175,11 @@ export async function runEnv(
 ): Promise<void> {
   const { target, token } = await resolveTarget(connection, opts);
   const vars = libpqVariables(target, opts.withPassword ? { password: token } : {});
-  const lines = Object.entries(vars).map(([name, value]) => shellAssignment(opts.shell, name, value));
+  const lines = [
+    // libpq would prefer a service (and an address) already set to these.
+    shellUnset(opts.shell, OVERRIDING),
+    ...Object.entries(vars).map(([name, value]) => shellAssignment(opts.shell, name, value)),
+  ];
   if (!opts.withPassword) {
     lines.push(
       `# PGPASSWORD is your pgward token: add --with-password, or set it from \`pgward token\` (it expires)`,
