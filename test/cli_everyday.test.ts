@@ -4,6 +4,9 @@ import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Shell, shellAssignment } from '../src/cli/client_env.js';
+import { connectionRows } from '../src/cli/everyday_commands.js';
+import { render } from '../src/cli/output.js';
+import { serviceSection, upsertSection } from '../src/cli/service_file.js';
 import { IdpPageWalker } from '../src/dev/dev_login.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
 import { PGWARD_BIN, runCli, runProgram, startCli, stopProcess } from './support/cli.js';
@@ -32,6 +35,54 @@ function pgwardOnPath(): string {
   chmodSync(bin, 0o755);
   return dir;
 }
+
+describe('what the everyday commands print and write (no gateway needed)', () => {
+  it('ls shows policies by name, read-only ones marked, and descriptions only when there are any', () => {
+    const rows = connectionRows([
+      {
+        name: 'orders',
+        roles: ['app_readonly', 'reporting'],
+        policies: [
+          { name: 'prod-readonly', mode: 'enforce', readOnly: true },
+          { name: 'mask-email', mode: 'observe', readOnly: false },
+        ],
+      },
+      { name: 'demo', roles: ['app_readonly'] },
+    ]);
+    assert.deepEqual(rows, [
+      {
+        NAME: 'orders',
+        ROLES: 'app_readonly, reporting',
+        POLICIES: 'prod-readonly (read-only), mask-email [observe]',
+      },
+      { NAME: 'demo', ROLES: 'app_readonly', POLICIES: '' },
+    ]);
+    assert.match(render(rows, 'table'), /^NAME\s+ROLES\s+POLICIES\n/);
+    const described = connectionRows([{ name: 'a', description: 'the A database', roles: ['r'] }]);
+    assert.equal(described[0]!['DESCRIPTION'], 'the A database');
+  });
+
+  it('service: a value with a line break cannot add settings of its own to the file', () => {
+    const target = {
+      gateway: 'https://gw.example.com',
+      host: 'gw.example.com',
+      port: 55432,
+      sslmode: 'verify-full' as const,
+      user: 'me@example.com\npassword=x',
+      database: 'demo',
+      sslRootCert: undefined,
+    };
+    assert.throws(() => serviceSection('demo', target), /spans lines/);
+    const section = serviceSection('demo', { ...target, user: 'me@example.com' });
+    const once = upsertSection('[a]\nhost=x\n\n[b]\nhost=y\n', 'demo', section);
+    assert.equal(upsertSection(once, 'demo', section), once, 'rewriting is idempotent');
+    const between = upsertSection(`${once}\n[c]\nhost=z\n`, 'demo', [...section.slice(0, 2), 'host=new']);
+    assert.match(
+      between,
+      /\[b\]\nhost=y\n\n\[demo\]\n# written by `pgward service`[^\n]*\nhost=new\n\n\[c\]\nhost=z\n$/,
+    );
+  });
+});
 
 /** The everyday commands (issue 19) run as a person would, against a dev stack. */
 describe('the everyday pgward commands', () => {
@@ -180,7 +231,7 @@ describe('the everyday pgward commands', () => {
     );
   });
 
-  it('run: pgbench reconnecting for each transaction, the token refreshed between connections', async () => {
+  it('run: pgbench reconnecting for each transaction, the token refreshed between connections', async (ctx) => {
     const dir = tempDir('cli-run');
     const script = path.join(dir, 'read.sql');
     writeFileSync(script, 'select count(*) from users;\n');
@@ -194,6 +245,9 @@ describe('the everyday pgward commands', () => {
     );
     assert.equal(bench.code, 0, bench.stderr);
     assert.match(bench.stdout, /number of transactions actually processed: 20\/20/);
+    ctx.diagnostic(
+      `pgbench -C through run: ${/tps = [\d.]+ \(including reconnection times\)/.exec(bench.stdout)?.[0] ?? bench.stdout}`,
+    );
 
     // What the client holds: the libpq variables, and a password that is not the token.
     const token = (await runCli(['token'], { env: env('viewer') })).stdout.trim();
@@ -377,8 +431,9 @@ describe('the everyday pgward commands', () => {
     } else ctx.diagnostic('fish: not installed here, its completion is not loaded');
   });
 
-  it('doctor: every check passes on a healthy stack; not signed in, it says to log in', async () => {
+  it('doctor: every check passes on a healthy stack; not signed in, it says to log in', async (ctx) => {
     const healthy = await runCli(['doctor'], { env: env('viewer') });
+    for (const line of healthy.stdout.trim().split('\n')) ctx.diagnostic(line);
     assert.equal(healthy.code, 0, healthy.stdout + healthy.stderr);
     const lines = healthy.stdout.trim().split('\n');
     for (const check of [
@@ -412,10 +467,11 @@ describe('the everyday pgward commands', () => {
   });
 
   // Last: it stops the stack.
-  it('doctor: with the gateway stopped, says it cannot be reached and exits non-zero', async () => {
+  it('doctor: with the gateway stopped, says it cannot be reached and exits non-zero', async (ctx) => {
     await t.close();
     stopped = true;
     const down = await runCli(['doctor'], { env: env('viewer') });
+    for (const line of down.stdout.trim().split('\n')) ctx.diagnostic(line);
     assert.equal(down.code, 69, down.stdout + down.stderr);
     assert.match(
       down.stdout,

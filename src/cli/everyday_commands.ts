@@ -12,6 +12,7 @@ import { PACKAGE_VERSION } from '../package_version.js';
 import {
   childEnvironment,
   libpqVariables,
+  type MyConnection,
   myConnections,
   OVERRIDING,
   resolveTarget,
@@ -26,6 +27,19 @@ import { render } from './output.js';
 interface GatewayFlags {
   gateway?: string;
   sslmode?: GatewaySslMode;
+}
+
+/** The rows `pgward ls` prints: NAME, ROLES, POLICIES (and DESCRIPTION when one has any). */
+export function connectionRows(mine: MyConnection[]): Record<string, string>[] {
+  const described = mine.some((c) => c.description);
+  return mine.map((c) => ({
+    NAME: c.name,
+    ROLES: c.roles.join(', '),
+    POLICIES: (c.policies ?? [])
+      .map((p) => `${p.name}${p.readOnly ? ' (read-only)' : ''}${p.mode === 'observe' ? ' [observe]' : ''}`)
+      .join(', '),
+    ...(described ? { DESCRIPTION: c.description ?? '' } : {}),
+  }));
 }
 
 /** `pgward ls`: the connections you may use, your roles there and the policies that apply. */
@@ -43,19 +57,7 @@ export async function runLs(opts: { gateway?: string; json?: boolean }): Promise
     );
     return;
   }
-  const described = mine.some((c) => c.description);
-  const rows = mine.map((c) => ({
-    NAME: c.name,
-    ROLES: c.roles.join(', '),
-    POLICIES:
-      c.policies
-        ?.map(
-          (p) => `${p.name}${p.readOnly ? ' (read-only)' : ''}${p.mode === 'observe' ? ' [observe]' : ''}`,
-        )
-        .join(', ') ?? '',
-    ...(described ? { DESCRIPTION: c.description ?? '' } : {}),
-  }));
-  process.stdout.write(render(rows, 'table'));
+  process.stdout.write(render(connectionRows(mine), 'table'));
 }
 
 /** `pgward version`: this CLI's version, and the gateway's when signed in to one. */

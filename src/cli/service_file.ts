@@ -24,6 +24,11 @@ export function serviceFilePath(): string {
 
 /** The lines of pgward's section for the target. */
 export function serviceSection(name: string, target: ClientTarget): string[] {
+  for (const value of [target.gateway, target.host, target.user, target.sslRootCert ?? '']) {
+    // One line per setting: a line break in a value would write settings of its own.
+    if (/[\r\n]/.test(value))
+      throw new PgwardError('BAD_REQUEST', 'a value for the service file spans lines');
+  }
   return [
     `[${name}]`,
     `${MARK} for ${target.gateway}; password: the output of \`pgward token\``,
