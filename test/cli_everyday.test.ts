@@ -223,6 +223,17 @@ describe('the everyday pgward commands', () => {
     });
     assert.equal(command.code, direct.code);
     assert.equal(command.code, 1);
+
+    // verify-full: psql verifies the gateway's certificate against PGWARD_CA (as PGSSLROOTCERT).
+    const ca = path.join(t.dataDir, 'tls', 'cert.pem');
+    const home = tempDir('cli-home');
+    const args = ['psql', 'demo', '--sslmode', 'verify-full', '--', '-X', '-tAc', 'select 1'];
+    const verified = await runCli(args, { env: { ...env('viewer'), PGWARD_CA: ca, HOME: home } });
+    assert.equal(verified.stdout, '1\n', verified.stderr);
+    const unverifiable = await runCli(args, { env: { ...env('viewer'), HOME: home } });
+    assert.equal(unverifiable.code, 2);
+    assert.match(unverifiable.stderr, /root certificate file .* does not exist/);
+
     const unknown = await runCli(['psql', 'nope'], { env: env('viewer') });
     assert.equal(unknown.code, 66);
     assert.match(
@@ -457,6 +468,9 @@ describe('the everyday pgward commands', () => {
     );
     const json = await runCli(['doctor', '--json'], { env: env('viewer') });
     assert.ok((JSON.parse(json.stdout) as { status: string }[]).every((c) => c.status === 'ok'));
+    const ca = path.join(t.dataDir, 'tls', 'cert.pem');
+    const verified = await runCli(['doctor'], { env: { ...env('viewer'), PGWARD_CA: ca } });
+    assert.match(verified.stdout, /ok {4}pg tls: 127\.0\.0\.1:\d+ trusted, names the host, valid until /);
 
     const nobody = await runCli(['doctor'], {
       env: { XDG_CONFIG_HOME: tempDir('cli-none'), PGWARD_GATEWAY: t.stack.info.http },
@@ -478,5 +492,34 @@ describe('the everyday pgward commands', () => {
       /^fail {2}gateway: cannot reach http:\/\/127\.0\.0\.1:\d+: fetch failed \(ECONNREFUSED\)\n {6}do: start the gateway/,
     );
     assert.match(down.stdout, /skip {2}signed in: the gateway did not answer/);
+  });
+});
+
+describe('pgward doctor against a gateway serving HTTPS', () => {
+  let t: TestStack;
+  before(async () => {
+    t = await startTestStack({ PGWARD_HTTP_TLS: 'true' });
+  });
+  after(async () => {
+    await t?.close();
+  });
+
+  it('checks the HTTP certificate: trusted with its CA, a failure with what to do without it', async () => {
+    const ca = path.join(t.dataDir, 'tls', 'cert.pem');
+    const env = { XDG_CONFIG_HOME: tempDir('cli-https'), PGWARD_GATEWAY: t.stack.info.http };
+    const trusted = await runCli(['doctor'], { env: { ...env, NODE_EXTRA_CA_CERTS: ca } });
+    assert.match(trusted.stdout, /^ok {4}gateway: https:\/\/127\.0\.0\.1:\d+ answered/, trusted.stdout);
+    assert.match(trusted.stdout, /\nok {4}http tls: trusted, names the host, valid until /);
+    // Not signed in here: that check fails, and says what to do.
+    assert.match(trusted.stdout, /\nfail {2}signed in: not logged in to .*\n {6}do: run `pgward login`/);
+    assert.equal(trusted.code, 69);
+
+    const untrusted = await runCli(['doctor'], { env: { ...env, NODE_EXTRA_CA_CERTS: '' } });
+    assert.equal(untrusted.code, 69);
+    assert.match(untrusted.stdout, /^fail {2}gateway: cannot reach https:.*\n {6}do: see http tls below\n/);
+    assert.match(
+      untrusted.stdout,
+      /\nfail {2}http tls: the certificate is not trusted: DEPTH_ZERO_SELF_SIGNED_CERT\n {6}do: trust its CA: NODE_EXTRA_CA_CERTS=FILE\n/,
+    );
   });
 });

@@ -37,7 +37,7 @@ const SKEW_FAIL_MS = 30_000;
 const SKEW_WARN_MS = 5_000;
 /** A certificate that ends sooner than this is a warning. */
 const EXPIRY_WARN_MS = 14 * 24 * 3600_000;
-/** PostgreSQL's SSLRequest: length 8, code 80877103 (protocol section 55.2.10). */
+/** PostgreSQL's SSLRequest: length 8, code 80877103 (protocol docs, "SSL Session Encryption"). */
 const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
 
 const message = (err: unknown) =>
@@ -110,8 +110,18 @@ function sslRequest(host: string, port: number): Promise<Socket> {
   });
 }
 
-/** One check on a certificate: trust, host name, expiry. On loopback an untrusted one is fine. */
-function certificateCheck(name: string, host: string, facts: TlsFacts, fixTrust: string): DoctorCheck {
+/**
+ * One check on a certificate: trust, host name, expiry. `loopbackRelaxed`: on loopback an
+ * unverified certificate is fine, as it is to the PostgreSQL clients (sslmode=require there).
+ */
+function certificateCheck(
+  name: string,
+  host: string,
+  facts: TlsFacts,
+  fixTrust: string,
+  loopbackRelaxed: boolean,
+): DoctorCheck {
+  const relaxed = loopbackRelaxed && isLoopbackHost(host);
   const ends = new Date(facts.cert.valid_to);
   const left = ends.getTime() - Date.now();
   const until = `valid until ${ends.toISOString()}`;
@@ -123,7 +133,7 @@ function certificateCheck(name: string, host: string, facts: TlsFacts, fixTrust:
       action: "ask the gateway's operator to renew it",
     };
   }
-  if (facts.untrusted && !isLoopbackHost(host)) {
+  if (facts.untrusted && !relaxed) {
     return {
       check: name,
       status: 'fail',
@@ -131,7 +141,7 @@ function certificateCheck(name: string, host: string, facts: TlsFacts, fixTrust:
       action: fixTrust,
     };
   }
-  if (facts.wrongName && !isLoopbackHost(host)) {
+  if (facts.wrongName && !relaxed) {
     return {
       check: name,
       status: 'fail',
@@ -217,7 +227,9 @@ export async function doctorChecks(opts: { gateway?: string }): Promise<DoctorCh
       check: 'gateway',
       status: 'fail',
       detail: `cannot reach ${gateway}: ${message(err)}`,
-      action: 'start the gateway, or check --gateway / PGWARD_GATEWAY and your network',
+      action: /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|ERR_TLS/.test(message(err))
+        ? 'see http tls below'
+        : 'start the gateway, or check --gateway / PGWARD_GATEWAY and your network',
     });
     add({ check: 'clock', status: 'skip', detail: 'the gateway did not answer' });
   }
@@ -226,15 +238,9 @@ export async function doctorChecks(opts: { gateway?: string }): Promise<DoctorCh
   if (url.protocol === 'https:') {
     const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
     try {
-      const facts = await tlsFacts(host, Number(url.port || 443), undefined, ca);
-      add(
-        certificateCheck(
-          'http tls',
-          host,
-          facts,
-          'trust its CA: NODE_EXTRA_CA_CERTS=FILE (or PGWARD_CA=FILE)',
-        ),
-      );
+      // The CLI's HTTP client trusts the system's roots and NODE_EXTRA_CA_CERTS, and so does this.
+      const facts = await tlsFacts(host, Number(url.port || 443), undefined, undefined);
+      add(certificateCheck('http tls', host, facts, 'trust its CA: NODE_EXTRA_CA_CERTS=FILE', false));
     } catch (err) {
       add({
         check: 'http tls',
@@ -291,6 +297,7 @@ export async function doctorChecks(opts: { gateway?: string }): Promise<DoctorCh
         host,
         facts,
         "set PGWARD_CA to the gateway's CA file (pgward passes it to clients as PGSSLROOTCERT)",
+        true,
       );
       check.detail = `${host}:${port} ${check.detail}`;
       // libpq verifies against PGSSLROOTCERT or ~/.postgresql/root.crt, not the system's roots.
