@@ -4,6 +4,7 @@ import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { type Shell, shellAssignment } from '../src/cli/client_env.js';
+import { certificateCheck, clockCheck } from '../src/cli/doctor_verdicts.js';
 import { connectionRows } from '../src/cli/everyday_commands.js';
 import { render } from '../src/cli/output.js';
 import { serviceSection, upsertSection } from '../src/cli/service_file.js';
@@ -60,6 +61,41 @@ describe('what the everyday commands print and write (no gateway needed)', () =>
     assert.match(render(rows, 'table'), /^NAME\s+ROLES\s+POLICIES\n/);
     const described = connectionRows([{ name: 'a', description: 'the A database', roles: ['r'] }]);
     assert.equal(described[0]!['DESCRIPTION'], 'the A database');
+  });
+
+  it('doctor: clock skew from the Date header, with the round trip and whole seconds as slack', () => {
+    const at = Date.parse('2026-12-02T10:00:00Z');
+    const date = new Date(at).toUTCString();
+    assert.equal(clockCheck(at + 100, at + 300, date).status, 'ok');
+    assert.equal(clockCheck(at + 100, at + 300, null).status, 'skip');
+    const ahead = clockCheck(at + 45_000, at + 45_100, date);
+    assert.deepEqual([ahead.status, ahead.detail], ['fail', 'this machine is 44.5 s ahead of the gateway']);
+    assert.match(ahead.action!, /NTP/);
+    assert.equal(clockCheck(at - 10_000, at - 9_900, date).status, 'warn');
+    assert.match(clockCheck(at - 10_000, at - 9_900, date).detail, /behind the gateway/);
+    // A slow answer is not skew: the gateway may have stamped it anywhere in the 40 s.
+    assert.equal(clockCheck(at - 20_000, at + 20_000, date).status, 'ok');
+  });
+
+  it('doctor: certificate expiry, trust and host name; loopback leniency only where clients have it', () => {
+    const now = Date.parse('2026-12-02T10:00:00Z');
+    const cert = (validTo: string) => ({ valid_to: validTo }) as import('node:tls').PeerCertificate;
+    const good = { cert: cert('Dec 2 10:00:00 2027 GMT'), untrusted: undefined, wrongName: undefined };
+    const check = (facts: typeof good | Record<string, unknown>, host = 'gw.example.com', relaxed = true) =>
+      certificateCheck('pg tls', host, facts as typeof good, 'set PGWARD_CA', relaxed, now);
+    assert.equal(check(good).status, 'ok');
+    const expired = check({ ...good, cert: cert('Dec 1 10:00:00 2026 GMT') });
+    assert.deepEqual(
+      [expired.status, expired.detail],
+      ['fail', 'the certificate expired at 2026-12-01T10:00:00.000Z'],
+    );
+    assert.equal(check({ ...good, cert: cert('Dec 10 10:00:00 2026 GMT') }).status, 'warn');
+    const self = { ...good, untrusted: 'DEPTH_ZERO_SELF_SIGNED_CERT' };
+    assert.deepEqual([check(self).status, check(self).action], ['fail', 'set PGWARD_CA']);
+    assert.equal(check(self, '127.0.0.1').status, 'ok');
+    assert.equal(check(self, '127.0.0.1', false).status, 'fail');
+    const other = { ...good, wrongName: "Hostname/IP does not match certificate's altnames" };
+    assert.equal(check(other).status, 'fail');
   });
 
   it('service: a value with a line break cannot add settings of its own to the file', () => {

@@ -4,41 +4,19 @@
  * and a real `select 1` on each connection the person may use. Exits non-zero when one fails.
  */
 import { readFile } from 'node:fs/promises';
-import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import {
-  type ConnectionOptions,
-  checkServerIdentity,
-  type PeerCertificate,
-  rootCertificates,
-  connect as tlsConnect,
-} from 'node:tls';
+import { rootCertificates } from 'node:tls';
 import pg from 'pg';
 import { PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
 import { myConnections } from './client_env.js';
+import { certificateCheck, clockCheck, type DoctorCheck } from './doctor_verdicts.js';
 import { accessToken, api, type GatewaySslMode, gatewayUrl, pgEndpoint } from './gateway_client.js';
-
-export type CheckStatus = 'ok' | 'warn' | 'fail' | 'skip';
-
-export interface DoctorCheck {
-  check: string;
-  status: CheckStatus;
-  detail: string;
-  /** What to do about it (for warn and fail). */
-  action?: string;
-}
+import { sslRequest, tlsFacts } from './tls_probe.js';
 
 const PROBE_TIMEOUT_MS = 5_000;
 const QUERY_TIMEOUT_MS = 10_000;
-/** pgward accepts tokens up to 30 s before or after their times (docs/identity.md). */
-const SKEW_FAIL_MS = 30_000;
-const SKEW_WARN_MS = 5_000;
-/** A certificate that ends sooner than this is a warning. */
-const EXPIRY_WARN_MS = 14 * 24 * 3600_000;
-/** PostgreSQL's SSLRequest: length 8, code 80877103 (protocol docs, "SSL Session Encryption"). */
-const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 4, 210, 22, 47]);
 
 const message = (err: unknown) =>
   err instanceof PgwardError
@@ -51,116 +29,13 @@ const message = (err: unknown) =>
 /** The CA file of the gateway, when PGWARD_CA names one, with the system's roots. */
 async function trustedCas(): Promise<string[] | undefined> {
   const file = process.env['PGWARD_CA'];
-  return file ? [await readFile(file, 'utf8'), ...rootCertificates] : undefined;
-}
-
-interface TlsFacts {
-  cert: PeerCertificate;
-  /** Why the chain is not trusted, when it is not. */
-  untrusted: string | undefined;
-  /** Why the certificate does not name the host, when it does not. */
-  wrongName: string | undefined;
-}
-
-/** A TLS handshake on `socket` (or a new one to host:port), and what it showed of the certificate. */
-function tlsFacts(
-  host: string,
-  port: number,
-  socket: Socket | undefined,
-  ca: string[] | undefined,
-): Promise<TlsFacts> {
-  return new Promise((resolve, reject) => {
-    const opts: ConnectionOptions = {
-      ...(socket ? { socket } : { host, port }),
-      ...(isIP(host) ? {} : { servername: host }),
-      ...(ca ? { ca } : {}),
-      rejectUnauthorized: false,
-    };
-    const tls = tlsConnect(opts, () => {
-      const cert = tls.getPeerCertificate();
-      const identity = checkServerIdentity(host, cert);
-      resolve({
-        cert,
-        untrusted: tls.authorized ? undefined : String(tls.authorizationError),
-        wrongName: identity?.message,
-      });
-      tls.destroy();
-    });
-    tls.setTimeout(PROBE_TIMEOUT_MS, () => tls.destroy(new Error('no TLS handshake within 5 s')));
-    tls.once('error', reject);
-  });
-}
-
-/** Asks the PostgreSQL endpoint for TLS (SSLRequest) and answers the socket once it said `S`. */
-function sslRequest(host: string, port: number): Promise<Socket> {
-  return new Promise((resolve, reject) => {
-    const socket = netConnect({ host, port });
-    socket.setTimeout(PROBE_TIMEOUT_MS, () => socket.destroy(new Error('no answer within 5 s')));
-    socket.once('error', reject);
-    socket.once('connect', () => socket.write(SSL_REQUEST));
-    socket.once('data', (answer) => {
-      socket.setTimeout(0);
-      socket.removeListener('error', reject);
-      if (answer[0] === 0x53) resolve(socket);
-      else {
-        socket.destroy();
-        reject(new Error('the endpoint answered SSLRequest without TLS'));
-      }
+  if (!file) return undefined;
+  const pem = await readFile(file, 'utf8').catch((err: Error) => {
+    throw new PgwardError('BAD_REQUEST', `PGWARD_CA ${file}: ${err.message}`, {
+      hint: "set PGWARD_CA to the gateway's CA certificate file (PEM), or unset it",
     });
   });
-}
-
-/**
- * One check on a certificate: trust, host name, expiry. `loopbackRelaxed`: on loopback an
- * unverified certificate is fine, as it is to the PostgreSQL clients (sslmode=require there).
- */
-function certificateCheck(
-  name: string,
-  host: string,
-  facts: TlsFacts,
-  fixTrust: string,
-  loopbackRelaxed: boolean,
-): DoctorCheck {
-  const relaxed = loopbackRelaxed && isLoopbackHost(host);
-  const ends = new Date(facts.cert.valid_to);
-  const left = ends.getTime() - Date.now();
-  const until = `valid until ${ends.toISOString()}`;
-  if (left <= 0) {
-    return {
-      check: name,
-      status: 'fail',
-      detail: `the certificate expired at ${ends.toISOString()}`,
-      action: "ask the gateway's operator to renew it",
-    };
-  }
-  if (facts.untrusted && !relaxed) {
-    return {
-      check: name,
-      status: 'fail',
-      detail: `the certificate is not trusted: ${facts.untrusted}`,
-      action: fixTrust,
-    };
-  }
-  if (facts.wrongName && !relaxed) {
-    return {
-      check: name,
-      status: 'fail',
-      detail: facts.wrongName,
-      action: 'use the host name the certificate names, or ask the operator for a certificate for this one',
-    };
-  }
-  if (left < EXPIRY_WARN_MS) {
-    return {
-      check: name,
-      status: 'warn',
-      detail: `${until}: under 14 days left`,
-      action: "ask the gateway's operator to renew it",
-    };
-  }
-  const trust = facts.untrusted
-    ? `not verified (${facts.untrusted}), accepted on loopback`
-    : 'trusted, names the host';
-  return { check: name, status: 'ok', detail: `${trust}, ${until}` };
+  return [pem, ...rootCertificates];
 }
 
 /** Runs every check in order; a check whose ground failed is skipped, not failed again. */
@@ -199,28 +74,7 @@ export async function doctorChecks(opts: { gateway?: string }): Promise<DoctorCh
             action: 'check that --gateway / PGWARD_GATEWAY is the gateway and not a proxy in front of it',
           },
     );
-    const date = Date.parse(res.headers.get('date') ?? '');
-    if (Number.isNaN(date)) {
-      add({ check: 'clock', status: 'skip', detail: 'the gateway sent no Date header' });
-    } else {
-      const skew = (sent + received) / 2 - (date + 500);
-      const slack = (received - sent) / 2 + 500;
-      const off = Math.max(0, Math.abs(skew) - slack);
-      const side = skew > 0 ? 'ahead of' : 'behind';
-      const detail = `this machine is ${(Math.abs(skew) / 1000).toFixed(1)} s ${side} the gateway`;
-      const action = 'set the clock right (NTP: e.g. `timedatectl set-ntp true`); tokens allow 30 s';
-      add(
-        off > SKEW_FAIL_MS
-          ? { check: 'clock', status: 'fail', detail, action }
-          : off > SKEW_WARN_MS
-            ? { check: 'clock', status: 'warn', detail, action }
-            : {
-                check: 'clock',
-                status: 'ok',
-                detail: `within ${Math.ceil((Math.abs(skew) + slack) / 1000)} s of the gateway`,
-              },
-      );
-    }
+    add(clockCheck(sent, received, res.headers.get('date')));
     await res.body?.cancel();
   } catch (err) {
     add({
