@@ -341,37 +341,39 @@ describe('the everyday pgward commands', () => {
     assert.match(missing.stderr, /no-such-client-xyz: command not found/);
   });
 
-  it('env: sh, fish and powershell syntax, parsed back by each shell that is installed', async (ctx) => {
-    const tricky = `it's "quoted" \\ $HOME \`x\` $(echo no) %PATH%`;
-    const parse: Record<Shell, (text: string) => [string, string[]] | undefined> = {
-      sh: (text) => ['sh', ['-c', `${text}\nprintf '%s\\n' "$X"`]],
-      fish: (text) => (installed('fish') ? ['fish', ['-c', `${text}\nprintf '%s\\n' "$X"`]] : undefined),
-      powershell: (text) =>
-        installed('pwsh') ? ['pwsh', ['-NoProfile', '-Command', `${text}\nWrite-Output $Env:X`]] : undefined,
-    };
-    for (const shell of ['sh', 'fish', 'powershell'] as const) {
+  /** How each shell runs a script that ends by printing $X. */
+  const shells: Record<Shell, { bin: string; script: (text: string) => string[]; capture: string }> = {
+    sh: { bin: 'sh', script: (text) => ['-c', `${text}\nprintf '%s\\n' "$X"`], capture: 'X=$(%s)' },
+    fish: { bin: 'fish', script: (text) => ['-c', `${text}\nprintf '%s\\n' "$X"`], capture: 'set X (%s)' },
+    powershell: {
+      bin: 'pwsh',
+      script: (text) => ['-NoProfile', '-Command', `${text}\nWrite-Output $Env:X`],
+      capture: '$Env:X = (%s)',
+    },
+  };
+  for (const shell of ['sh', 'fish', 'powershell'] as const) {
+    const { bin, script, capture } = shells[shell];
+    it(`env --shell ${shell}: parsed back by ${bin}, and psql signs in with what it sets`, {
+      skip: installed(bin) ? false : `${bin} is not installed here`,
+    }, async () => {
       const out = await runCli(['env', 'demo', '--shell', shell, '--with-password'], { env: env('viewer') });
       assert.equal(out.code, 0, out.stderr);
       const plain = await runCli(['env', 'demo', '--shell', shell], { env: env('viewer') });
       assert.doesNotMatch(plain.stdout, /PGPASSWORD\W+ey/, 'no token without --with-password');
       assert.match(plain.stdout, /# PGPASSWORD is your pgward token/);
-      const program = parse[shell](shellAssignment(shell, 'X', tricky));
-      if (!program) {
-        ctx.diagnostic(`${shell}: not installed here, its syntax is not parsed back`);
-        continue;
-      }
-      const [bin, args] = program;
-      const back = await runProgram(bin, args);
-      assert.equal(back.stdout, `${tricky}\n`, `${shell}: ${back.stderr}`);
-      // The variables as the shell sets them reach psql, which signs in with them.
-      const client = parse[shell](
-        `${out.stdout}\n${shell === 'powershell' ? '$Env:X = (psql -X -tAc "select current_user")' : shell === 'fish' ? 'set X (psql -X -tAc "select current_user")' : 'X=$(psql -X -tAc "select current_user")'}`,
-      )!;
+      // Quoting: nothing in a value is expanded by the shell.
+      const tricky = `it's "quoted" \\ $HOME \`x\` $(echo no) %PATH%`;
+      const back = await runProgram(bin, script(shellAssignment(shell, 'X', tricky)));
+      assert.equal(back.stdout, `${tricky}\n`, back.stderr);
       // A service set in the shell would win over the variables: the output unsets it.
-      const signedIn = await runProgram(client[0], client[1], { PGPASSWORD: '', PGSERVICE: 'elsewhere' });
-      assert.equal(signedIn.stdout, 'viewer@example.com\n', `${shell}: ${signedIn.stderr}\n${out.stdout}`);
-    }
-  });
+      const psql = capture.replace('%s', 'psql -X -tAc "select current_user"');
+      const signedIn = await runProgram(bin, script(`${out.stdout}\n${psql}`), {
+        PGPASSWORD: '',
+        PGSERVICE: 'elsewhere',
+      });
+      assert.equal(signedIn.stdout, 'viewer@example.com\n', `${signedIn.stderr}\n${out.stdout}`);
+    });
+  }
 
   it('service: writes its own section (no password), psql service=demo works, a foreign one is kept', async () => {
     const file = path.join(tempDir('cli-service'), 'pg_service.conf');
@@ -442,40 +444,50 @@ describe('the everyday pgward commands', () => {
     assert.deepEqual((await complete('pgward', 'ls', '--')).sort(), ['--gateway', '--help', '--json']);
   });
 
-  it('completion: zsh and fish complete connection names where installed', async (ctx) => {
-    const bin = pgwardOnPath();
-    const shellEnv = { ...env('viewer'), PATH: `${bin}:${process.env['PATH']}`, HOME: tempDir('cli-home') };
-    if (installed('zsh')) {
-      const r = await runProgram(
-        'zsh',
-        [
-          '-c',
-          `source <(pgward completion zsh); COMP_WORDS=(pgward psql ''); COMP_CWORD=2; _pgward; print -l $COMPREPLY; complete -p pgward`,
-        ],
-        shellEnv,
-      );
-      assert.match(r.stdout, /^demo\n/, r.stderr);
-    } else ctx.diagnostic('zsh: not installed here, its completion is not loaded');
-    if (installed('fish')) {
+  it('completion: zsh loads it through bashcompinit and completes connection names', {
+    skip: installed('zsh') ? false : 'zsh is not installed here',
+  }, async () => {
+    const shellEnv = {
+      ...env('viewer'),
+      PATH: `${pgwardOnPath()}:${process.env['PATH']}`,
+      HOME: tempDir('cli-home'),
+    };
+    const r = await runProgram(
+      'zsh',
+      [
+        '-c',
+        `source <(pgward completion zsh); COMP_WORDS=(pgward psql ''); COMP_CWORD=2; _pgward; print -l $COMPREPLY`,
+      ],
+      shellEnv,
+    );
+    assert.equal(r.stdout, 'demo\n', r.stderr);
+  });
+
+  it('completion: fish completes commands, flags and connection names', {
+    skip: installed('fish') ? false : 'fish is not installed here',
+  }, async () => {
+    const shellEnv = {
+      ...env('viewer'),
+      PATH: `${pgwardOnPath()}:${process.env['PATH']}`,
+      HOME: tempDir('cli-home'),
+    };
+    const complete = async (line: string) => {
       const r = await runProgram(
         'fish',
-        [
-          '-c',
-          `pgward completion fish | source; complete -C 'pgward psql '; complete -C 'pgward ps'; complete -C 'pgward env demo --sh'`,
-        ],
+        ['-c', `pgward completion fish | source; complete -C '${line}'`],
         shellEnv,
       );
-      const lines = r.stdout.split('\n');
-      assert.ok(lines.includes('demo'), r.stdout + r.stderr);
-      assert.ok(
-        lines.some((l) => l.startsWith('psql\t')),
-        r.stdout,
-      );
-      assert.ok(
-        lines.some((l) => l.startsWith('--shell\t')),
-        r.stdout,
-      );
-    } else ctx.diagnostic('fish: not installed here, its completion is not loaded');
+      assert.equal(r.stderr, '');
+      return r.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split('\t')[0]);
+    };
+    assert.deepEqual(await complete('pgward psql '), ['demo']);
+    assert.deepEqual(await complete('pgward ps'), ['psql']);
+    assert.deepEqual(await complete('pgward env demo --sh'), ['--shell']);
+    assert.deepEqual(await complete('pgward env demo --shell '), ['fish', 'powershell', 'sh']);
+    assert.deepEqual(await complete('pgward admin g'), ['get']);
   });
 
   it('doctor: every check passes on a healthy stack; not signed in, it says to log in', async (ctx) => {

@@ -303,7 +303,7 @@ program
     .addOption(sslmodeOption())
     .addHelpText(
       'after',
-      '\nExample:\n  $ pgward run demo -- pgbench -n -S -t 100\n  (the client reaches the gateway through a local port of this run; each of its connections gets a fresh token)',
+      '\nExample:\n  $ pgward run demo -- pgbench -n -f read.sql -T 60\n  (the client reaches the gateway through a local port of this run; each of its connections gets a fresh token)',
     )
     .action(
       run(async (connection: string, command: string[], opts: Flags) =>
@@ -320,7 +320,7 @@ program
     .option(gatewayOption, gatewayHelp)
     .addOption(sslmodeOption())
     .addOption(
-      program.createOption('--shell <shell>', 'syntax').choices(['sh', 'fish', 'powershell']).default('sh'),
+      program.createOption('--shell <shell>', 'the syntax to print').choices(['sh', 'fish', 'powershell']).default('sh'),
     )
     .option('--with-password', 'also PGPASSWORD: your access token (it expires; run again for a fresh one)')
     .addHelpText(
