@@ -9,6 +9,9 @@ import { PgwardError } from '../errors.js';
 import { myConnections } from './client_env.js';
 import { accessToken, gatewayUrl } from './gateway_client.js';
 
+/** A connection name, as the API allows them (src/api/admin_routes.ts). */
+const CONNECTION_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
 export const COMPLETION_SHELLS = ['bash', 'zsh', 'fish'] as const;
 export type CompletionShell = (typeof COMPLETION_SHELLS)[number];
 
@@ -203,7 +206,10 @@ export async function runConnectionNames(opts: { gateway?: string }): Promise<vo
   try {
     const gateway = await gatewayUrl(opts.gateway);
     const mine = await myConnections(gateway, await accessToken(gateway));
-    process.stdout.write(mine.map((c) => `${c.name}\n`).join(''));
+    // bash's compgen -W expands what it is given ($(...) included): only a name as the API
+    // spells connection names gets through, whatever a gateway answers.
+    const names = mine.map((c) => c.name).filter((n) => CONNECTION_NAME.test(n));
+    process.stdout.write(names.map((n) => `${n}\n`).join(''));
   } catch {
     // Completion must never print errors into the person's command line.
   }

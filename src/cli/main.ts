@@ -320,7 +320,10 @@ program
     .option(gatewayOption, gatewayHelp)
     .addOption(sslmodeOption())
     .addOption(
-      program.createOption('--shell <shell>', 'the syntax to print').choices(['sh', 'fish', 'powershell']).default('sh'),
+      program
+        .createOption('--shell <shell>', 'the syntax to print')
+        .choices(['sh', 'fish', 'powershell'])
+        .default('sh'),
     )
     .option('--with-password', 'also PGPASSWORD: your access token (it expires; run again for a fresh one)')
     .addHelpText(
