@@ -584,6 +584,13 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       assert.equal(created.code, 0, created.stderr);
       const listed = await runCli(['admin', 'get', 'policies'], { env });
       assert.match(listed.stdout, /from-cli/);
+      // The person it applies to sees it in `pgward ls`.
+      const mine = await runCli(['ls', '--json'], { env: { ...env, PGWARD_TOKEN: await t.token(VIEWER) } });
+      assert.equal(mine.code, 0, mine.stderr);
+      const demo = (JSON.parse(mine.stdout) as { name: string; policies?: { name: string }[] }[]).find(
+        (c) => c.name === 'demo',
+      );
+      assert.deepEqual(demo?.policies?.map((p) => p.name), ['from-cli']);
       const shown = await runCli(['admin', 'get', 'policies', 'from-cli', '--json'], { env });
       assert.match(shown.stdout, /no ddl here/);
       const badFile = path.join(dir, 'bad.yaml');
@@ -599,6 +606,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
         );
       }, 'the policy made through the CLI refusing DDL');
       await viewer.end();
+      await t.stack.gateway.audit.flush();
       const refused = await runCli(['admin', 'get', 'statements', '--refused', '--json'], { env });
       assert.equal(refused.code, 0, refused.stderr);
       const rows = JSON.parse(refused.stdout) as { decision: string }[];

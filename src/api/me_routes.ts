@@ -75,7 +75,14 @@ export function meRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         // Administrators too see only what their groups give them: administering is not using.
         return (await ctx.connections.list()).flatMap((c) => {
           const roles = [...new Set(person.groups.flatMap((g) => c.access.get(g) ?? []))].sort();
-          return roles.length > 0 ? [{ name: c.name, roles }] : [];
+          if (roles.length === 0) return [];
+          // The policies that apply to the caller there, as the relay would choose them.
+          const policies = ctx.policies.setFor(c.name, person.groups).policies.map((p) => ({
+            name: p.name,
+            mode: p.mode,
+            readOnly: p.readOnly !== undefined,
+          }));
+          return [{ name: c.name, roles, policies }];
         });
       },
     );
