@@ -590,7 +590,10 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       const demo = (JSON.parse(mine.stdout) as { name: string; policies?: { name: string }[] }[]).find(
         (c) => c.name === 'demo',
       );
-      assert.deepEqual(demo?.policies?.map((p) => p.name), ['from-cli']);
+      assert.deepEqual(
+        demo?.policies?.map((p) => p.name),
+        ['from-cli'],
+      );
       const shown = await runCli(['admin', 'get', 'policies', 'from-cli', '--json'], { env });
       assert.match(shown.stdout, /no ddl here/);
       const badFile = path.join(dir, 'bad.yaml');
