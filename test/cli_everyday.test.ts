@@ -216,9 +216,13 @@ describe('the everyday pgward commands', () => {
         /^NAME\s+ROLES\s+POLICIES\n-+\s+-+\s+-+\ndemo\s+app_readonly\n\(1 row\)\n$/,
       );
       const json = await runCli(['connections', '--json'], { env: env('viewer') });
-      assert.deepEqual(JSON.parse(json.stdout), [{ name: 'demo', roles: ['app_readonly'] }]);
+      assert.deepEqual(JSON.parse(json.stdout), [{ name: 'demo', roles: ['app_readonly'], policies: [] }]);
       const admin = await runCli(['ls', '--json'], { env: env('admin') });
-      assert.deepEqual(JSON.parse(admin.stdout), [{ name: 'demo', roles: ['app_admin'] }], admin.stderr);
+      assert.deepEqual(
+        JSON.parse(admin.stdout),
+        [{ name: 'demo', roles: ['app_admin'], policies: [] }],
+        admin.stderr,
+      );
       const all = await runCli(['admin', 'get', 'conns', '--json'], { env: env('admin') });
       assert.ok((JSON.parse(all.stdout) as { name: string }[]).some((c) => c.name === 'editors-only'));
     } finally {
