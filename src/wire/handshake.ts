@@ -90,11 +90,6 @@ export class Handshake {
 
   constructor(private readonly opts: HandshakeOptions) {}
 
-  /** Whether the connection is inside TLS now. */
-  get tls(): boolean {
-    return this.encrypted;
-  }
-
   /**
    * A chunk read from the client; copied, since the caller may reuse its buffer. Returns false
    * once more has been received than any handshake needs: stop reading (the caller's deadline
@@ -128,11 +123,6 @@ export class Handshake {
     this.sslDone = true;
     this.gssDone = true;
     this.state = 'startup';
-  }
-
-  /** Bytes received and not read yet. */
-  get pending(): number {
-    return this.buffered.length;
   }
 
   /** The next step from the bytes received so far. Throws a PgwardError to refuse. */
