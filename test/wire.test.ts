@@ -114,14 +114,14 @@ describe('message framer', () => {
         'client',
       );
       const out: Buffer[] = [];
-      const queue = [stream.subarray(0, cut), stream.subarray(cut)];
+      const queue: Buffer[] = [stream.subarray(0, cut), stream.subarray(cut)];
       let pauses = 0;
       while (queue.length > 0) {
         out.push(...framer.push(queue.shift()!));
         const rest = framer.resume();
         if (rest) {
           pauses++;
-          queue.unshift(rest);
+          queue.unshift(rest as Buffer);
         }
       }
       assert.deepEqual(Buffer.concat(out), expectedOut, `split at ${cut}`);
