@@ -17,6 +17,7 @@ import { devLogin } from '../src/dev/dev_login.js';
 import { startDevStack } from '../src/dev/dev_stack.js';
 import { createLogger } from '../src/log/logger.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
+import { policyCacheStats } from '../src/proxy/policy_inspector.js';
 import { guardCacheStats } from '../src/proxy/statement_guard.js';
 import { freePort } from '../src/store/free_port.js';
 
@@ -34,17 +35,23 @@ const log = createLogger({ level: 'warn', pretty: false });
 interface Scenario {
   name: string;
   args: string[];
+  /** Also measured as a person under the policy document of docs/policies.md. */
+  policy?: boolean;
 }
 
 const SCENARIOS: Scenario[] = [
-  { name: '-S -M simple -c 1', args: ['-S', '-M', 'simple', '-c', '1', '-j', '1'] },
-  { name: '-S -M simple -c 8', args: ['-S', '-M', 'simple', '-c', '8', '-j', '2'] },
+  { name: '-S -M simple -c 1', args: ['-S', '-M', 'simple', '-c', '1', '-j', '1'], policy: true },
+  { name: '-S -M simple -c 8', args: ['-S', '-M', 'simple', '-c', '8', '-j', '2'], policy: true },
   { name: '-S -M extended -c 1', args: ['-S', '-M', 'extended', '-c', '1', '-j', '1'] },
   { name: '-S -M extended -c 8', args: ['-S', '-M', 'extended', '-c', '8', '-j', '2'] },
   { name: '-S -M prepared -c 1', args: ['-S', '-M', 'prepared', '-c', '1', '-j', '1'] },
-  { name: '-S -M prepared -c 8', args: ['-S', '-M', 'prepared', '-c', '8', '-j', '2'] },
+  { name: '-S -M prepared -c 8', args: ['-S', '-M', 'prepared', '-c', '8', '-j', '2'], policy: true },
   { name: '-S -C -c 8 (connect per tx)', args: ['-S', '-M', 'simple', '-C', '-c', '8', '-j', '2'] },
-  { name: '5,000-row result -c 4', args: ['-M', 'simple', '-c', '4', '-j', '2', '-f', 'ROWS_SCRIPT'] },
+  {
+    name: '5,000-row result -c 4',
+    args: ['-M', 'simple', '-c', '4', '-j', '2', '-f', 'ROWS_SCRIPT'],
+    policy: true,
+  },
   // A SET before each read: a statement the built-in rules parse (once: then the decision cache).
   { name: 'SET + select -c 8 (parsed)', args: ['-M', 'simple', '-c', '8', '-j', '2', '-f', 'SET_SCRIPT'] },
 ];
@@ -138,7 +145,7 @@ async function main() {
     const setup = new pg.Client({ connectionString: direct });
     await setup.connect();
     await setup.query(
-      'GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO app_readonly; ANALYZE',
+      'GRANT SELECT ON pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history TO app_readonly, app_readwrite; ANALYZE',
     );
     await setup.end();
     const rowsScript = path.join(dir, 'rows.sql');
@@ -152,10 +159,33 @@ async function main() {
     const token = (
       await devLogin({ issuer: stack.info.idp, email: 'viewer@example.com', password: 'password' })
     ).access_token;
+    // The editor works under the policy document of docs/policies.md (row limit above 5,000).
+    await stack.gateway.policies.put(
+      {
+        name: 'bench-editors',
+        connections: ['demo'],
+        groups: ['editor'],
+        rules: [
+          { deny: ['ddl', 'truncate'], message: 'schema changes go through migrations' },
+          { deny: 'write-without-where' },
+          { deny: { functions: ['pg_read_file', 'lo_import', 'dblink_exec'] } },
+          { deny: { tables: ['public.sensitive_data'], access: 'write' } },
+          { deny: 'multi-statement' },
+          { limit: { rows: 10000 } },
+          { readOnly: true },
+        ],
+      },
+      'bench',
+    );
+    const editorToken = (
+      await devLogin({ issuer: stack.info.idp, email: 'editor@example.com', password: 'password' })
+    ).access_token;
+    const viaPolicy = `postgresql://editor%40example.com@${stack.info.pg.host}:${stack.info.pg.port}/demo?sslmode=disable`;
     const viaPgward = `postgresql://viewer%40example.com@${stack.info.pg.host}:${stack.info.pg.port}/demo?sslmode=disable`;
     const targets: { name: string; url: string; env?: Record<string, string> }[] = [
       { name: 'direct', url: `${direct}?sslmode=disable` },
       { name: 'pgward', url: viaPgward, env: { PGPASSWORD: token } },
+      { name: 'pgward+policy', url: viaPolicy, env: { PGPASSWORD: editorToken } },
       ...(bouncer ? [{ name: 'pgbouncer', url: bouncer.url }] : []),
     ].filter(
       (t) => t.name === 'direct' || (process.env['BENCH_TARGETS'] ?? t.name).split(',').includes(t.name),
@@ -176,8 +206,9 @@ async function main() {
       const samples = new Map<string, number[]>(targets.map((t) => [t.name, []]));
       let pgwardCpu = 0;
       let pgwardTx = 0;
+      const measured = targets.filter((t) => t.name !== 'pgward+policy' || scenario.policy);
       for (let round = 0; round < ROUNDS; round++) {
-        for (const target of targets) {
+        for (const target of measured) {
           const before = cpuMicros(process.pid);
           const { tps, tx } = await pgbench(target.url, args, target.env);
           if (target.name === 'pgward') {
@@ -188,20 +219,22 @@ async function main() {
         }
       }
       const row: Record<string, { tps: number; ratio: number; samples: number[]; cpuUsPerTx?: number }> = {};
-      for (const target of targets) {
+      for (const target of measured) {
         const tps = median(samples.get(target.name)!);
         row[target.name] = { tps, ratio: 0, samples: samples.get(target.name)!.map(Math.round) };
       }
       row['pgward']!.cpuUsPerTx = Math.round(pgwardCpu / pgwardTx);
-      for (const t of targets)
+      for (const t of measured)
         row[t.name]!.ratio = Math.round((row[t.name]!.tps / row['direct']!.tps) * 100) / 100;
       results.push({ scenario: scenario.name, ...row });
       console.log(
         `${scenario.name.padEnd(30)} ${targets
           .map((t) =>
-            `${row[t.name]!.tps.toFixed(0)} tps ${`(${row[t.name]!.ratio.toFixed(2)}x)`.padStart(8)}`.padStart(
-              22,
-            ),
+            row[t.name]
+              ? `${row[t.name]!.tps.toFixed(0)} tps ${`(${row[t.name]!.ratio.toFixed(2)}x)`.padStart(8)}`.padStart(
+                  22,
+                )
+              : '-'.padStart(22),
           )
           .join(' ')}   ${row['pgward']!.cpuUsPerTx}`,
       );
@@ -211,6 +244,17 @@ async function main() {
     writeFileSync(
       path.join(out, 'latest.json'),
       `${JSON.stringify({ date: new Date().toISOString(), seconds: SECONDS, rounds: ROUNDS, cores: cpus().length, node: process.version, results, builtinRulesCache: guardCacheStats() }, null, 2)}\n`,
+    );
+    const policyCache = policyCacheStats();
+    const policyLookups = policyCache.hits + policyCache.misses;
+    console.log(
+      `\npolicies: classification cache (by number shape) hit rate ${policyLookups ? ((policyCache.hits / policyLookups) * 100).toFixed(2) : '-'}% of ${policyLookups} statements (${policyCache.misses} parsed); pgward+policy / pgward: ${results
+        .filter((r) => (r as { 'pgward+policy'?: unknown })['pgward+policy'])
+        .map((r) => {
+          const x = r as Record<string, { tps: number }>;
+          return `${r['scenario']} ${(x['pgward+policy']!.tps / x['pgward']!.tps).toFixed(2)}`;
+        })
+        .join(', ')}`,
     );
     const cache = guardCacheStats();
     const lookups = cache.hits + cache.misses;

@@ -48,6 +48,8 @@ export interface Gateway {
   readonly store: Store;
   readonly connections: ConnectionRepository;
   readonly audit: AuditWriter;
+  /** The policies every session is judged by. */
+  readonly policies: PolicyCatalog;
   /** The gateway's metrics (its own registry); the proxy reports sessions and statements here. */
   readonly metrics: Metrics;
   /** Login roles in the targets (deactivation calls `disablePerson`). */
@@ -370,6 +372,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       store,
       connections,
       audit,
+      policies,
       metrics,
       provisioner,
       events,

@@ -161,9 +161,14 @@ describe('the audit writer', () => {
       commandTag: 'SELECT 1099511627783',
     });
     writer.statement({ ...base, seq: 3, sqlstate: '22012', durationMs: 1234.567, rows: 0 });
+    const decidedBy = JSON.stringify([
+      { policy: 'guard', rule: 'rules[0] (deny ddl)', outcome: 'refused', message: 'no' },
+    ]);
+    writer.statement({ ...base, seq: 4, sqlstate: '42501', decision: 'refused', decidedBy });
     await writer.close();
     const { rows } = await pool.query(
-      `SELECT seq, kind, duration_ms, command_tag, rows::text AS rows, sqlstate FROM pgward.statement
+      `SELECT seq, kind, duration_ms, command_tag, rows::text AS rows, sqlstate, decision,
+              decided_by AS "decidedBy" FROM pgward.statement
         WHERE session_id = $1 ORDER BY seq`,
       [sessionId],
     );
@@ -195,6 +200,18 @@ describe('the audit writer', () => {
         command_tag: 'SELECT 1',
         rows: '0',
         sqlstate: '22012',
+        decision: null,
+        decidedBy: null,
+      },
+      {
+        seq: 4,
+        kind: 'simple',
+        duration_ms: 0.5,
+        command_tag: 'SELECT 1',
+        rows: '1',
+        sqlstate: '42501',
+        decision: 'refused',
+        decidedBy: JSON.parse(decidedBy),
       },
     ]);
   });

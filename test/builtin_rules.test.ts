@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { before, describe, test } from 'node:test';
 import { checkBuiltins, type Judgement, parseFailure, protectPgward } from '../src/policy/builtin_rules.js';
-import type { Refusal } from '../src/policy/classification.js';
 import { classify } from '../src/policy/classify.js';
 import { DecisionCache } from '../src/policy/decision_cache.js';
 import { firstLook, needsParseForBuiltins } from '../src/policy/first_look.js';

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { createRemoteJWKSet, jwtVerify } from 'jose';
@@ -7,36 +7,14 @@ import pg from 'pg';
 import { devLogin, IdpPageWalker } from '../src/dev/dev_login.js';
 import type { DevInfo } from '../src/dev/dev_stack.js';
 import { freePort } from '../src/store/free_port.js';
-import { runCli, startCli, stopProcess } from './support/cli.js';
+import { runCli, startDev as startDevProcess, stopProcess } from './support/cli.js';
 import { tempDir } from './support/temp_dir.js';
 
 const READY_LIMIT_MS = 60_000;
 
-/** Starts `pgward dev` and waits until dev.json exists and /healthz answers 200. */
-async function startDev(dataDir: string, ports: { http: number; pg: number; idp: number }) {
-  const child = startCli([
-    'dev',
-    '--data-dir',
-    dataDir,
-    '--http-port',
-    String(ports.http),
-    '--pg-port',
-    String(ports.pg),
-    '--idp-port',
-    String(ports.idp),
-  ]);
-  const deadline = Date.now() + READY_LIMIT_MS;
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null) assert.fail(`pgward dev exited early:\n${child.output()}`);
-    if (existsSync(path.join(dataDir, 'dev.json'))) {
-      const res = await fetch(`http://127.0.0.1:${ports.http}/healthz`).catch(() => undefined);
-      if (res?.status === 200) return child;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-  await stopProcess(child, 'SIGKILL');
-  assert.fail(`pgward dev was not ready within ${READY_LIMIT_MS} ms:\n${child.output()}`);
-}
+/** Starts `pgward dev` and waits until it is ready. */
+const startDev = (dataDir: string, ports: { http: number; pg: number; idp: number }) =>
+  startDevProcess({ dataDir, ports, limitMs: READY_LIMIT_MS });
 
 function readDevInfo(dataDir: string): DevInfo {
   return JSON.parse(readFileSync(path.join(dataDir, 'dev.json'), 'utf8')) as DevInfo;

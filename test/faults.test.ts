@@ -13,30 +13,15 @@ import { decodeBatch, SPOOL_FILE } from '../src/audit/spool.js';
 import { devLogin } from '../src/dev/dev_login.js';
 import { type EmbeddedCluster, startEmbeddedPostgres } from '../src/store/embedded_postgres.js';
 import { freePort } from '../src/store/free_port.js';
-import { runCli, startCli, stopProcess } from './support/cli.js';
+import { type CliChild, runCli, startDev as startDevProcess, stopProcess } from './support/cli.js';
+import { eventually } from './support/eventually.js';
 import { quietLog } from './support/quiet_log.js';
 import { removeTempDir, tempDir } from './support/temp_dir.js';
 
 const READY_LIMIT_MS = 90_000;
 const SHUTDOWN_SECONDS = 8;
 
-type Child = ReturnType<typeof startCli>;
-
-/** Polls `check` every 100 ms until it returns a value other than undefined, or fails at `limitMs`. */
-async function until<T>(what: string, limitMs: number, check: () => Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + limitMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const value = await check();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  assert.fail(`${what}: not within ${limitMs} ms${last ? ` (last error: ${(last as Error).message})` : ''}`);
-}
+type Child = CliChild;
 
 describe('faults, with the gateway as a real process', () => {
   const root = tempDir('faults');
@@ -53,28 +38,7 @@ describe('faults, with the gateway as a real process', () => {
 
   const env = () => ({ PGWARD_CONFIG: configFile, PGWARD_LOG_LEVEL: 'info' });
 
-  async function startDev(): Promise<Child> {
-    const started = startCli(
-      [
-        'dev',
-        '--data-dir',
-        dataDir,
-        '--http-port',
-        String(ports.http),
-        '--pg-port',
-        String(ports.pg),
-        '--idp-port',
-        String(ports.idp),
-      ],
-      env(),
-    );
-    await until('pgward dev ready', READY_LIMIT_MS, async () => {
-      if (started.exitCode !== null) assert.fail(`pgward dev exited early:\n${started.output()}`);
-      const res = await fetch(`http://127.0.0.1:${ports.http}/readyz`).catch(() => undefined);
-      return res?.status === 200 ? true : undefined;
-    });
-    return started;
-  }
+  const startDev = () => startDevProcess({ dataDir, ports, env: env(), limitMs: READY_LIMIT_MS });
 
   /** The store's port and password, read the way an operator would. */
   function storeAddress(): { port: number; url: string } {
@@ -95,7 +59,12 @@ describe('faults, with the gateway as a real process', () => {
     ({ port: storePort, url: storeUrl } = storeAddress());
     const pid = Number(readFileSync(path.join(storeDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
     process.kill(pid, 'SIGINT');
-    await until('the store stopped', 30_000, async () => (existsSync(`/proc/${pid}`) ? undefined : true));
+    await eventually(
+      async () => (existsSync(`/proc/${pid}`) ? undefined : true),
+      'the store stopped',
+      30_000,
+      { retryErrors: true },
+    );
   }
 
   /** Starts the store's PostgreSQL again on its data dir and port (run by the test). */
@@ -217,29 +186,45 @@ describe('faults, with the gateway as a real process', () => {
     assert.deepEqual(await health.json(), { status: 'degraded' });
     assert.equal((await fetch(`http://127.0.0.1:${ports.http}/livez`)).status, 200);
     // The statements of the outage are made durable in the spool meanwhile.
-    await until('the outage statements in the spool', 20_000, async () =>
-      spooled('faults_a') >= 20 ? true : undefined,
+    await eventually(
+      async () => (spooled('faults_a') >= 20 ? true : undefined),
+      'the outage statements in the spool',
+      20_000,
+      { retryErrors: true },
     );
 
     await startStore();
-    await until('every statement in the audit', 60_000, async () => {
-      const { n } = await audited('faults_a');
-      return n >= 25 ? true : undefined;
-    });
+    await eventually(
+      async () => {
+        const { n } = await audited('faults_a');
+        return n >= 25 ? true : undefined;
+      },
+      'every statement in the audit',
+      60_000,
+      { retryErrors: true },
+    );
     assert.deepEqual(await audited('faults_a'), { n: 25, texts: 25 });
     await c.end();
-    await until('ready again', 30_000, async () => {
-      const res = await fetch(`http://127.0.0.1:${ports.http}/readyz`);
-      return res.status === 200 ? true : undefined;
-    });
+    await eventually(
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${ports.http}/readyz`);
+        return res.status === 200 ? true : undefined;
+      },
+      'ready again',
+      30_000,
+      { retryErrors: true },
+    );
   });
 
   it('regression: shutdown hangs when the store is gone: SIGTERM during an outage exits within shutdownSeconds, and a restart replays the spool', async () => {
     const c = await client(editorToken);
     await stopStore();
     await run(c, 'faults_b', 1, 30);
-    await until('the outage statements in the spool', 20_000, async () =>
-      spooled('faults_b') >= 30 ? true : undefined,
+    await eventually(
+      async () => (spooled('faults_b') >= 30 ? true : undefined),
+      'the outage statements in the spool',
+      20_000,
+      { retryErrors: true },
     );
     const began = Date.now();
     const code = await stopProcess(child!, 'SIGTERM', 60_000);
@@ -254,10 +239,15 @@ describe('faults, with the gateway as a real process', () => {
     // The next start runs its own store again and replays the spool into it.
     storeUrl = '';
     child = await startDev();
-    await until('the spooled statements in the audit', 60_000, async () => {
-      const { n } = await audited('faults_b');
-      return n >= 30 ? true : undefined;
-    });
+    await eventually(
+      async () => {
+        const { n } = await audited('faults_b');
+        return n >= 30 ? true : undefined;
+      },
+      'the spooled statements in the audit',
+      60_000,
+      { retryErrors: true },
+    );
     assert.deepEqual(await audited('faults_b'), { n: 30, texts: 30 });
   });
 
@@ -265,18 +255,26 @@ describe('faults, with the gateway as a real process', () => {
     const c = await client(editorToken);
     await stopStore();
     await run(c, 'faults_c', 1, 40);
-    await until('the outage statements in the spool', 20_000, async () =>
-      spooled('faults_c') >= 40 ? true : undefined,
+    await eventually(
+      async () => (spooled('faults_c') >= 40 ? true : undefined),
+      'the outage statements in the spool',
+      20_000,
+      { retryErrors: true },
     );
     await stopProcess(child!, 'SIGKILL');
     child = undefined;
     await c.end().catch(() => undefined);
     storeUrl = '';
     child = await startDev();
-    await until('the spooled statements in the audit', 60_000, async () => {
-      const { n } = await audited('faults_c');
-      return n >= 40 ? true : undefined;
-    });
+    await eventually(
+      async () => {
+        const { n } = await audited('faults_c');
+        return n >= 40 ? true : undefined;
+      },
+      'the spooled statements in the audit',
+      60_000,
+      { retryErrors: true },
+    );
     assert.deepEqual(await audited('faults_c'), { n: 40, texts: 40 });
   });
 
@@ -297,8 +295,11 @@ describe('faults, with the gateway as a real process', () => {
     return async () => {
       for (const pid of stalled) process.kill(pid, 'SIGCONT');
       process.kill(postmaster, 'SIGINT');
-      await until('the store stopped', 30_000, async () =>
-        existsSync(`/proc/${postmaster}`) ? undefined : true,
+      await eventually(
+        async () => (existsSync(`/proc/${postmaster}`) ? undefined : true),
+        'the store stopped',
+        30_000,
+        { retryErrors: true },
       );
     };
   }
@@ -310,8 +311,11 @@ describe('faults, with the gateway as a real process', () => {
       await run(c, 'faults_d', 1, 10);
       const exited = new Promise<number | null>((resolve) => child!.once('exit', resolve));
       child!.kill('SIGTERM');
-      await until('shutting down', 10_000, async () =>
-        /shutting down/.test(child!.output()) ? true : undefined,
+      await eventually(
+        async () => (/shutting down/.test(child!.output()) ? true : undefined),
+        'shutting down',
+        10_000,
+        { retryErrors: true },
       );
       const began = Date.now();
       child!.kill('SIGTERM');
@@ -351,10 +355,15 @@ describe('faults, with the gateway as a real process', () => {
     }
     storeUrl = '';
     child = await startDev();
-    await until('the spooled statements in the audit', 60_000, async () => {
-      const { n } = await audited('faults_e');
-      return n >= 10 ? true : undefined;
-    });
+    await eventually(
+      async () => {
+        const { n } = await audited('faults_e');
+        return n >= 10 ? true : undefined;
+      },
+      'the spooled statements in the audit',
+      60_000,
+      { retryErrors: true },
+    );
     // Test 4's statements were spooled too (and once only).
     assert.deepEqual(await audited('faults_d'), { n: 10, texts: 10 });
     assert.deepEqual(await audited('faults_e'), { n: 10, texts: 10 });
@@ -369,21 +378,29 @@ describe('faults, with the gateway as a real process', () => {
     await run(c, 'faults_f', 1, 3);
     await stopStore();
     // Once the audit writer has failed to write, nothing more runs: each statement is refused in place.
-    const refused = await until('a statement refused for the audit', 30_000, async () =>
-      c.query("SELECT 'faults_f refused' AS n").then(
-        () => undefined,
-        (err: { code?: string; message: string; severity?: string }) => err,
-      ),
+    const refused = await eventually(
+      async () =>
+        c.query("SELECT 'faults_f refused' AS n").then(
+          () => undefined,
+          (err: { code?: string; message: string; severity?: string }) => err,
+        ),
+      'a statement refused for the audit',
+      30_000,
+      { retryErrors: true },
     );
     assert.equal(refused.code, '57P03');
     assert.equal(refused.severity, 'ERROR', 'the session is not ended');
     assert.match(refused.message, /cannot record this session in its audit trail/);
     await startStore();
-    await until('statements run again once the store is back', 60_000, async () =>
-      c.query("SELECT 'faults_f back' AS n").then(
-        () => true,
-        () => undefined,
-      ),
+    await eventually(
+      async () =>
+        c.query("SELECT 'faults_f back' AS n").then(
+          () => true,
+          () => undefined,
+        ),
+      'statements run again once the store is back',
+      60_000,
+      { retryErrors: true },
     );
     assert.equal((await c.query('SELECT 41 + 1 AS n')).rows[0].n, 42);
     await c.end();

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { connect } from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
@@ -9,11 +9,11 @@ import { connect as tlsConnect } from 'node:tls';
 import { decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
 import type pg from 'pg';
 import { createLogger } from '../src/log/logger.js';
-import * as decode from '../src/wire/decode.js';
 import * as encode from '../src/wire/encode.js';
 import { PROTOCOL, REQUEST_CODE } from '../src/wire/protocol.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { eventually } from './support/eventually.js';
+import { errorIn, exchange as rawExchange } from './support/raw_session.js';
 
 const MAX_CONNECTIONS = 30;
 
@@ -23,36 +23,7 @@ function refusal(t: TestStack, password: string, user = 'viewer@example.com', da
 }
 
 /** Sends raw bytes and collects everything the gateway answers until it closes (or `ms` pass). */
-function exchange(t: TestStack, chunks: Buffer[], ms = 3000): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const socket: Socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port });
-    const received: Buffer[] = [];
-    const finish = () => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(Buffer.concat(received));
-    };
-    const timer = setTimeout(finish, ms);
-    socket.on('data', (d) => received.push(d));
-    socket.on('close', finish);
-    socket.on('error', () => undefined);
-    socket.on('connect', () => {
-      for (const chunk of chunks) socket.write(chunk);
-    });
-  });
-}
-
-/** The ErrorResponse fields in an answer (the last one), or undefined. */
-function errorIn(answer: Buffer): Map<string, string> | undefined {
-  let found: Map<string, string> | undefined;
-  let pos = 0;
-  while (pos + 5 <= answer.length) {
-    const length = answer.readInt32BE(pos + 1);
-    if (answer[pos] === 0x45) found = decode.errorFields(answer.subarray(pos, pos + 1 + length));
-    pos += 1 + length;
-  }
-  return found;
-}
+const exchange = (t: TestStack, chunks: Buffer[], ms = 3000) => rawExchange(t.stack.info.pg, chunks, { ms });
 
 describe('gateway security', () => {
   let t: TestStack;

@@ -11,48 +11,44 @@ import * as encode from '../src/wire/encode.js';
 import { PROTOCOL } from '../src/wire/protocol.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { eventually } from './support/eventually.js';
+import { errorIn, exchange } from './support/raw_session.js';
 
 const PER_ADDRESS = 6;
 const UNAUTHENTICATED = 10;
 const AUTH_SECONDS = 2;
 
-/** A socket from `localAddress` that connects and says nothing. */
-function silent(t: TestStack, localAddress = '127.0.0.1'): Promise<Socket> {
+/** A socket from `localAddress` that connects and says nothing; it keeps what it is sent. */
+function silent(t: TestStack, localAddress = '127.0.0.1'): Promise<{ socket: Socket; received: Buffer[] }> {
   return new Promise((resolve, reject) => {
     const socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port, localAddress });
+    const received: Buffer[] = [];
     socket.on('error', () => undefined);
-    // Reading (and dropping) what arrives, so that the gateway's close is seen.
-    socket.resume();
-    socket.once('connect', () => resolve(socket));
+    // Reading what arrives, so that the gateway's close is seen.
+    socket.on('data', (d: Buffer) => received.push(d));
+    socket.once('connect', () => resolve({ socket, received }));
     socket.once('error', reject);
   });
 }
 
 /** What the gateway answers a startup message from `localAddress` with, within `ms`. */
-function firstAnswer(t: TestStack, localAddress: string, ms = 3000): Promise<Buffer> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: t.stack.info.pg.host, port: t.stack.info.pg.port, localAddress });
-    const received: Buffer[] = [];
-    const finish = () => {
+const firstAnswer = (t: TestStack, localAddress: string, ms = 3000) =>
+  exchange(
+    t.stack.info.pg,
+    [encode.startupMessage(PROTOCOL.V3_0, { user: 'viewer@example.com', database: 'demo' })],
+    { ms, localAddress, first: true },
+  );
+
+/** Resolves when the socket is closed; fails the test if that takes longer than `ms`. */
+function closedWithin(s: Socket, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (s.destroyed) return resolve();
+    const timer = setTimeout(() => reject(new Error(`still open after ${ms} ms`)), ms);
+    s.once('close', () => {
       clearTimeout(timer);
-      socket.destroy();
-      resolve(Buffer.concat(received));
-    };
-    const timer = setTimeout(finish, ms);
-    socket.on('data', (d) => {
-      received.push(d);
-      finish();
+      resolve();
     });
-    socket.on('close', finish);
-    socket.on('error', () => undefined);
-    socket.on('connect', () =>
-      socket.write(encode.startupMessage(PROTOCOL.V3_0, { user: 'viewer@example.com', database: 'demo' })),
-    );
   });
 }
-
-const closed = (s: Socket) =>
-  new Promise<void>((resolve) => (s.destroyed ? resolve() : s.once('close', () => resolve())));
 
 describe('connection slots', () => {
   let t: TestStack;
@@ -70,7 +66,7 @@ describe('connection slots', () => {
   });
 
   it('half-open sockets from one address cannot lock out other addresses, and are cut off at the deadline', async () => {
-    const idle: Socket[] = [];
+    const idle: { socket: Socket; received: Buffer[] }[] = [];
     try {
       for (let i = 0; i < PER_ADDRESS; i++) idle.push(await silent(t));
       // That address is full: answered at once, before any TLS work.
@@ -83,21 +79,25 @@ describe('connection slots', () => {
       // Another address is served: asked for its password.
       const other = await firstAnswer(t, '127.0.0.2');
       assert.equal(String.fromCharCode(other[0]!), 'R');
-      // The silent ones are closed by the gateway at its deadline.
-      const started = Date.now();
-      await Promise.all(idle.map(closed));
-      assert.ok(Date.now() - started < (AUTH_SECONDS + 3) * 1000);
+      // The silent ones are cut off by the gateway at its deadline, and told why.
+      await Promise.all(idle.map((s) => closedWithin(s.socket, (AUTH_SECONDS + 3) * 1000)));
+      for (const s of idle) {
+        const fields = errorIn(Buffer.concat(s.received));
+        assert.equal(fields?.get('C'), '08P01');
+        assert.equal(fields?.get('M'), 'authentication took too long; the connection is closed');
+      }
       const again = await firstAnswer(t, '127.0.0.1');
       assert.equal(String.fromCharCode(again[0]!), 'R');
     } finally {
-      for (const s of idle) s.destroy();
+      for (const s of idle) s.socket.destroy();
     }
   });
 
   it('caps connections still signing in over all addresses', async () => {
     const idle: Socket[] = [];
     try {
-      for (let i = 0; i < UNAUTHENTICATED; i++) idle.push(await silent(t, `127.0.0.${10 + (i % 5)}`));
+      for (let i = 0; i < UNAUTHENTICATED; i++)
+        idle.push((await silent(t, `127.0.0.${10 + (i % 5)}`)).socket);
       const refused = await eventually(async () => {
         const answer = await firstAnswer(t, '127.0.0.3');
         return answer[0] === 0x45 ? answer : undefined;

@@ -2,66 +2,37 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { loginRoleName, loginRoleSuffix, RoleProvisioner } from '../src/upstream/role_provisioner.js';
-import { startTestStack, type TestStack } from './support/dev_stack.js';
+import type { TestStack } from './support/dev_stack.js';
+import { type LoginRoleStack, startLoginRoleStack } from './support/login_roles.js';
 
 /** A write the viewer's own roles refuse (app_readonly) and app_readwrite allows. */
 const WRITE = "update users set email = email where username = 'john_doe'";
 
 describe('login roles in a cluster that several connections lead to', () => {
+  let s: LoginRoleStack;
   let t: TestStack;
   let superuser: pg.Client;
   let viewerId: string;
   before(async () => {
-    t = await startTestStack({ PGWARD_PG_ROLE_SYNC_SECONDS: '0' });
-    superuser = new pg.Client({ connectionString: t.stack.info.target });
-    await superuser.connect();
+    s = await startLoginRoleStack();
+    ({ t, superuser } = s);
     // A second connection to the same cluster and database, where viewers may write.
-    const demo = (await t.stack.gateway.connections.find('demo'))!;
-    await t.stack.gateway.connections.put({
+    await s.addConnection({
       name: 'demo_reports',
-      host: demo.host,
-      port: demo.port,
-      database: demo.database,
-      sslmode: demo.sslmode,
       roleMode: 'provision',
-      credential: t.stack.target.admin,
       access: { viewer: ['app_readwrite'] },
     });
   });
   after(async () => {
-    await superuser?.end();
-    await t?.close();
+    await s?.close();
   });
-
-  const memberships = async (role: string) =>
-    (
-      await superuser.query(
-        `select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid
-           join pg_roles u on u.oid = m.member where u.rolname = $1 order by 1`,
-        [role],
-      )
-    ).rows.map((row) => row.rolname as string);
-
-  const comment = async (role: string) =>
-    (
-      await superuser.query(
-        `select shobj_description(oid, 'pg_authid') as note from pg_roles where rolname = $1`,
-        [role],
-      )
-    ).rows[0]?.note as string | undefined;
 
   it('gives each connection its own role: grants on one never take back those of a live session on the other', async () => {
     const reading = await t.client('viewer@example.com');
     try {
       const [{ current_user: readRole }] = (await reading.query('select current_user')).rows;
       assert.equal(readRole, 'viewer@example.com');
-      viewerId = (
-        await t
-          .store()
-          .query<{ user_id: string }>(
-            `select user_id from pgward.user_info where lower(email) = 'viewer@example.com'`,
-          )
-      ).rows[0]!.user_id;
+      viewerId = await s.userId('viewer@example.com');
 
       const writing = await t.client('viewer@example.com', { database: 'demo_reports' });
       try {
@@ -69,8 +40,8 @@ describe('login roles in a cluster that several connections lead to', () => {
         const writeRole = loginRoleName('viewer@example.com', loginRoleSuffix(demoReports.id, viewerId));
         assert.equal((await writing.query('select current_user')).rows[0].current_user, writeRole);
         await writing.query(WRITE);
-        assert.deepEqual(await memberships(writeRole), ['app_readwrite']);
-        assert.match((await comment(writeRole)) ?? '', new RegExp(`connection ${demoReports.id}`));
+        assert.deepEqual(await s.memberships(writeRole), ['app_readwrite']);
+        assert.match((await s.comment(writeRole)) ?? '', new RegExp(`connection ${demoReports.id}`));
 
         // A connect through "demo" re-checks its own role only...
         const again = await t.psql('viewer@example.com', ['-At', '-c', 'select current_user']);
@@ -79,7 +50,7 @@ describe('login roles in a cluster that several connections lead to', () => {
         // ...so the live session on demo_reports keeps its grant, and the one on demo stays read-only.
         await writing.query(WRITE);
         await assert.rejects(reading.query(WRITE), /permission denied/);
-        assert.deepEqual(await memberships('viewer@example.com'), ['app_readonly']);
+        assert.deepEqual(await s.memberships('viewer@example.com'), ['app_readonly']);
 
         // Each role keeps its own password: connects that alternate between the two never
         // set a new one (they did when both connections shared a role).
@@ -162,21 +133,14 @@ describe('login roles in a cluster that several connections lead to', () => {
     await superuser.query(`COMMENT ON ROLE "editor@example.com" IS 'owned by the DBA team'`);
     const r = await t.psql('editor@example.com', ['-At', '-c', 'select current_user']);
     assert.equal(r.code, 0, r.stderr);
-    const editorId = (
-      await t
-        .store()
-        .query<{ user_id: string }>(
-          `select user_id from pgward.user_info where lower(email) = 'editor@example.com'`,
-        )
-    ).rows[0]!.user_id;
-    const demo = (await t.stack.gateway.connections.find('demo'))!;
-    assert.equal(r.stdout.trim(), loginRoleName('editor@example.com', loginRoleSuffix(demo.id, editorId)));
+    const editorId = await s.userId('editor@example.com');
+    assert.equal(r.stdout.trim(), loginRoleName('editor@example.com', loginRoleSuffix(s.demo.id, editorId)));
     // Untouched: no login, no memberships, the DBA's comment.
     const [row] = (
       await superuser.query(`select rolcanlogin from pg_roles where rolname = 'editor@example.com'`)
     ).rows;
     assert.equal(row.rolcanlogin, false);
-    assert.deepEqual(await memberships('editor@example.com'), []);
-    assert.equal(await comment('editor@example.com'), 'owned by the DBA team');
+    assert.deepEqual(await s.memberships('editor@example.com'), []);
+    assert.equal(await s.comment('editor@example.com'), 'owned by the DBA team');
   });
 });

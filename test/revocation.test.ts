@@ -10,21 +10,11 @@ import { type EmbeddedCluster, startEmbeddedPostgres } from '../src/store/embedd
 import { createPool } from '../src/store/store.js';
 import { call, deviceLogin } from './support/api.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
+import { eventually } from './support/eventually.js';
 import { devIdpToken } from './support/idp_tokens.js';
 import { createDatabase } from './support/postgres.js';
 import { quietLog } from './support/quiet_log.js';
 import { removeTempDir, tempDir } from './support/temp_dir.js';
-
-/** Polls `check` until it returns a value other than undefined, or fails after `ms`. */
-async function until<T>(what: string, check: () => Promise<T | undefined> | T | undefined, ms = 10_000) {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Records every event a subscriber hears. */
 function recorder(events: AccessEvents): AccessEvent[] {
@@ -77,10 +67,18 @@ describe('access events between two gateways on one store', () => {
     await a.publish({ kind: 'everyone', reason: 'after the forgeries' });
     await b.publish({ kind: 'everyone', reason: 'from b' });
     // Notifications arrive in commit order: once b hears the last of a's, it has heard the forgeries.
-    await until('b to hear a', () =>
-      atB.some((e) => e.reason === 'after the forgeries') ? true : undefined,
+    await eventually(
+      () => (atB.some((e) => e.reason === 'after the forgeries') ? true : undefined),
+      'b to hear a',
+      10_000,
+      { everyMs: 25 },
     );
-    await until('a to hear b', () => (atA.some((e) => e.reason === 'from b') ? true : undefined));
+    await eventually(
+      () => (atA.some((e) => e.reason === 'from b') ? true : undefined),
+      'a to hear b',
+      10_000,
+      { everyMs: 25 },
+    );
     const fromA = atB.filter((e) => e.reason !== 'from b');
     assert.deepEqual(fromA.slice(0, 2), [
       { kind: 'person', userId, reason: 'revoked by admin@example.com' },
@@ -101,16 +99,26 @@ describe('access events between two gateways on one store', () => {
     const atB = recorder(b);
     const port = cluster.port;
     await cluster.close();
-    await until('both to notice the store is gone', () => (!a.listening && !b.listening ? true : undefined));
+    await eventually(
+      () => (!a.listening && !b.listening ? true : undefined),
+      'both to notice the store is gone',
+      10_000,
+      { everyMs: 25 },
+    );
     cluster = await startEmbeddedPostgres({ dir, log: quietLog, port });
-    await until('both to listen again', () => (a.listening && b.listening ? true : undefined), 20_000);
+    await eventually(() => (a.listening && b.listening ? true : undefined), 'both to listen again', 20_000, {
+      everyMs: 25,
+    });
     // Events sent while a gateway was not listening are lost: its subscribers recheck everyone.
     for (const heard of [atA, atB]) {
       assert.ok(heard.some((e) => e.kind === 'everyone' && /resumed/.test(e.reason)));
     }
     await a.publish({ kind: 'person', userId: DEV_USERS[1]!.sub, reason: 'after the restart' });
-    await until('b to hear a after the restart', () =>
-      atB.some((e) => e.reason === 'after the restart') ? true : undefined,
+    await eventually(
+      () => (atB.some((e) => e.reason === 'after the restart') ? true : undefined),
+      'b to hear a after the restart',
+      10_000,
+      { everyMs: 25 },
     );
   });
 });
@@ -145,7 +153,7 @@ describe('revocation and the directory as the source of truth, on the dev stack'
   const adminCall = (method: string, route: string, body?: unknown) =>
     call(http, method, route, { token: admin, ...(body === undefined ? {} : { body }) });
   async function heardAfter(index: number, match: (e: AccessEvent) => boolean, what: string) {
-    return until(what, () => heard.slice(index).find(match));
+    return eventually(() => heard.slice(index).find(match), what, 10_000, { everyMs: 25 });
   }
 
   it('revoke user refuses the IdP token issued before it, on the wire (28P01) and the API (401)', async () => {
@@ -184,10 +192,15 @@ describe('revocation and the directory as the source of truth, on the dev stack'
     assert.equal((await whoami(noIat)).body['code'], 'TOKEN_REVOKED');
 
     // Logging in again works (once past the revocation's second).
-    const fresh = await until('a token issued after the revocation', async () => {
-      const token = await idpToken('viewer@example.com');
-      return (await whoami(token)).status === 200 ? token : undefined;
-    });
+    const fresh = await eventually(
+      async () => {
+        const token = await idpToken('viewer@example.com');
+        return (await whoami(token)).status === 200 ? token : undefined;
+      },
+      'a token issued after the revocation',
+      10_000,
+      { everyMs: 25 },
+    );
     const again = await t.client('viewer@example.com', { password: fresh });
     await again.end();
   });

@@ -3,7 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { loginRoleMark, RoleProvisioner } from '../src/upstream/role_provisioner.js';
 import type { Connection } from '../src/vault/connections.js';
-import { startTestStack, type TestStack } from './support/dev_stack.js';
+import type { TestStack } from './support/dev_stack.js';
+import { type LoginRoleStack, startLoginRoleStack } from './support/login_roles.js';
 import { addPerson } from './support/people.js';
 
 /**
@@ -12,19 +13,17 @@ import { addPerson } from './support/people.js';
  * refuse), to prove the database-side defence holds on its own.
  */
 describe('login roles that cannot be turned against pgward', () => {
+  let s: LoginRoleStack;
   let t: TestStack;
   let superuser: pg.Client;
   let demo: Connection;
 
   before(async () => {
-    t = await startTestStack({ PGWARD_PG_ROLE_SYNC_SECONDS: '0' });
-    superuser = new pg.Client({ connectionString: t.stack.info.target });
-    await superuser.connect();
-    demo = (await t.stack.gateway.connections.find('demo'))!;
+    s = await startLoginRoleStack();
+    ({ t, superuser, demo } = s);
   });
   after(async () => {
-    await superuser?.end();
-    await t?.close();
+    await s?.close();
   });
 
   /** A client logged in directly to the target (not through pgward). */
@@ -45,36 +44,6 @@ describe('login roles that cannot be turned against pgward', () => {
     }
     return undefined;
   };
-  const userId = async (email: string) =>
-    (
-      await t
-        .store()
-        .query<{ user_id: string }>('select user_id from pgward.user_info where lower(email) = $1', [email])
-    ).rows[0]!.user_id;
-  const memberships = async (role: string) =>
-    (
-      await superuser.query(
-        `select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid
-           join pg_roles u on u.oid = m.member where u.rolname = $1 order by 1`,
-        [role],
-      )
-    ).rows.map((row) => row.rolname as string);
-  const role = async (name: string) =>
-    (
-      await superuser.query(
-        `select rolcanlogin, rolvaliduntil, rolconnlimit, shobj_description(oid, 'pg_authid') as note,
-                (select count(*)::int from pg_db_role_setting where setrole = r.oid) as settings
-           from pg_roles r where rolname = $1`,
-        [name],
-      )
-    ).rows[0] as {
-      rolcanlogin: boolean;
-      rolvaliduntil: Date;
-      rolconnlimit: number;
-      note: string;
-      settings: number;
-    };
-
   // Finding 12: values in provisioning SQL were quoted literals inside a fixed $pgward$ tag.
   for (const email of [
     "o'brien@example.com",
@@ -96,8 +65,8 @@ describe('login roles that cannot be turned against pgward', () => {
       } finally {
         await client.end();
       }
-      assert.deepEqual(await memberships(login.roleName), ['app_readonly']);
-      const found = await role(login.roleName);
+      assert.deepEqual(await s.memberships(login.roleName), ['app_readonly']);
+      const found = await s.role(login.roleName);
       assert.equal(found.note, loginRoleMark(demo.id, person.userId));
       assert.equal(found.rolcanlogin, true);
       assert.ok(
@@ -112,7 +81,7 @@ describe('login roles that cannot be turned against pgward', () => {
     try {
       const person = await addPerson(t, 'own-password@example.com');
       const login = await provisioner.prepare(demo, person, ['app_readonly']);
-      const until = (await role(login.roleName)).rolvaliduntil.getTime();
+      const until = (await s.role(login.roleName)).rolvaliduntil.getTime();
       assert.ok(until > Date.now() && until <= Date.now() + validForMs + 1000, `VALID UNTIL ${until}`);
       // The person sets their own password, straight on the target as their login role...
       const own = await direct(login.roleName, login.password);
@@ -143,13 +112,13 @@ describe('login roles that cannot be turned against pgward', () => {
   it('settings stored on the login role are reset at the next connect, which is refused (finding 2)', async () => {
     const ok = await t.psql('admin@example.com', ['-At', '-c', 'select current_user']);
     assert.equal(ok.code, 0, ok.stderr);
-    const person = { userId: await userId('admin@example.com'), email: 'admin@example.com' };
+    const person = { userId: await s.userId('admin@example.com'), email: 'admin@example.com' };
     const login = await t.stack.gateway.provisioner.prepare(demo, person, ['app_admin']);
     const own = await direct(login.roleName, login.password);
     await own.query(`ALTER ROLE current_user SET role = 'app_admin'`);
     await own.query(`ALTER ROLE current_user IN DATABASE demo SET search_path = 'elsewhere'`);
     await own.end();
-    assert.equal((await role(login.roleName)).settings, 2);
+    assert.equal((await s.role(login.roleName)).settings, 2);
 
     const refused = await t.refusal('admin@example.com', {});
     assert.equal(refused.code, '42501');
@@ -158,7 +127,7 @@ describe('login roles that cannot be turned against pgward', () => {
       /your database login role on "demo" was changed outside pgward \(stored settings\)/,
     );
     assert.match(refused.message, /pgward has undone the change and refused this session/);
-    assert.equal((await role(login.roleName)).settings, 0);
+    assert.equal((await s.role(login.roleName)).settings, 0);
 
     const again = await t.psql('admin@example.com', ['-At', '-c', 'show role', '-c', 'show search_path']);
     assert.equal(again.code, 0, again.stderr);
@@ -169,13 +138,13 @@ describe('login roles that cannot be turned against pgward', () => {
     const ok = await t.psql('viewer@example.com', ['-At', '-c', 'select 1']);
     assert.equal(ok.code, 0, ok.stderr);
     const name = 'viewer@example.com';
-    const mark = (await role(name)).note;
+    const mark = (await s.role(name)).note;
     await superuser.query(`COMMENT ON ROLE "viewer@example.com" IS 'mine now'`);
     await superuser.query(`ALTER ROLE "viewer@example.com" CONNECTION LIMIT 5`);
     const first = await t.refusal('viewer@example.com', {});
     assert.equal(first.code, '42501', first.message);
     assert.match(first.message, /changed outside pgward \(its comment, its attributes\)/);
-    const repaired = await role(name);
+    const repaired = await s.role(name);
     assert.equal(repaired.note, mark);
     assert.equal(repaired.rolconnlimit, -1);
 
@@ -190,7 +159,7 @@ describe('login roles that cannot be turned against pgward', () => {
     await superuser.query(`REVOKE app_admin FROM "viewer@example.com"`);
     const back = await t.psql('viewer@example.com', ['-At', '-c', 'select current_user']);
     assert.equal(back.code, 0, back.stderr);
-    assert.deepEqual(await memberships(name), ['app_readonly']);
+    assert.deepEqual(await s.memberships(name), ['app_readonly']);
   });
 
   it('makes every login role a member of pg.loginRoleGroup, for pg_hba.conf to match with +group', async () => {
@@ -200,11 +169,11 @@ describe('login roles that cannot be turned against pgward', () => {
     try {
       const person = await addPerson(t, 'grouped@example.com');
       const login = await provisioner.prepare(demo, person, ['app_readonly']);
-      assert.deepEqual(await memberships(login.roleName), ['app_readonly', 'pgward_login_roles']);
+      assert.deepEqual(await s.memberships(login.roleName), ['app_readonly', 'pgward_login_roles']);
       // The group is pgward's own grant: the sync neither revokes it nor calls it a change.
       const again = await provisioner.prepare(demo, person, ['app_readonly']);
       assert.equal(again.roleName, login.roleName);
-      assert.deepEqual(await memberships(login.roleName), ['app_readonly', 'pgward_login_roles']);
+      assert.deepEqual(await s.memberships(login.roleName), ['app_readonly', 'pgward_login_roles']);
     } finally {
       await provisioner.close();
     }
@@ -213,7 +182,7 @@ describe('login roles that cannot be turned against pgward', () => {
   it('disablePerson takes LOGIN away on every connection; the next sync gives it back', async () => {
     const signedIn = await t.psql('editor@example.com', ['-At', '-c', 'select 1']);
     assert.equal(signedIn.code, 0, signedIn.stderr);
-    const person = { userId: await userId('editor@example.com'), email: 'editor@example.com' };
+    const person = { userId: await s.userId('editor@example.com'), email: 'editor@example.com' };
     const login = await t.stack.gateway.provisioner.prepare(demo, person, ['app_readwrite']);
     assert.equal(await directError(login.roleName, login.password), undefined);
     await t.stack.gateway.provisioner.disablePerson(person.userId);
@@ -221,7 +190,7 @@ describe('login roles that cannot be turned against pgward', () => {
       (await directError(login.roleName, login.password)) ?? 'accepted',
       /not permitted to log in/,
     );
-    assert.equal((await role(login.roleName)).rolcanlogin, false);
+    assert.equal((await s.role(login.roleName)).rolcanlogin, false);
     // Active again: the next connect through pgward syncs, and LOGIN is back.
     const r = await t.psql('editor@example.com', ['-At', '-c', 'select current_user']);
     assert.equal(r.code, 0, r.stderr);

@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
+import type pg from 'pg';
 import { call } from './support/api.js';
 import { runCli } from './support/cli.js';
-import { startTestStack, type TestStack } from './support/dev_stack.js';
+import type { TestStack } from './support/dev_stack.js';
 import { startFakeTarget } from './support/fake_target.js';
+import { type LoginRoleStack, startLoginRoleStack } from './support/login_roles.js';
 
 interface Answer {
   connection: string;
@@ -13,22 +14,17 @@ interface Answer {
 }
 
 describe('pgward admin check conn NAME', () => {
+  let s: LoginRoleStack;
   let t: TestStack;
   let admin: string;
   let superuser: pg.Client;
   before(async () => {
-    t = await startTestStack({ PGWARD_PG_ROLE_SYNC_SECONDS: '0' });
+    s = await startLoginRoleStack();
+    ({ t, superuser } = s);
     admin = await t.token('admin@example.com');
-    superuser = new pg.Client({ connectionString: t.stack.info.target });
-    await superuser.connect();
-    const demo = (await t.stack.gateway.connections.find('demo'))!;
-    await t.stack.gateway.connections.put({
+    await s.addConnection({
       name: 'demo-missing-role',
-      host: demo.host,
-      port: demo.port,
-      database: demo.database,
       sslmode: 'disable',
-      credential: t.stack.target.admin,
       access: { viewer: ['app_readonly', 'no_such_role'] },
     });
     // A login role pgward made, so the check has one to look at.
@@ -36,8 +32,7 @@ describe('pgward admin check conn NAME', () => {
     assert.equal(r.code, 0, r.stderr);
   });
   after(async () => {
-    await superuser?.end();
-    await t?.close();
+    await s?.close();
   });
 
   const check = (name: string, token = admin) =>
@@ -102,13 +97,12 @@ describe('pgward admin check conn NAME', () => {
   it('fails a target that asks the credential for cleartext over unverified TLS, without sending it', async () => {
     const fake = await startFakeTarget('cleartext');
     try {
-      await t.stack.gateway.connections.put({
+      await s.addConnection({
         name: 'demo-cleartext',
         host: '127.0.0.1',
         port: fake.port,
         database: 'demo',
         sslmode: 'prefer',
-        credential: t.stack.target.admin,
         access: { viewer: ['app_readonly'] },
       });
       const res = await check('demo-cleartext');

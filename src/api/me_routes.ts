@@ -1,6 +1,10 @@
-/** The caller's own view: who they are, their sign-ins (and ending them all). */
+/**
+ * The caller's own view: who they are, the connections they may use, their sign-ins (and ending
+ * them all), and the gateway's version.
+ */
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
+import { PACKAGE_VERSION } from '../package_version.js';
 import { personSchema } from './auth_routes.js';
 import type { ApiContext } from './http_server.js';
 import { caller, requestGuards } from './request_auth.js';
@@ -14,6 +18,17 @@ export const loginSessionSchema = z.object({
   refreshedAt: z.date(),
   expiresAt: z.date(),
   revokedAt: z.date().optional(),
+});
+
+/** A connection the caller may use, with the database roles their groups give them there. */
+export const myConnectionSchema = z.object({
+  name: z.string(),
+  description: z.string().optional(),
+  roles: z.array(z.string()),
+  /** Policies that apply to the caller there (filled in by the policy layer; absent until then). */
+  policies: z
+    .array(z.object({ name: z.string(), mode: z.enum(['enforce', 'observe']), readOnly: z.boolean() }))
+    .optional(),
 });
 
 export function meRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
@@ -43,6 +58,46 @@ export function meRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           ...(me.signInId ? { signIn: me.signInId } : {}),
         };
       },
+    );
+
+    app.get(
+      '/me/connections',
+      {
+        preHandler: signedIn,
+        schema: {
+          summary: 'The connections you may use, with the database roles your groups give you there',
+          tags: ['me'],
+          response: { 200: z.array(myConnectionSchema) },
+        },
+      },
+      async (req) => {
+        const { person } = caller(req);
+        // Administrators too see only what their groups give them: administering is not using.
+        return (await ctx.connections.list()).flatMap((c) => {
+          const roles = [...new Set(person.groups.flatMap((g) => c.access.get(g) ?? []))].sort();
+          if (roles.length === 0) return [];
+          // The policies that apply to the caller there, as the relay would choose them.
+          const policies = ctx.policies.setFor(c.name, person.groups).policies.map((p) => ({
+            name: p.name,
+            mode: p.mode,
+            readOnly: p.readOnly !== undefined,
+          }));
+          return [{ name: c.name, roles, policies }];
+        });
+      },
+    );
+
+    app.get(
+      '/version',
+      {
+        preHandler: signedIn,
+        schema: {
+          summary: "The gateway's version (signed-in callers only: anonymous callers learn nothing)",
+          tags: ['me'],
+          response: { 200: z.object({ version: z.string() }) },
+        },
+      },
+      async () => ({ version: PACKAGE_VERSION }),
     );
 
     app.get(

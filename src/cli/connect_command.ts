@@ -11,12 +11,9 @@ import { PgwardError } from '../errors.js';
 import { isLoopbackHost } from '../loopback.js';
 import { errorResponseFor } from '../proxy/error_response.js';
 import { UpstreamConnection, UpstreamError } from '../upstream/upstream.js';
-import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
-import { HandshakeInput } from '../wire/handshake_input.js';
-import { FE, LIMITS } from '../wire/protocol.js';
-import { MessageReader } from '../wire/reader.js';
-import type { StartupPacket } from '../wire/startup.js';
+import { Handshake, type StartupMessage } from '../wire/handshake.js';
+import { MalformedStartup } from '../wire/startup.js';
 import { accessToken, api, type GatewaySslMode, gatewayUrl, pgEndpoint } from './gateway_client.js';
 import { untilSignal } from './signals.js';
 
@@ -30,8 +27,6 @@ export interface ConnectOptions {
 const LOGIN_TIMEOUT_MS = 30_000;
 /** Startup parameters that are ours to set, or that pgward does not relay. */
 const OWN_PARAMS = new Set(['user', 'database', 'replication']);
-
-type Startup = Extract<StartupPacket, { kind: 'startup' }>;
 
 interface Relayed {
   upstream: UpstreamConnection;
@@ -106,7 +101,9 @@ export class LocalConnectListener {
       socket.end(errorResponseFor(new PgwardError('LOGIN_FAILED', 'the client did not log in in time')));
     });
     this.handshake(socket).catch((err: unknown) => {
-      if (err instanceof UpstreamError) socket.end(gatewayRefusal(err));
+      // Not a PostgreSQL client's bytes: closed without an answer, as PostgreSQL does.
+      if (err instanceof MalformedStartup) socket.destroy();
+      else if (err instanceof UpstreamError) socket.end(gatewayRefusal(err));
       else if (err instanceof PgwardError) socket.end(errorResponseFor(err));
       else socket.destroy();
     });
@@ -114,26 +111,39 @@ export class LocalConnectListener {
 
   /** Startup, local password check, login at the gateway, then the relay. */
   private async handshake(socket: Socket): Promise<void> {
-    const input = new HandshakeInput(() => socket.destroy());
-    const onData = (chunk: Buffer) => input.push(chunk);
+    // Plaintext on loopback; the hop to the gateway is the one that needs TLS. pgward speaks 3.0
+    // to the gateway here, so a client asking for more is told so.
+    const handshake = new Handshake({ tls: false, plaintextAllowed: true, highestMinor: 0 });
+    const onData = (chunk: Buffer) => {
+      if (!handshake.push(chunk)) socket.destroy();
+    };
     socket.on('data', onData);
-    socket.once('close', () => input.end());
-    let startup: Startup | undefined;
-    while (!startup) {
-      const packet = await input.startupPacket();
-      if (packet.kind === 'ssl' || packet.kind === 'gssenc') {
-        // Plaintext on loopback; the hop to the gateway is the one that needs TLS.
-        socket.write('N');
-      } else if (packet.kind === 'cancel') {
-        this.cancel(packet.pid, packet.secret);
-        socket.end();
-        return;
-      } else {
-        startup = packet;
+    socket.once('close', () => handshake.end());
+    let startup: StartupMessage | undefined;
+    let password: string | undefined;
+    while (password === undefined) {
+      const step = await handshake.step();
+      switch (step.kind) {
+        case 'reply':
+          socket.write(step.reply);
+          break;
+        case 'cancel':
+          this.cancel(step.pid, step.secret);
+          socket.end();
+          return;
+        case 'startup':
+          startup = step.startup;
+          socket.write(step.reply);
+          break;
+        case 'password':
+          password = step.password;
+          break;
+        default:
+          throw new Error(`handshake step ${step.kind} on a plaintext port`);
       }
     }
-    socket.write(encode.authenticationCleartextPassword());
-    const presented = digest(await input.password());
+    if (!startup) throw new Error('a password before the startup message');
+    const presented = digest(password);
     if (!timingSafeEqual(presented, this.passwordDigest)) {
       throw new PgwardError('LOGIN_FAILED', 'wrong password for this `pgward connect` port', {
         hint: 'use the password in the line `pgward connect` printed; it changes each time it starts',
@@ -165,17 +175,13 @@ export class LocalConnectListener {
       return;
     }
     socket.removeListener('data', onData);
-    this.relay(socket, input.rest(), startup, upstream);
+    this.relay(socket, handshake.rest(), upstream);
   }
 
   /** Tells the client it is in, then passes bytes both ways until either side ends. */
-  private relay(socket: Socket, early: Buffer, startup: Startup, upstream: UpstreamConnection): void {
+  private relay(socket: Socket, early: Buffer, upstream: UpstreamConnection): void {
     socket.setTimeout(0);
     const hello: Buffer[] = [];
-    // pgward speaks 3.0 to the gateway here; a client asking for more is told so.
-    if (startup.minor > 0 || startup.protocolOptions.length > 0) {
-      hello.push(encode.negotiateProtocolVersion(0, startup.protocolOptions));
-    }
     hello.push(encode.authenticationOk());
     hello.push(upstream.parameterStatusMessages());
     // The gateway's key for this session: a CancelRequest with it is forwarded to the gateway.

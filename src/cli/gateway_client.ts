@@ -119,9 +119,9 @@ export async function api<T>(
 
 /**
  * A valid access token for the gateway: PGWARD_TOKEN, else the cached one (refreshed through the
- * gateway, and so through the IdP, when it is about to expire).
+ * gateway, and so through the IdP, when it is about to expire, or at once with `refresh`).
  */
-export async function accessToken(gateway: string): Promise<string> {
+export async function accessToken(gateway: string, opts: { refresh?: boolean } = {}): Promise<string> {
   const fromEnv = process.env['PGWARD_TOKEN'];
   if (fromEnv) return fromEnv;
   const file = await readCredentialFile();
@@ -129,7 +129,7 @@ export async function accessToken(gateway: string): Promise<string> {
   if (!cached) {
     throw new PgwardError('UNAUTHENTICATED', `not logged in to ${gateway}`, { hint: 'run `pgward login`' });
   }
-  if (cached.expires_at - Date.now() > REFRESH_MARGIN_MS) return cached.access_token;
+  if (!opts.refresh && cached.expires_at - Date.now() > REFRESH_MARGIN_MS) return cached.access_token;
   const grant = await api<{ access_token: string; refresh_token: string; expires_in: number }>(
     gateway,
     'POST',

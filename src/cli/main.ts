@@ -249,6 +249,155 @@ program
     }),
   );
 
+// ---- everyday commands: version, ls, psql, run, env, service, doctor, completion ------------
+
+{
+  const { PACKAGE_VERSION } = await import('../package_version.js');
+  program.version(`pgward ${PACKAGE_VERSION}`, '-V, --version', 'print the version of pgward');
+  const sslmodeOption = () =>
+    program
+      .createOption('--sslmode <mode>', 'to the gateway (default: verify-full, require on loopback)')
+      .choices(['require', 'verify-full']);
+  type Flags = { gateway?: string; sslmode?: 'require' | 'verify-full'; json?: boolean };
+  const everyday = () => import('./everyday_commands.js');
+
+  program
+    .command('version')
+    .description("print the version of pgward, and the gateway's when signed in")
+    .option(gatewayOption, gatewayHelp)
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', '\nExample:\n  $ pgward version --json')
+    .action(run(async (opts: Flags) => (await everyday()).runVersion(opts)));
+
+  program
+    .command('ls')
+    .alias('connections')
+    .description('list the connections you may use, your database roles there and the policies that apply')
+    .option(gatewayOption, gatewayHelp)
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', '\nExample:\n  $ pgward ls')
+    .action(run(async (opts: Flags) => (await everyday()).runLs(opts)));
+
+  program
+    .command('psql')
+    .description("start psql on a connection as you (a fresh token in PGPASSWORD); exits with psql's code")
+    .argument('<connection>', 'connection name (see pgward ls)')
+    .argument('[args...]', 'arguments for psql, after --')
+    .option(gatewayOption, gatewayHelp)
+    .addOption(sslmodeOption())
+    .addHelpText('after', "\nExamples:\n  $ pgward psql demo\n  $ pgward psql demo -- -c 'select now()'")
+    .action(
+      run(async (connection: string, args: string[], opts: Flags) =>
+        (await everyday()).runPsql(connection, args, opts),
+      ),
+    );
+
+  program
+    .command('run')
+    .description(
+      'run any client on a connection as you: PGHOST, PGPORT, PGUSER, PGDATABASE, PGSSLMODE, PGPASSWORD set',
+    )
+    .argument('<connection>', 'connection name (see pgward ls)')
+    .argument('<command...>', 'the client and its arguments, after --')
+    .option(gatewayOption, gatewayHelp)
+    .addOption(sslmodeOption())
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgward run demo -- pgbench -n -f read.sql -T 60\n  (the client reaches the gateway through a local port of this run; each of its connections gets a fresh token)',
+    )
+    .action(
+      run(async (connection: string, command: string[], opts: Flags) =>
+        (await everyday()).runRun(connection, command, opts),
+      ),
+    );
+
+  program
+    .command('env')
+    .description(
+      "print a connection's libpq variables for your shell (the password only with --with-password)",
+    )
+    .argument('<connection>', 'connection name (see pgward ls)')
+    .option(gatewayOption, gatewayHelp)
+    .addOption(sslmodeOption())
+    .addOption(
+      program
+        .createOption('--shell <shell>', 'the syntax to print')
+        .choices(['sh', 'fish', 'powershell'])
+        .default('sh'),
+    )
+    .option('--with-password', 'also PGPASSWORD: your access token (it expires; run again for a fresh one)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ eval "$(pgward env demo --with-password)"\n  > pgward env demo --shell fish --with-password | source',
+    )
+    .action(
+      run(
+        async (
+          connection: string,
+          opts: Flags & { shell: 'sh' | 'fish' | 'powershell'; withPassword?: boolean },
+        ) => (await everyday()).runEnv(connection, opts),
+      ),
+    );
+
+  program
+    .command('service')
+    .description(
+      'write (or update) a section of ~/.pg_service.conf (PGSERVICEFILE) for a connection; no password',
+    )
+    .argument('<connection>', 'connection name (see pgward ls)')
+    .option(gatewayOption, gatewayHelp)
+    .addOption(sslmodeOption())
+    .option('--name <service>', 'the service name (default: the connection name)')
+    .addHelpText(
+      'after',
+      '\nExample:\n  $ pgward service demo && PGPASSWORD="$(pgward token)" psql service=demo',
+    )
+    .action(
+      run(async (connection: string, opts: Flags & { name?: string }) => {
+        const { runService } = await import('./service_file.js');
+        await runService(connection, opts);
+      }),
+    );
+
+  program
+    .command('doctor')
+    .description('check the gateway, TLS, clock, sign-in, token refresh and each connection; say what to fix')
+    .option(gatewayOption, gatewayHelp)
+    .option('--json', 'machine-readable output')
+    .addHelpText('after', '\nExample:\n  $ pgward doctor')
+    .action(
+      run(async (opts: Flags) => {
+        const { runDoctor } = await import('./doctor_command.js');
+        await runDoctor(opts);
+      }),
+    );
+
+  program
+    .command('completion')
+    .description('print the shell completion script: commands, flags and your connection names')
+    .addArgument(program.createArgument('<shell>', 'bash, zsh or fish').choices(['bash', 'zsh', 'fish']))
+    .addHelpText(
+      'after',
+      '\nExamples:\n  $ source <(pgward completion bash)     # in ~/.bashrc\n  $ source <(pgward completion zsh)      # in ~/.zshrc\n  > pgward completion fish | source      # in ~/.config/fish/config.fish',
+    )
+    .action(
+      run(async (shell: string) => {
+        const { runCompletion } = await import('./completion.js');
+        runCompletion(shell, program);
+      }),
+    );
+
+  program
+    .command('__connections', { hidden: true })
+    .option(gatewayOption, gatewayHelp)
+    .action(
+      run(async (opts: Flags) => {
+        const { runConnectionNames } = await import('./completion.js');
+        await runConnectionNames(opts);
+      }),
+    );
+}
+
 const admin = program
   .command('admin')
   .description('administer connections, groups, mappings, providers, users and sessions (administrators)')

@@ -4,6 +4,7 @@
  * expectation (`-- expect: allow|deny|observe`) disagrees, or when the SQL does not parse.
  */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { PgwardError } from '../errors.js';
 import { PolicyInvalid } from '../policy/policy_catalog.js';
@@ -25,7 +26,19 @@ async function readDocuments(file: string): Promise<PolicyDocument[]> {
   }
   if (values.length === 0) throw new PgwardError('POLICY_INVALID', `${file} holds no policy document`);
   return values.map((value, i) => {
-    const checked = validatePolicy(value);
+    // A document kept in a file is often named by the file (as `admin create policy NAME --file`).
+    const named =
+      typeof value === 'object' && value !== null && !('name' in value)
+        ? {
+            ...value,
+            name: path
+              .basename(file)
+              .replace(/\.[^.]*$/, '')
+              .toLowerCase()
+              .replace(/[^a-z0-9_.-]/g, '-'),
+          }
+        : value;
+    const checked = validatePolicy(named);
     if (!checked.ok) {
       const where = values.length > 1 ? `document ${i + 1}: ` : '';
       throw new PolicyInvalid(checked.problems.map((p) => ({ ...p, path: `${where}${p.path}` })));

@@ -110,7 +110,9 @@ export class PolicyCatalog {
       document: unknown;
       updated_at: Date;
       updated_by: string | null;
-    }>('SELECT name, source, document, updated_at, updated_by FROM pgward.policy ORDER BY name, source');
+    }>(
+      "SELECT name, source, document, updated_at, updated_by FROM pgward.policy ORDER BY name, source = 'api'",
+    );
     const byName = new Map<string, PolicyItem>();
     for (const row of rows) {
       const checked = validatePolicy(row.document);
@@ -120,7 +122,7 @@ export class PolicyCatalog {
         );
         continue;
       }
-      // 'api' sorts after 'config': an administrator's version of a name wins.
+      // Rows of a name come config first, then api: an administrator's version wins.
       byName.set(row.name, {
         name: row.name,
         source: row.source,

@@ -12,8 +12,13 @@ import { STATEMENT_CLASSES } from './classification.js';
 export const MAX_POLICY_BYTES = 64 * 1024;
 const MAX_LIST = 200;
 
+/** zod's message for a missing or mistyped field, as a person reads it. */
+const required = (what: string) => ({
+  error: (issue: { input: unknown }) => (issue.input === undefined ? 'is required' : `expected ${what}`),
+});
+
 const name = z
-  .string()
+  .string(required('a name'))
   .regex(/^[a-z0-9][a-z0-9_.-]{0,62}$/, 'expected a lowercase name: a-z, 0-9, _ . - (at most 63)');
 /** A function or table as SQL names it: `name` or `schema.name`, folded as PostgreSQL folds them. */
 const qualifiedName = z
@@ -91,11 +96,11 @@ const ruleSchema = byShape<Rule>((value) => {
 export const policyDocumentSchema = z.strictObject({
   name,
   description: z.string().max(500).optional(),
-  connections: z.array(name).min(1).max(MAX_LIST),
+  connections: z.array(name, required('a list of connection names')).min(1).max(MAX_LIST),
   /** Who it applies to; absent: everyone on those connections. */
   groups: z.array(z.string().min(1).max(200)).min(1).max(MAX_LIST).optional(),
   mode: z.enum(['enforce', 'observe']).default('enforce'),
-  rules: z.array(ruleSchema).min(1).max(MAX_LIST),
+  rules: z.array(ruleSchema, required('a list of rules')).min(1).max(MAX_LIST),
 });
 
 export type PolicyDocument = z.output<typeof policyDocumentSchema>;

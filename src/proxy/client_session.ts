@@ -18,20 +18,17 @@ import type { ConnectionMetrics, SessionOutcome } from '../metrics/metrics.js';
 import type { PolicySet } from '../policy/policy_rules.js';
 import type { SignedIn } from '../session/authenticator.js';
 import type { Connection } from '../vault/connections.js';
-import * as decode from '../wire/decode.js';
 import * as encode from '../wire/encode.js';
-import { HandshakeInput } from '../wire/handshake_input.js';
-import { FE, HIGHEST_MINOR, LIMITS, TLS_HANDSHAKE_BYTE } from '../wire/protocol.js';
+import { Handshake, type StartupMessage } from '../wire/handshake.js';
+import { HIGHEST_MINOR } from '../wire/protocol.js';
 import { SocketInput } from '../wire/socket_input.js';
-import { MalformedStartup, type StartupPacket } from '../wire/startup.js';
+import { MalformedStartup } from '../wire/startup.js';
 import type { CancelKey, Cancellable } from './cancel_map.js';
 import type { Attached } from './connect_path.js';
 import { errorResponseFor, type WithUpstreamCode } from './error_response.js';
 import { PolicyInspector } from './policy_inspector.js';
 import type { ProxyContext } from './proxy_context.js';
 import { Relay } from './relay.js';
-
-type StartupMessage = Extract<StartupPacket, { kind: 'startup' }>;
 
 /** Wraps bytes already read plus the rest of a socket as one stream (for direct TLS). */
 function prepend(first: Buffer, socket: Socket, input: SocketInput): Duplex {
@@ -64,9 +61,8 @@ export class ClientSession implements Cancellable {
   private socket: Socket | TLSSocket;
   /** The client's bytes: the socket's, or once TLS is up, the TLS layer's. */
   private input: SocketInput;
-  private tls = false;
-  /** The startup packets and password, gathered under the startup caps. */
-  private readonly handshake = new HandshakeInput(() => this.socket.pause());
+  /** The handshake: startup packets and password, under the startup caps. */
+  private readonly handshake: Handshake;
   private attached: Attached | undefined;
   private signedIn: SignedIn | undefined;
   /** The groups policies are chosen by: the person's at attach, then as access rechecks find them. */
@@ -101,6 +97,13 @@ export class ClientSession implements Cancellable {
     this.input = input;
     input.onChunk = this.onStartupData;
     this.remoteAddress = socket.remoteAddress ?? 'unknown';
+    this.handshake = new Handshake({
+      tls: ctx.tls !== undefined,
+      plaintextAllowed:
+        transport.inProcess === true ||
+        (ctx.config.allowLoopbackPlaintext && isLoopbackHost(this.remoteAddress)),
+      highestMinor: HIGHEST_MINOR,
+    });
     this.done = new Promise((resolve) => {
       this.resolveDone = resolve;
     });
@@ -112,7 +115,8 @@ export class ClientSession implements Cancellable {
 
   private readonly onStartupData = (chunk: Buffer) => {
     this.bytesIn += chunk.length;
-    this.handshake.push(chunk);
+    // Past what a handshake needs: stop reading (the deadline ends a client that sends only that).
+    if (!this.handshake.push(chunk)) this.socket.pause();
   };
 
   private readonly onGone = () => {
@@ -165,71 +169,54 @@ export class ClientSession implements Cancellable {
     }
   }
 
-  /** Startup: TLS and GSS requests, cancel requests, then the StartupMessage. */
+  /** Startup: the handshake's steps (src/wire/handshake.ts), with the I/O they ask for. */
   private async startup(): Promise<StartupMessage | undefined> {
     for (;;) {
-      if (!this.tls) {
-        await this.handshake.some();
-        if (this.handshake.peek() === TLS_HANDSHAKE_BYTE) {
-          await this.startDirectTls();
+      const step = await this.handshake.step();
+      switch (step.kind) {
+        case 'reply':
+          this.socket.write(step.reply);
           continue;
-        }
-      }
-      const packet = await this.handshake.startupPacket();
-      switch (packet.kind) {
-        case 'ssl':
-          await this.answerSslRequest();
+        case 'start-tls':
+          await this.startTls(step.reply);
           continue;
-        case 'gssenc':
-          this.socket.write('N');
+        case 'direct-tls':
+          await this.startDirectTls(step.received);
           continue;
         case 'cancel':
-          this.ctx.cancels.find(packet.pid, packet.secret)?.cancelUpstream();
+          this.ctx.cancels.find(step.pid, step.secret)?.cancelUpstream();
           this.socket.end();
           return undefined;
         case 'startup':
-          if (packet.params.has('replication') && packet.params.get('replication') !== 'false') {
-            throw new PgwardError('NOT_ALLOWED', 'replication connections are not supported through pgward');
-          }
-          if (packet.minor > HIGHEST_MINOR || packet.protocolOptions.length > 0) {
-            // Our own highest version and the options we do not know; never the client's.
-            this.socket.write(
-              encode.negotiateProtocolVersion(Math.min(packet.minor, HIGHEST_MINOR), packet.protocolOptions),
-            );
-          }
-          return { ...packet, minor: Math.min(packet.minor, HIGHEST_MINOR) };
+          this.socket.write(step.reply);
+          return step.startup;
+        case 'more':
+        case 'password':
+          throw new Error(`handshake step ${step.kind} during startup`);
       }
     }
   }
 
-  private async answerSslRequest(): Promise<void> {
-    if (this.tls || !this.ctx.tls) {
-      this.socket.write('N');
-      return;
-    }
+  /** SSLRequest answered 'S': the TLS handshake, over the raw socket. */
+  private async startTls(reply: Buffer): Promise<void> {
     const raw = this.socket as Socket;
     raw.pause();
     // Bytes sent after SSLRequest but before the handshake could be injected by a man in the middle.
-    if (this.handshake.pending > 0 || raw.readableLength > 0) {
+    if (raw.readableLength > 0) {
       throw new PgwardError('PROTOCOL_VIOLATION', 'received unencrypted data after SSL request');
     }
     this.unlisten(raw);
     this.input.onChunk = () => undefined;
-    raw.write('S');
+    raw.write(reply);
     await this.upgrade(new TLSSocket(raw, { isServer: true, secureContext: this.ctx.tls }));
     raw.resume();
   }
 
   /** PostgreSQL 17 direct TLS: the first byte is a TLS handshake; ALPN must say "postgresql". */
-  private async startDirectTls(): Promise<void> {
-    if (!this.ctx.tls) {
-      this.socket.destroy();
-      throw new PgwardError('PROTOCOL_VIOLATION', 'direct TLS is not configured');
-    }
+  private async startDirectTls(received: Buffer): Promise<void> {
     const raw = this.socket as Socket;
     this.unlisten(raw);
-    const first = this.handshake.rest();
-    const tls = new TLSSocket(prepend(first, raw, this.input), {
+    const tls = new TLSSocket(prepend(received, raw, this.input), {
       isServer: true,
       secureContext: this.ctx.tls,
       ALPNProtocols: ['postgresql'],
@@ -243,13 +230,15 @@ export class ClientSession implements Cancellable {
 
   private upgrade(tls: TLSSocket): Promise<void> {
     this.socket = tls;
-    this.tls = true;
     this.input = new SocketInput();
     this.input.onChunk = this.onStartupData;
     this.input.listen(tls);
     this.listen(tls);
     return new Promise((resolve, reject) => {
-      tls.once('secure', () => resolve());
+      tls.once('secure', () => {
+        this.handshake.tlsUp();
+        resolve();
+      });
       tls.once('error', (err) =>
         reject(new PgwardError('PROTOCOL_VIOLATION', `TLS handshake failed: ${err.message}`)),
       );
@@ -258,16 +247,9 @@ export class ClientSession implements Cancellable {
 
   /** Asks for the password, which must be a token, and verifies it. */
   private async authenticate(startup: StartupMessage): Promise<SignedIn> {
-    const plaintextAllowed =
-      this.transport.inProcess === true ||
-      (this.ctx.config.allowLoopbackPlaintext && isLoopbackHost(this.remoteAddress));
-    if (!this.tls && !plaintextAllowed) {
-      throw new PgwardError('NOT_ALLOWED', 'pgward accepts tokens only over TLS', {
-        hint: 'connect with sslmode=require',
-      });
-    }
-    this.socket.write(encode.authenticationCleartextPassword());
-    const token = (await this.handshake.password()).trim();
+    const step = await this.handshake.step();
+    if (step.kind !== 'password') throw new Error(`handshake step ${step.kind} instead of the password`);
+    const token = step.password.trim();
     if (token === '') {
       throw new PgwardError('LOGIN_FAILED', 'no token given', {
         hint: 'use a token from `pgward login` as the password',

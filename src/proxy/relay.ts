@@ -141,8 +141,12 @@ export class Relay {
   /** Client bytes that arrived while input was held, copied, in order. */
   private heldChunks: Buffer[] = [];
   private holding = false;
-  /** The original ReadyForQuery of a simple Query cut at its row limit is dropped (the injected one ends it). */
+  /** The original ReadyForQuery of a result cut at its row limit is dropped (the injected one ends it). */
   private dropReady = false;
+  /** A counted Execute was forwarded: the client's next message decides how its result is held. */
+  private nextDecides = false;
+  /** That next message, when it must wait for the result's end (framed again first). */
+  private deferred: Buffer | undefined;
   private clientData: (chunk: Buffer, replay: boolean) => void = () => undefined;
 
   constructor(private readonly o: RelayOptions) {
@@ -197,19 +201,44 @@ export class Relay {
   }
 
   /**
-   * A Query or Execute whose result a row limit counts: the client's next messages wait until
-   * the result ends, so that a result cut off fails where PostgreSQL's own error would (the rest
-   * of an extended batch skipped, the transaction aborted).
+   * A Query or Execute whose result a row limit counts. A cut-off result must fail where
+   * PostgreSQL's own error would (the transaction aborted, the rest of an extended batch
+   * skipped), so what the client sends after it waits until the result ends, unless that is the
+   * Sync ending the batch: then the Sync goes on with it (no extra round trip) and what follows
+   * the Sync waits for its ReadyForQuery.
    */
-  private countResult(simple: boolean): void {
+  private countResult(query: boolean): void {
     const limit = this.o.policy.rowLimit();
     const observed = this.o.policy.set.observedRowLimits;
     if (limit === undefined && observed.length === 0) return;
-    this.limited = new LimitedResult(limit, observed, simple);
+    this.limited = new LimitedResult(limit, observed, query);
     this.serverTypes[BE.DATA_ROW] = 1;
     this.serverTypes[BE.COPY_DATA] = 1;
+    if (query) this.holdClient();
+    else this.nextDecides = true;
+  }
+
+  private holdClient(): void {
     this.holding = true;
     this.clientFramer.pause();
+  }
+
+  /**
+   * The message after a counted Execute: a Sync goes with it (the result then ends at the
+   * ReadyForQuery); anything else waits for the result's end, and a Flush goes in its place so
+   * that the target sends the result now.
+   */
+  private afterCountedExecute(type: number, message: Buffer): Verdict | undefined {
+    this.nextDecides = false;
+    const limited = this.limited;
+    if (limited === undefined) return undefined;
+    this.holdClient();
+    if (type === FE.SYNC) {
+      limited.endsAtReady = true;
+      return undefined;
+    }
+    this.deferred = Buffer.from(message);
+    return FLUSH;
   }
 
   /**
@@ -218,6 +247,7 @@ export class Relay {
    */
   private resultEnded(): void {
     this.limited = undefined;
+    this.nextDecides = false;
     this.serverTypes[BE.DATA_ROW] = 0;
     this.serverTypes[BE.COPY_DATA] = 0;
     queueMicrotask(() => this.releaseClient());
@@ -228,19 +258,23 @@ export class Relay {
     this.holding = false;
     const rest = this.clientFramer.resume();
     if (rest) this.heldChunks.unshift(rest);
+    if (this.deferred) this.heldChunks.unshift(this.deferred);
+    this.deferred = undefined;
     while (!this.holding && this.heldChunks.length > 0) this.clientData(this.heldChunks.shift()!, true);
     if (!this.holding && this.o.client.isPaused()) this.o.client.resume();
   }
 
   /**
    * A result went past its row limit and its end was dropped: the target is made to fail right
-   * there (an Execute of a portal that cannot exist), and its error becomes the limit's.
+   * there (an Execute of a portal that cannot exist), and its error becomes the limit's. When a
+   * ReadyForQuery ends the result (a Query, or an Execute whose Sync went along), that one is
+   * dropped and the failure's own ends it.
    */
   private cutOff(limited: LimitedResult): void {
     const refusal = rowLimitRefusal(limited.limit!);
     this.o.tracker.amend(limited.decision());
     const up = this.o.upstream.socket;
-    if (limited.simple) {
+    if (limited.endsAtReady) {
       up.write(this.refusals.inject(refusal, true, this.batches));
       this.ended();
       this.dropReady = true;
@@ -258,6 +292,10 @@ export class Relay {
   }
 
   private readonly onClientMessage = (type: number, message: Buffer): Verdict => {
+    if (this.nextDecides) {
+      const verdict = this.afterCountedExecute(type, message);
+      if (verdict !== undefined) return verdict;
+    }
     switch (type) {
       case FE.QUERY: {
         // PostgreSQL ignores a Query while it skips to Sync; so does the relay.
@@ -309,8 +347,7 @@ export class Relay {
           this.o.policy.decisionOf(text),
         );
         this.countResult(false);
-        // The target holds an Execute's answers until Sync or Flush; the Sync waits here now.
-        return this.holding ? Buffer.concat([message, FLUSH]) : 'forward';
+        return 'forward';
       }
       case FE.FUNCTION_CALL: {
         if (this.skipping) return 'drop';
@@ -423,11 +460,11 @@ export class Relay {
           return 'drop';
         }
         if (limited.observedPast) this.o.tracker.amend(limited.decision());
-        if (!limited.simple) this.resultEnded();
+        if (!limited.endsAtReady) this.resultEnded();
         return undefined;
       case BE.EMPTY_QUERY:
       case BE.ERROR:
-        if (!limited.simple && !limited.exceeded) this.resultEnded();
+        if (!limited.endsAtReady && !limited.exceeded) this.resultEnded();
         return undefined;
     }
     return undefined;
@@ -499,6 +536,7 @@ export class Relay {
         this.clientFramer.atBoundary &&
         !this.skipping &&
         !this.holding &&
+        this.limited === undefined &&
         this.heldChunks.length === 0
       );
     };

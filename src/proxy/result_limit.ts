@@ -18,8 +18,11 @@ export class LimitedResult {
     /** The enforced limit, if any. */
     readonly limit: RowLimit | undefined,
     private readonly observed: readonly RowLimit[],
-    /** A Query (whose ReadyForQuery ends the result), else an Execute. */
-    readonly simple: boolean,
+    /**
+     * A ReadyForQuery ends the result (a Query; an Execute whose Sync went along), else its
+     * CommandComplete, PortalSuspended, EmptyQueryResponse or ErrorResponse does.
+     */
+    public endsAtReady: boolean,
   ) {
     this.observeAt = Math.min(...observed.map((l) => l.rows));
   }

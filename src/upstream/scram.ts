@@ -47,6 +47,7 @@ export class ScramClient {
   private readonly nonce = randomBytes(18).toString('base64');
   private readonly firstBare = `n=,r=${this.nonce}`;
   private expectedServerSignature: Buffer | undefined;
+  private serverVerified = false;
 
   constructor(private readonly password: string) {}
 
@@ -85,6 +86,15 @@ export class ScramClient {
     if (!expected || given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw fail('the server signature does not match');
     }
+    this.serverVerified = true;
+  }
+
+  /**
+   * Refuses a login the server declares done (AuthenticationOk) before it proved it knows the
+   * verifier: skipping the server-final message would skip the check above.
+   */
+  checkDone(): void {
+    if (!this.serverVerified) throw fail('the server ended the exchange without proving its identity');
   }
 }
 

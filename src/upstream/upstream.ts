@@ -184,6 +184,9 @@ async function secure(
   const handshake = new Promise<TLSSocket>((resolve, reject) => {
     const tls = tlsConnect({
       socket,
+      // The name the certificate must be for. Without `host`, Node checks an IP target's
+      // certificate against "localhost"; SNI (servername) cannot carry an IP address.
+      host: target.host,
       servername: /^[\d.:]+$/.test(target.host) ? undefined : target.host,
       ca: target.sslCa,
       rejectUnauthorized: plan.verifyChain,
@@ -333,6 +336,7 @@ export class UpstreamConnection {
         const { code, data } = decode.authenticationRequest(message);
         switch (code) {
           case AUTH.OK:
+            scram?.checkDone();
             break;
           case AUTH.CLEARTEXT:
             this.mayRevealPassword('password');

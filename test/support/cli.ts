@@ -1,7 +1,10 @@
 /** Runs the real `pgward` command (bin/pgward.js) as a child process. */
+import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../../src/package_root.js';
+import { eventually } from './eventually.js';
 
 export const PGWARD_BIN = path.join(PACKAGE_ROOT, 'bin', 'pgward.js');
 
@@ -53,6 +56,54 @@ export function startCli(
     output += d;
   });
   return Object.assign(child, { output: () => output });
+}
+
+/** A `pgward` child process started by startCli. */
+export type CliChild = ReturnType<typeof startCli>;
+
+/**
+ * Starts `pgward dev` as a child process on `dataDir` and the given ports, and waits until it is
+ * ready: dev.json written and /readyz answering 200. Fails at once if it exits, and after
+ * `limitMs` (killing it) if it is not ready by then.
+ */
+export async function startDev(opts: {
+  dataDir: string;
+  ports: { http: number; pg: number; idp: number };
+  env?: Record<string, string>;
+  limitMs?: number;
+}): Promise<CliChild> {
+  const { dataDir, ports } = opts;
+  const child = startCli(
+    [
+      'dev',
+      '--data-dir',
+      dataDir,
+      '--http-port',
+      String(ports.http),
+      '--pg-port',
+      String(ports.pg),
+      '--idp-port',
+      String(ports.idp),
+    ],
+    opts.env,
+  );
+  try {
+    await eventually(
+      async () => {
+        if (child.exitCode !== null) assert.fail(`pgward dev exited early:\n${child.output()}`);
+        if (!existsSync(path.join(dataDir, 'dev.json'))) return undefined;
+        const res = await fetch(`http://127.0.0.1:${ports.http}/readyz`).catch(() => undefined);
+        return res?.status === 200 ? true : undefined;
+      },
+      'pgward dev ready',
+      opts.limitMs ?? 90_000,
+      { everyMs: 200 },
+    );
+  } catch (err) {
+    await stopProcess(child, 'SIGKILL');
+    throw Object.assign(err as Error, { message: `${(err as Error).message}\n${child.output()}` });
+  }
+  return child;
 }
 
 /** Sends `signal` and waits for the process to exit; returns its exit code. */

@@ -193,3 +193,45 @@ export class RawSession {
 export function shape(answers: Answer[]): string {
   return answers.map((a) => a.type).join('');
 }
+
+/**
+ * Opens a TCP connection, sends `chunks` as they are, and collects what the server answers:
+ * until it closes the connection, `ms` pass, or (with `first`) the first bytes arrive.
+ */
+export function exchange(
+  to: { host: string; port: number },
+  chunks: Buffer[],
+  opts: { ms?: number; localAddress?: string; first?: boolean } = {},
+): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const socket = connect({ host: to.host, port: to.port, localAddress: opts.localAddress });
+    const received: Buffer[] = [];
+    const finish = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(Buffer.concat(received));
+    };
+    const timer = setTimeout(finish, opts.ms ?? 3000);
+    socket.on('data', (d: Buffer) => {
+      received.push(d);
+      if (opts.first) finish();
+    });
+    socket.on('close', finish);
+    socket.on('error', () => undefined);
+    socket.on('connect', () => {
+      for (const chunk of chunks) socket.write(chunk);
+    });
+  });
+}
+
+/** The fields of the last ErrorResponse in a run of server messages, or undefined. */
+export function errorIn(answer: Buffer): Map<string, string> | undefined {
+  let found: Map<string, string> | undefined;
+  let pos = 0;
+  while (pos + 5 <= answer.length) {
+    const length = answer.readInt32BE(pos + 1);
+    if (answer[pos] === BE.ERROR) found = decode.errorFields(answer.subarray(pos, pos + 1 + length));
+    pos += 1 + length;
+  }
+  return found;
+}
