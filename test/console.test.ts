@@ -308,6 +308,22 @@ describe('web console', () => {
     await shot(admin, shots, '06-session-ended');
   });
 
+  it("ends the tab's session through the gateway when the tab closes", async () => {
+    const context = await browser.newContext();
+    const page = await signIn(context, http, 'viewer@example.com');
+    await runSql(page, 'select 1');
+    const token = await t.token('viewer@example.com');
+    const live = async () => (await call<string[]>(http, 'GET', '/api/v1/console/live', { token })).body;
+    const before = await live();
+    assert.ok(before.length > 0, 'the tab has a live session');
+    await page.close({ runBeforeUnload: true });
+    await eventually(
+      async () => ((await live()).length < before.length ? true : undefined),
+      'the session ended',
+    );
+    await context.close();
+  });
+
   it('refuses state-changing console requests from another origin', async () => {
     const cookie = (await adminContext.cookies()).map((c) => `${c.name}=${c.value}`).join('; ');
     const answer = await call(http, 'POST', '/api/v1/console/sessions', {
@@ -377,6 +393,20 @@ describe('web console', () => {
       'the refusal in the history',
       20_000,
     );
+    // Only refusals, when asked: the catalog reads and the like go.
+    await editor.getByLabel('Refused by a policy').check();
+    const history = editor.getByRole('table', { name: 'History' });
+    await eventually(
+      async () =>
+        (await history
+          .getByRole('row')
+          .filter({ hasText: /SELECT|select/ })
+          .count()) === 0
+          ? true
+          : undefined,
+      'only refused statements',
+    );
+    assert.ok((await refused.count()) > 0);
     await context.close();
   });
 

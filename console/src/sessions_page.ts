@@ -4,7 +4,7 @@
  * (gaps shortened), with duration, rows, error and the policy decision when the audit has one.
  */
 import { api, type Me } from './api.js';
-import { h, mount, when } from './dom.js';
+import { field, h, mount, when } from './dom.js';
 
 interface SessionRecord {
   sessionId: string;
@@ -193,11 +193,45 @@ export async function sessionPlayback(id: string): Promise<HTMLElement> {
 }
 
 export async function historyPage(load: (text: string, connection?: string) => void): Promise<HTMLElement> {
-  const statements = await api<StatementRecord[]>('GET', '/api/v1/statements?limit=300');
+  const search = h('input', { type: 'search', placeholder: 'text in the statement' });
+  const refusedOnly = h('input', { type: 'checkbox' });
+  const body = h('tbody', {});
+  async function show(): Promise<void> {
+    const q = new URLSearchParams({ limit: '300' });
+    if (search.value.trim()) q.set('text', search.value.trim());
+    if (refusedOnly.checked) q.set('decision', 'refused');
+    const statements = await api<StatementRecord[]>('GET', `/api/v1/statements?${q}`);
+    mount(
+      body,
+      statements.map((s) => {
+        const open = h('button', { type: 'button' }, 'Open');
+        open.addEventListener('click', () => load(s.text, s.connection ?? undefined));
+        return h(
+          'tr',
+          {},
+          h('td', {}, when(s.startedAt)),
+          h('td', {}, s.connection ?? ''),
+          h('td', {}, h('code', { class: 'sql-cell' }, s.text)),
+          h('td', { class: 'num' }, s.durationMs === null ? '' : `${Math.round(s.durationMs)} ms`),
+          h('td', { class: 'num' }, s.rows === null ? '' : String(s.rows)),
+          h('td', {}, s.sqlstate ? `SQLSTATE ${s.sqlstate}` : (s.commandTag ?? ''), ' ', decisionText(s)),
+          h('td', {}, open),
+        );
+      }),
+    );
+  }
+  let timer = 0;
+  search.addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = window.setTimeout(() => void show(), 250);
+  });
+  refusedOnly.addEventListener('change', () => void show());
+  await show();
   return h(
     'section',
     {},
     h('h2', {}, 'History'),
+    h('div', { class: 'toolbar' }, field('Search', search), field('Refused by a policy', refusedOnly)),
     h(
       'table',
       { class: 'list', 'aria-label': 'History' },
@@ -210,25 +244,7 @@ export async function historyPage(load: (text: string, connection?: string) => v
           ['When', 'Connection', 'Statement', 'Time', 'Rows', 'Result', ''].map((t) => h('th', {}, t)),
         ),
       ),
-      h(
-        'tbody',
-        {},
-        statements.map((s) => {
-          const open = h('button', { type: 'button' }, 'Open');
-          open.addEventListener('click', () => load(s.text, s.connection ?? undefined));
-          return h(
-            'tr',
-            {},
-            h('td', {}, when(s.startedAt)),
-            h('td', {}, s.connection ?? ''),
-            h('td', {}, h('code', { class: 'sql-cell' }, s.text)),
-            h('td', { class: 'num' }, s.durationMs === null ? '' : `${Math.round(s.durationMs)} ms`),
-            h('td', { class: 'num' }, s.rows === null ? '' : String(s.rows)),
-            h('td', {}, s.sqlstate ? `SQLSTATE ${s.sqlstate}` : (s.commandTag ?? ''), ' ', decisionText(s)),
-            h('td', {}, open),
-          );
-        }),
-      ),
+      body,
     ),
   );
 }
