@@ -45,26 +45,24 @@ export function decisionText(s: StatementRecord): string {
 }
 
 export async function sessionsPage(me: Me): Promise<HTMLElement> {
-  const [sessions, live] = await Promise.all([
-    api<SessionRecord[]>('GET', '/api/v1/sessions?limit=200'),
-    api<string[]>('GET', '/api/v1/console/live'),
-  ]);
-  const liveSet = new Set(live);
-  const table = h(
-    'table',
-    { class: 'list', 'aria-label': 'Sessions' },
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        ['Started', 'Person', 'Connection', 'Client', 'State', ''].map((t) => h('th', {}, t)),
-      ),
-    ),
-    h(
-      'tbody',
-      {},
+  const person = h('input', { type: 'search', placeholder: 'email' });
+  const connection = h('input', { type: 'search', placeholder: 'name' });
+  const liveOnly = h('input', { type: 'checkbox' });
+  const tbody = h('tbody', {});
+  const empty = h('p', { hidden: true }, 'No sessions.');
+  async function show(): Promise<void> {
+    const q = new URLSearchParams({ limit: '200' });
+    if (person.value.trim()) q.set('user', person.value.trim());
+    if (connection.value.trim()) q.set('connection', connection.value.trim());
+    const [all, live] = await Promise.all([
+      api<SessionRecord[]>('GET', `/api/v1/sessions?${q}`),
+      api<string[]>('GET', '/api/v1/console/live'),
+    ]);
+    const liveSet = new Set(live);
+    const sessions = liveOnly.checked ? all.filter((s) => liveSet.has(s.sessionId) && !s.endedAt) : all;
+    empty.hidden = sessions.length > 0;
+    mount(
+      tbody,
       sessions.map((s) => {
         const isLive = liveSet.has(s.sessionId) && !s.endedAt;
         const end = h('button', { type: 'button', class: 'danger' }, 'End session');
@@ -98,13 +96,43 @@ export async function sessionsPage(me: Me): Promise<HTMLElement> {
           ),
         );
       }),
-    ),
-  );
+    );
+  }
+  let timer = 0;
+  const later = () => {
+    clearTimeout(timer);
+    timer = window.setTimeout(() => void show().catch(() => undefined), 300);
+  };
+  person.addEventListener('input', later);
+  connection.addEventListener('input', later);
+  liveOnly.addEventListener('change', () => void show());
+  await show();
   return h(
     'section',
     {},
     h('h2', {}, me.isAdmin ? 'Sessions (everyone)' : 'Your sessions'),
-    sessions.length === 0 ? h('p', {}, 'No sessions yet.') : table,
+    h(
+      'div',
+      { class: 'toolbar' },
+      me.isAdmin ? field('Person', person) : null,
+      field('Connection name', connection),
+      field('Live only', liveOnly),
+    ),
+    h(
+      'table',
+      { class: 'list', 'aria-label': 'Sessions' },
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['Started', 'Person', 'Connection', 'Client', 'State', ''].map((t) => h('th', {}, t)),
+        ),
+      ),
+      tbody,
+    ),
+    empty,
   );
 }
 
