@@ -45,6 +45,7 @@ const CLIENT_TYPES = typeFlags([
 ]);
 /** Server message types the relay decodes. */
 const SERVER_TYPES = typeFlags([
+  BE.COPY_IN_RESPONSE,
   BE.COMMAND_COMPLETE,
   BE.EMPTY_QUERY,
   BE.PORTAL_SUSPENDED,
@@ -136,6 +137,12 @@ export class Relay {
   private readonly serverFramer: MessageFramer;
   /** This relay's own copy: row counting turns DataRow and CopyData on only while a limit counts. */
   private readonly serverTypes = SERVER_TYPES.slice();
+  /** This relay's own copy: CopyDone and CopyFail are looked at only while the target copies in. */
+  private readonly clientTypes = CLIENT_TYPES.slice();
+  /** Syncs forwarded since the last Query or Execute (a COPY FROM STDIN may make them void). */
+  private syncsSinceRequest = 0;
+  /** The target is in COPY FROM STDIN mode: it ignores Syncs until CopyDone or CopyFail. */
+  private copyingIn = false;
   /** The result being counted against a row limit; client input is held until it ends. */
   private limited: LimitedResult | undefined;
   /** Client bytes that arrived while input was held, copied, in order. */
@@ -153,10 +160,16 @@ export class Relay {
     const caps = new Float64Array(256).fill(Number.POSITIVE_INFINITY);
     caps[FE.QUERY] = o.maxStatementBytes + 5;
     caps[FE.PARSE] = o.maxStatementBytes + PARSE_OVERHEAD;
-    this.clientFramer = new MessageFramer(CLIENT_TYPES, o.maxMessageBytes, this.onClientMessage, 'client', {
-      maxBytes: caps,
-      onOversize: this.onOversize,
-    });
+    this.clientFramer = new MessageFramer(
+      this.clientTypes,
+      o.maxMessageBytes,
+      this.onClientMessage,
+      'client',
+      {
+        maxBytes: caps,
+        onOversize: this.onOversize,
+      },
+    );
     this.serverFramer = new MessageFramer(
       this.serverTypes,
       MAX_SERVER_MESSAGE,
@@ -307,6 +320,7 @@ export class Relay {
         if (refusal) return this.refuseSimple(refusal, recorded, judgement?.decision);
         this.o.tracker.request('simple', recorded, false, judgement?.decision);
         this.ended();
+        this.syncsSinceRequest = 0;
         this.countResult(true);
         return 'forward';
       }
@@ -364,9 +378,18 @@ export class Relay {
         return 'forward';
       }
       case FE.SYNC:
+        // In COPY FROM STDIN mode the target ignores a Sync: it ends no batch.
+        if (this.copyingIn) return 'forward';
         this.skipping = false;
         this.o.tracker.request('sync', '');
         this.ended();
+        this.syncsSinceRequest++;
+        return 'forward';
+      case FE.COPY_DONE:
+      case FE.COPY_FAIL:
+        this.copyingIn = false;
+        this.clientTypes[FE.COPY_DONE] = 0;
+        this.clientTypes[FE.COPY_FAIL] = 0;
         return 'forward';
       case FE.CLOSE: {
         if (this.skipping) return 'drop';
@@ -434,10 +457,31 @@ export class Relay {
       case BE.PARAMETER_STATUS:
         upstream.parameterStatus(message);
         return 'forward';
+      case BE.COPY_IN_RESPONSE:
+        this.copyInStarted();
+        break;
     }
     tracker.onServer(type, message);
     return 'forward';
   };
+
+  /**
+   * The target entered COPY FROM STDIN mode: Syncs the client sent after the COPY's Execute
+   * (libpq sends one with it) reached it in that mode and will get no answer, and so will the
+   * client's Syncs until its CopyDone or CopyFail; neither ends a batch.
+   */
+  private copyInStarted(): void {
+    const voided = this.syncsSinceRequest;
+    this.syncsSinceRequest = 0;
+    if (voided > 0) {
+      this.o.tracker.forgetSyncs(voided);
+      this.prepared.unsynced(voided);
+      this.batches -= voided;
+    }
+    this.copyingIn = true;
+    this.clientTypes[FE.COPY_DONE] = 1;
+    this.clientTypes[FE.COPY_FAIL] = 1;
+  }
 
   /**
    * A message of the result a row limit counts: rows past the limit are dropped, and the end of a
@@ -453,6 +497,10 @@ export class Relay {
       }
       case BE.COPY_DONE:
         return limited.exceeded ? 'drop' : undefined;
+      case BE.COPY_IN_RESPONSE:
+        // COPY FROM STDIN returns no rows, and the target now waits for the client's data.
+        this.resultEnded();
+        return undefined;
       case BE.COMMAND_COMPLETE:
       case BE.PORTAL_SUSPENDED:
         if (limited.exceeded) {
