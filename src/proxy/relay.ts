@@ -23,6 +23,7 @@ import { MessageFramer, typeFlags, type Verdict } from '../wire/framer.js';
 import { type CapExceeded, PreparedStatements } from '../wire/prepared_statements.js';
 import { BE, FE } from '../wire/protocol.js';
 import type { SocketInput } from '../wire/socket_input.js';
+import { ClientHold } from './client_hold.js';
 import { fastPathFunction, fastPathText } from './fast_path.js';
 import type { PolicyInspector } from './policy_inspector.js';
 import { Refusals } from './refusals.js';
@@ -145,15 +146,12 @@ export class Relay {
   private copyingIn = false;
   /** The result being counted against a row limit; client input is held until it ends. */
   private limited: LimitedResult | undefined;
-  /** Client bytes that arrived while input was held, copied, in order. */
-  private heldChunks: Buffer[] = [];
-  private holding = false;
+  /** Client input held behind a counted result. */
+  private readonly hold: ClientHold;
   /** The original ReadyForQuery of a result cut at its row limit is dropped (the injected one ends it). */
   private dropReady = false;
   /** A counted Execute was forwarded: the client's next message decides how its result is held. */
   private nextDecides = false;
-  /** That next message, when it must wait for the result's end (framed again first). */
-  private deferred: Buffer | undefined;
   private clientData: (chunk: Buffer, replay: boolean) => void = () => undefined;
 
   constructor(private readonly o: RelayOptions) {
@@ -176,6 +174,7 @@ export class Relay {
       this.onServerMessage,
       'server',
     );
+    this.hold = new ClientHold(this.clientFramer, o.client, (chunk) => this.clientData(chunk, true));
   }
 
   /** True while requests await their answers (the session is mid-query). */
@@ -227,13 +226,8 @@ export class Relay {
     this.limited = new LimitedResult(limit, observed, query);
     this.serverTypes[BE.DATA_ROW] = 1;
     this.serverTypes[BE.COPY_DATA] = 1;
-    if (query) this.holdClient();
+    if (query) this.hold.after();
     else this.nextDecides = true;
-  }
-
-  private holdClient(): void {
-    this.holding = true;
-    this.clientFramer.pause();
   }
 
   /**
@@ -245,12 +239,12 @@ export class Relay {
     this.nextDecides = false;
     const limited = this.limited;
     if (limited === undefined) return undefined;
-    this.holdClient();
     if (type === FE.SYNC) {
+      this.hold.after();
       limited.endsAtReady = true;
       return undefined;
     }
-    this.deferred = Buffer.from(message);
+    this.hold.before(message);
     return FLUSH;
   }
 
@@ -263,18 +257,7 @@ export class Relay {
     this.nextDecides = false;
     this.serverTypes[BE.DATA_ROW] = 0;
     this.serverTypes[BE.COPY_DATA] = 0;
-    queueMicrotask(() => this.releaseClient());
-  }
-
-  private releaseClient(): void {
-    if (!this.holding) return;
-    this.holding = false;
-    const rest = this.clientFramer.resume();
-    if (rest) this.heldChunks.unshift(rest);
-    if (this.deferred) this.heldChunks.unshift(this.deferred);
-    this.deferred = undefined;
-    while (!this.holding && this.heldChunks.length > 0) this.clientData(this.heldChunks.shift()!, true);
-    if (!this.holding && this.o.client.isPaused()) this.o.client.resume();
+    queueMicrotask(() => this.hold.release());
   }
 
   /**
@@ -532,16 +515,14 @@ export class Relay {
         source.pause();
         // Client input stays paused while it is held for a counted result.
         to.once('drain', () => {
-          if (source !== client || !this.holding) source.resume();
+          if (source !== client || !this.hold.active) source.resume();
         });
       }
     };
     const onClientData = (chunk: Buffer, replay = false) => {
       if (!replay) this.o.counted(chunk.length, 0);
-      if (this.holding) {
-        // A chunk is valid only during its call: what waits is copied.
-        this.heldChunks.push(replay ? chunk : Buffer.from(chunk));
-        if (!client.isPaused()) client.pause();
+      if (this.hold.active) {
+        this.hold.keep(chunk, replay);
         return;
       }
       let segments: Buffer[];
@@ -583,9 +564,8 @@ export class Relay {
         this.serverFramer.atBoundary &&
         this.clientFramer.atBoundary &&
         !this.skipping &&
-        !this.holding &&
         this.limited === undefined &&
-        this.heldChunks.length === 0
+        this.hold.empty
       );
     };
     if (pendingServer.length > 0) onServerData(pendingServer);
