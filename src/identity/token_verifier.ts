@@ -17,12 +17,19 @@ import {
   type JWTVerifyOptions,
   jwtVerify,
 } from 'jose';
+import { readClaim } from '../config/claim_path.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { asPgwardError, PgwardError, type TokenErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type Metrics, UNKNOWN_PROVIDER } from '../metrics/metrics.js';
 import { type MappedClaims, mapClaims } from './claims.js';
 import { fetchJson } from './http_json.js';
+import {
+  checkTokenShape,
+  emailFromUserinfo,
+  expectedAudiences,
+  refuseForeignTenant,
+} from './preset_checks.js';
 
 export interface VerifiedIdentity extends MappedClaims {
   provider: ProviderConfig;
@@ -283,7 +290,10 @@ export class TokenVerifier {
         return userinfo.length === 1 ? userinfo[0]!.provider.name : UNKNOWN_PROVIDER;
       }
       const issuer = decodeJwt(token).iss;
-      return this.states.find((s) => s.provider.issuer === issuer)?.provider.name ?? UNKNOWN_PROVIDER;
+      return (
+        this.states.find((s) => s.provider.issuers.includes(String(issuer)))?.provider.name ??
+        UNKNOWN_PROVIDER
+      );
     } catch {
       return UNKNOWN_PROVIDER;
     }
@@ -291,16 +301,22 @@ export class TokenVerifier {
 
   private async check(token: string): Promise<VerifiedIdentity> {
     if (!looksLikeJwt(token)) return this.verifyOpaque(token);
-    const issuer = inspectToken(token).payload.iss!;
-    const state = this.states.find((s) => s.provider.issuer === issuer);
+    const unverified = inspectToken(token).payload;
+    const issuer = unverified.iss!;
+    const state = this.states.find((s) => s.provider.issuers.includes(issuer));
     if (!state) {
+      refuseForeignTenant(
+        this.states.map((s) => s.provider),
+        issuer,
+      );
       throw tokenError('TOKEN_UNKNOWN_ISSUER', `tokens of issuer ${issuer} are not accepted by this gateway`);
     }
     if (state.provider.validation === 'userinfo') return this.verifyWithUserinfo(state, token);
     const provider = state.provider;
+    const audience = expectedAudiences(provider, unverified);
     const options: JWTVerifyOptions = {
-      issuer: provider.issuer,
-      audience: provider.audience ?? provider.clientId,
+      issuer: provider.issuers,
+      ...(audience ? { audience } : {}),
       algorithms: [...provider.algorithms],
       requiredClaims: ['exp', 'sub'],
       clockTolerance: CLOCK_TOLERANCE_S,
@@ -322,7 +338,16 @@ export class TokenVerifier {
       }
     }
     assertIssuedInThePast(payload);
-    return { ...mapClaims(provider, payload), provider, expiresAt: new Date(payload.exp! * 1000) };
+    checkTokenShape(provider, payload);
+    let mapped: MappedClaims;
+    if (emailFromUserinfo(provider, readClaim(payload, provider.claims.email) !== undefined)) {
+      const fromUserinfo = await this.userinfoEmail(state, token, String(payload.sub));
+      const claims = { ...provider.claims, email: ['email'] };
+      mapped = mapClaims({ ...provider, claims }, { ...payload, ...fromUserinfo });
+    } else {
+      mapped = mapClaims(provider, payload);
+    }
+    return { ...mapped, provider, expiresAt: new Date(payload.exp! * 1000) };
   }
 
   private translate(err: unknown, state: ProviderState): PgwardError {
@@ -334,7 +359,30 @@ export class TokenVerifier {
         { cause: err, hint: 'try again shortly; if it persists, the IdP or the network to it is down' },
       );
     }
-    return translateJoseError(err, state.provider.audience ?? state.provider.clientId, state.provider.name);
+    return translateJoseError(err, state.provider.audiences.join(' or '), state.provider.name);
+  }
+
+  /**
+   * The email (and its verification) of a verified access token that carries none, from the
+   * provider's userinfo endpoint, which must name the same subject.
+   */
+  private async userinfoEmail(state: ProviderState, token: string, subject: string) {
+    const endpoint = (await this.discovery(state)).userinfo_endpoint;
+    if (!endpoint)
+      throw tokenError(
+        'TOKEN_CLAIMS',
+        `the token has no email and ${state.provider.name} has no userinfo endpoint`,
+      );
+    const info = (await fetchJson(endpoint, OUTBOUND_TIMEOUT_MS, { authorization: `Bearer ${token}` }).catch(
+      (err: unknown) => {
+        if (err instanceof PgwardError && err.detail === '401')
+          throw tokenError('TOKEN_INVALID', 'the identity provider does not accept this token', err);
+        throw err;
+      },
+    )) as Record<string, unknown>;
+    if (info['sub'] !== subject)
+      throw tokenError('TOKEN_CLAIMS', 'userinfo names another subject than the token');
+    return { email: info['email'], email_verified: info['email_verified'] === true };
   }
 
   /**
