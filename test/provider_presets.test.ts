@@ -8,7 +8,9 @@ import { type ProviderInput, providerSchema } from '../src/config/schema.js';
 import type { DevUser } from '../src/dev/dev_users.js';
 import { PgwardError } from '../src/errors.js';
 import { TokenVerifier, type VerifiedIdentity } from '../src/identity/token_verifier.js';
+import { call, deviceLogin } from './support/api.js';
 import { runCli } from './support/cli.js';
+import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { quietLog } from './support/quiet_log.js';
 import { tempDir } from './support/temp_dir.js';
 import { startVendorIdps, type VendorIdps } from './support/vendor_idps.js';
@@ -418,5 +420,101 @@ describe("provider presets against real OpenID providers issuing the vendors' to
     // Without the setting, names are kept exactly as the IdP sends them.
     const plain = verifier({ issuer: issuers['windows'] });
     assert.equal((await ok(plain, token)).groups.length, 5);
+  });
+});
+
+describe('a preset provider at the gateway: sign-in, the wire, the API and the CLI', () => {
+  let idps: VendorIdps;
+  let google: string;
+  let t: TestStack;
+  let http: string;
+  let admin: string;
+
+  before(async () => {
+    idps = await startVendorIdps();
+    google = (
+      await idps.add(
+        '/google',
+        [
+          user('g-1', 'ann@company.com', [], { hd: 'company.com' }),
+          user('g-2', 'bob@other.com', [], { hd: 'other.com' }),
+        ],
+        ['hd'],
+      )
+    ).issuer;
+    const file = path.join(tempDir('preset-stack'), 'pgward.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        providers: [
+          {
+            name: 'google',
+            type: 'google',
+            issuer: google,
+            clientId: 'pgward',
+            algorithms: ['RS256'],
+            google: { hostedDomain: 'company.com' },
+          },
+        ],
+      }),
+    );
+    t = await startTestStack({ PGWARD_CONFIG: file });
+    http = t.stack.info.http;
+    admin = (await deviceLogin(http, t.stack.info.idp, 'admin@example.com')).access_token;
+  });
+  after(async () => {
+    await t?.close();
+    await idps?.close();
+  });
+
+  it('signs in the hosted domain through the gateway, with groups from pgward only', async () => {
+    const grant = await deviceLogin(http, google, 'ann@company.com', 'google');
+    assert.equal(grant.person.email, 'ann@company.com');
+    assert.deepEqual(grant.person.groups, []);
+    const member = await call(http, 'PUT', '/api/v1/groups/viewer/members/ann@company.com', { token: admin });
+    assert.equal(member.status, 204, JSON.stringify(member.body));
+    const client = await t.client('ann@company.com', { password: grant.access_token });
+    assert.equal((await client.query('select current_user')).rows[0].current_user, 'ann@company.com');
+    await client.end();
+    const { rows } = await t.store().query("SELECT provider_type FROM pgward.provider WHERE code = 'google'");
+    assert.equal(rows[0]?.provider_type, 'google');
+  });
+
+  it('refuses another domain at sign-in and on the wire', async () => {
+    await assert.rejects(deviceLogin(http, google, 'bob@other.com', 'google'), /TOKEN_ORGANIZATION/);
+    const { id_token } = await idps.tokens(google, 'bob@other.com');
+    const refused = await t.refusal('bob@other.com', { password: id_token });
+    assert.equal(refused.code, '28P01');
+    assert.equal(refused.detail, 'pgward error TOKEN_ORGANIZATION');
+    assert.match(refused.message, /belongs to other\.com/);
+  });
+
+  it('creates preset providers with `pgward admin create provider --type`, refusing unsafe ones', async () => {
+    const env = { PGWARD_GATEWAY: http, PGWARD_TOKEN: admin };
+    const unsafe = await runCli(
+      ['admin', 'create', 'provider', 'g2', '--type', 'google', '--client-id', 'x'],
+      { env },
+    );
+    assert.notEqual(unsafe.code, 0);
+    assert.match(unsafe.stderr, /google\.hostedDomain: is required/);
+    const created = await runCli(
+      [
+        'admin',
+        'create',
+        'provider',
+        'entra',
+        '--type',
+        'azuread',
+        '--client-id',
+        'app',
+        '--tenant-id',
+        TENANT_A,
+      ],
+      { env },
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, new RegExp(`login.microsoftonline.com/${TENANT_A}/v2.0`));
+    const { rows } = await t.store().query("SELECT provider_type FROM pgward.provider WHERE code = 'entra'");
+    assert.equal(rows[0]?.provider_type, 'azuread');
   });
 });

@@ -31,6 +31,11 @@ export interface AdminOptions {
   adminGroup?: string[];
   linkByEmail?: boolean;
   file?: string;
+  /** The provider's preset. */
+  type?: string;
+  hostedDomain?: string;
+  tenantId?: string;
+  allowedTenant?: string[];
 }
 
 const ENV_KEYS = [
@@ -60,6 +65,11 @@ async function providerFields(name: string, opts: AdminOptions): Promise<Record<
   if (opts.audience) body['audience'] = opts.audience;
   if (opts.adminGroup?.length) body['adminGroups'] = opts.adminGroup;
   if (opts.linkByEmail) body['linkByEmail'] = true;
+  if (opts.type) body['type'] = opts.type;
+  const block = (key: string) => ({ ...(body[key] as Record<string, unknown>) });
+  if (opts.hostedDomain) body['google'] = { ...block('google'), hostedDomain: opts.hostedDomain };
+  if (opts.tenantId) body['azuread'] = { ...block('azuread'), tenantId: opts.tenantId };
+  if (opts.allowedTenant?.length) body['azuread'] = { ...block('azuread'), allowedTenants: opts.allowedTenant };
   if (opts.groupsClaim) {
     body['claims'] = { ...(body['claims'] as Record<string, unknown>), groups: opts.groupsClaim };
   }
