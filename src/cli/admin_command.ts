@@ -69,7 +69,8 @@ async function providerFields(name: string, opts: AdminOptions): Promise<Record<
   const block = (key: string) => ({ ...(body[key] as Record<string, unknown>) });
   if (opts.hostedDomain) body['google'] = { ...block('google'), hostedDomain: opts.hostedDomain };
   if (opts.tenantId) body['azuread'] = { ...block('azuread'), tenantId: opts.tenantId };
-  if (opts.allowedTenant?.length) body['azuread'] = { ...block('azuread'), allowedTenants: opts.allowedTenant };
+  if (opts.allowedTenant?.length)
+    body['azuread'] = { ...block('azuread'), allowedTenants: opts.allowedTenant };
   if (opts.groupsClaim) {
     body['claims'] = { ...(body['claims'] as Record<string, unknown>), groups: opts.groupsClaim };
   }

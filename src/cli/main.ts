@@ -263,7 +263,10 @@ adminFlags(
     .description('create a conn, group, member, mapping or provider')
     .argument('<resource>', 'conn | group | member | mapping | provider')
     .argument('[name]', 'its name (the group, for member)')
-    .option('--type <type>', 'connection type (postgres), or provider type (google, azuread, okta, auth0, ...)')
+    .option(
+      '--type <type>',
+      'connection type (postgres), or provider type (google, azuread, okta, auth0, ...)',
+    )
     .option(
       '-e, --env <KEY=VALUE>',
       'HOST, PORT, USER, PASS (- reads stdin), DB, SSLMODE, ROLE_MODE',

@@ -6,6 +6,7 @@ import {
   auth0Settings,
   azureSettings,
   cognitoSettings,
+  githubSettings,
   googleSettings,
   keycloakSettings,
   PROVIDER_TYPES,
@@ -113,6 +114,7 @@ const providerFields = z.strictObject({
   auth0: auth0Settings.optional(),
   cognito: cognitoSettings.optional(),
   keycloak: keycloakSettings.optional(),
+  github: githubSettings.optional(),
   adGroups: adGroupSettings.optional(),
 });
 

@@ -1,4 +1,7 @@
-/** GETs a JSON document from an IdP with a timeout and a size cap; failures are IDP_UNREACHABLE. */
+/**
+ * GETs a JSON document from an IdP (or POSTs a form, with `form`) with a timeout and a size cap;
+ * failures are IDP_UNREACHABLE.
+ */
 import { PgwardError } from '../errors.js';
 
 const MAX_BYTES = 1024 * 1024;
@@ -7,12 +10,14 @@ export async function fetchJson(
   url: string,
   timeoutMs: number,
   headers: Record<string, string> = {},
+  form?: URLSearchParams,
 ): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(url, {
       headers: { accept: 'application/json', ...headers },
       signal: AbortSignal.timeout(timeoutMs),
+      ...(form ? { method: 'POST', body: form } : {}),
     });
   } catch (err) {
     throw new PgwardError(

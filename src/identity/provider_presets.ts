@@ -18,6 +18,7 @@ export const PROVIDER_TYPES = [
   'cognito',
   'keycloak',
   'jumpcloud',
+  'github',
 ] as const;
 export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
@@ -79,6 +80,18 @@ export const keycloakSettings = z.strictObject({
   clientRolesOf: z.string().min(1).max(255).optional(),
 });
 
+/** `type: github` (OAuth 2.0, not OpenID Connect). */
+export const githubSettings = z.strictObject({
+  /** GitHub's web address: https://github.com, or a GitHub Enterprise Server's. */
+  url: httpUrl.default('https://github.com'),
+  /** The REST API: https://api.github.com for github.com, else URL/api/v3. */
+  apiUrl: httpUrl.optional(),
+  /** Organisations whose members may sign in; their teams become groups (`org/team`). */
+  allowedOrganizations: z
+    .array(z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, 'expected a GitHub organisation name'))
+    .min(1, 'name at least one organisation'),
+});
+
 /** Windows / Active Directory group names (`DOMAIN\Group`), on any provider (seed 004). */
 export const adGroupSettings = z.strictObject({
   /** The company's own domain (DNS or NetBIOS name): its groups lose the prefix. */
@@ -109,12 +122,14 @@ export interface PresetInput {
   auth0?: z.output<typeof auth0Settings> | undefined;
   cognito?: z.output<typeof cognitoSettings> | undefined;
   keycloak?: z.output<typeof keycloakSettings> | undefined;
+  github?: z.output<typeof githubSettings> | undefined;
   adGroups?: z.output<typeof adGroupSettings> | undefined;
 }
 
 /** What a preset decides: the fields every provider has after it. */
 export interface PresetOutput {
   issuer: string;
+  validation: 'jwks' | 'userinfo';
   /** Every `iss` accepted (Entra ID: one per tenant and token version). */
   issuers: string[];
   /** Every `aud` accepted. */
@@ -134,7 +149,7 @@ export interface PresetOutput {
 
 type Issue = { path: (string | number)[]; message: string };
 
-const VENDOR_BLOCKS = ['google', 'azuread', 'auth0', 'cognito', 'keycloak'] as const;
+const VENDOR_BLOCKS = ['google', 'azuread', 'auth0', 'cognito', 'keycloak', 'github'] as const;
 const GOOGLE_ISSUER = 'https://accounts.google.com';
 const JUMPCLOUD_ISSUER = 'https://oauth.id.jumpcloud.com/';
 const OKTA_CUSTOM_SERVER = /\/oauth2\/([^/]+)$/;
@@ -247,6 +262,18 @@ export function presetIssues(p: PresetInput): Issue[] {
       break;
     case 'jumpcloud':
       break;
+    case 'github':
+      if (!p.github)
+        refuse(
+          ['github', 'allowedOrganizations'],
+          'is required for type github: the organisations whose members may sign in',
+        );
+      if (p.issuer !== undefined) refuse(['issuer'], 'is derived from github.url for type github');
+      if (p.audience !== undefined)
+        refuse(['audience'], 'does not apply to GitHub, whose tokens are checked at its API');
+      if (Object.values(p.claims).some((v) => v !== undefined))
+        refuse(['claims'], 'do not apply to GitHub: people are read from its user, orgs and teams endpoints');
+      break;
   }
   return issues;
 }
@@ -263,7 +290,8 @@ export function applyPreset(p: PresetInput): PresetOutput {
   let groups: ClaimPath | null = path('groups');
   let roles: ClaimPath[] = [];
   let email = path('email');
-  const scopes = [...p.scopes];
+  let validation = p.validation;
+  let scopes = [...p.scopes];
 
   switch (p.type) {
     case 'generic':
@@ -353,6 +381,21 @@ export function applyPreset(p: PresetInput): PresetOutput {
       );
       break;
     }
+    case 'github': {
+      const g = p.github!;
+      issuer = trimSlash(g.url);
+      issuers = [];
+      audiences = [];
+      validation = 'userinfo';
+      // OpenID scopes mean nothing to GitHub: these read the profile, the emails and memberships.
+      if (scopes.includes('openid')) scopes = ['read:user', 'user:email', 'read:org'];
+      groups = null;
+      explain.push(
+        `github: OAuth 2.0 at ${issuer}, API ${githubApiUrl(g)}; tokens are checked at its user endpoint`,
+        `github: only members of ${g.allowedOrganizations.join(', ')}; groups are their organisations and teams there (org, org/team)`,
+      );
+      break;
+    }
     case 'jumpcloud':
       issuer ||= JUMPCLOUD_ISSUER;
       explain.push(
@@ -373,6 +416,7 @@ export function applyPreset(p: PresetInput): PresetOutput {
   }
   return {
     issuer,
+    validation,
     issuers: issuers ?? [issuer],
     audiences,
     scopes,
@@ -385,6 +429,13 @@ export function applyPreset(p: PresetInput): PresetOutput {
     },
     explain,
   };
+}
+
+/** GitHub's REST API base: api.github.com for github.com, URL/api/v3 for GitHub Enterprise Server. */
+export function githubApiUrl(g: { url: string; apiUrl?: string | undefined }): string {
+  if (g.apiUrl) return trimSlash(g.apiUrl);
+  const web = trimSlash(g.url);
+  return web === 'https://github.com' ? 'https://api.github.com' : `${web}/api/v3`;
 }
 
 /** The first label of a DNS domain, upper case: `company.local` → `COMPANY`. */

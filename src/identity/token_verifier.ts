@@ -23,6 +23,7 @@ import { asPgwardError, PgwardError, type TokenErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type Metrics, UNKNOWN_PROVIDER } from '../metrics/metrics.js';
 import { type MappedClaims, mapClaims } from './claims.js';
+import { githubIdentity, looksLikeGithubToken } from './github_provider.js';
 import { fetchJson } from './http_json.js';
 import {
   checkTokenShape,
@@ -390,7 +391,10 @@ export class TokenVerifier {
    * for it: sending a token to several IdPs would hand one IdP's token to another.
    */
   private verifyOpaque(token: string): Promise<VerifiedIdentity> {
-    const candidates = this.states.filter((s) => s.provider.validation === 'userinfo');
+    if (looksLikeGithubToken(token)) return this.verifyGithub(token);
+    const candidates = this.states.filter(
+      (s) => s.provider.validation === 'userinfo' && s.provider.type !== 'github',
+    );
     if (candidates.length !== 1 || token.length > MAX_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
       throw tokenError(
         'TOKEN_MALFORMED',
@@ -400,6 +404,28 @@ export class TokenVerifier {
       );
     }
     return this.verifyWithUserinfo(candidates[0]!, token);
+  }
+
+  /** A GitHub token names no issuer either: only the one GitHub provider may vouch for it, at GitHub's API. */
+  private async verifyGithub(token: string): Promise<VerifiedIdentity> {
+    const candidates = this.states.filter((s) => s.provider.type === 'github');
+    if (candidates.length !== 1) {
+      throw tokenError(
+        'TOKEN_MALFORMED',
+        candidates.length === 0
+          ? 'GitHub tokens are not accepted by this gateway'
+          : 'a GitHub token is accepted only when one GitHub provider is configured; use pgward login',
+      );
+    }
+    const key = createHash('sha256').update(token).digest('base64url');
+    const cached = this.userinfoCache.get(key);
+    if (cached && cached.until > Date.now()) return cached.identity;
+    const provider = candidates[0]!.provider;
+    const until = Date.now() + USERINFO_TTL_MS;
+    const identity = { ...(await githubIdentity(provider, token)), provider, expiresAt: new Date(until) };
+    if (this.userinfoCache.size > 10_000) this.userinfoCache.clear();
+    this.userinfoCache.set(key, { identity, until });
+    return identity;
   }
 
   private async verifyWithUserinfo(state: ProviderState, token: string): Promise<VerifiedIdentity> {

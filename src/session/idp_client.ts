@@ -8,6 +8,12 @@ import * as oidc from 'openid-client';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from '../identity/claims.js';
+import {
+  githubAuthorizationUrl,
+  githubIdentity,
+  githubStartDevice,
+  githubToken,
+} from '../identity/github_provider.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -63,6 +69,7 @@ export class IdpClient {
 
   /** Starts a device login (RFC 8628): the code the person confirms, and where. */
   async startDevice(provider: ProviderConfig): Promise<DeviceStart> {
+    if (provider.type === 'github') return githubStartDevice(provider);
     const config = await this.config(provider);
     if (!config.serverMetadata().device_authorization_endpoint) {
       throw new PgwardError('BAD_REQUEST', `${provider.name} does not support device login`, {
@@ -84,6 +91,12 @@ export class IdpClient {
 
   /** One poll of a device login: the tokens, or LoginPending while the person has not confirmed. */
   async pollDevice(provider: ProviderConfig, deviceCode: string): Promise<IdpTokens> {
+    if (provider.type === 'github') {
+      return this.github(provider, {
+        grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+        device_code: deviceCode,
+      });
+    }
     const config = await this.config(provider);
     const tokens = await this.call(provider, () =>
       oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:device_code', {
@@ -98,6 +111,14 @@ export class IdpClient {
     provider: ProviderConfig,
     checks: { redirectUri: string; state: string; nonce: string; codeVerifier: string },
   ): Promise<URL> {
+    if (provider.type === 'github') {
+      const codeChallenge = await oidc.calculatePKCECodeChallenge(checks.codeVerifier);
+      return githubAuthorizationUrl(provider, {
+        redirectUri: checks.redirectUri,
+        state: checks.state,
+        codeChallenge,
+      });
+    }
     const config = await this.config(provider);
     return oidc.buildAuthorizationUrl(config, {
       redirect_uri: checks.redirectUri,
@@ -115,6 +136,24 @@ export class IdpClient {
     callbackUrl: URL,
     checks: { state: string; nonce: string; codeVerifier: string; redirectUri: string },
   ): Promise<IdpTokens> {
+    if (provider.type === 'github') {
+      const params = callbackUrl.searchParams;
+      const error = params.get('error');
+      if (error) {
+        throw new PgwardError('LOGIN_FAILED', `${provider.name} refused the login (${error.slice(0, 100)})`);
+      }
+      const code = params.get('code');
+      if (params.get('state') !== checks.state || !code) {
+        throw new PgwardError('LOGIN_FAILED', `the login response from ${provider.name} is invalid (state)`, {
+          hint: 'start the login again',
+        });
+      }
+      return this.github(provider, {
+        code,
+        redirect_uri: checks.redirectUri,
+        code_verifier: checks.codeVerifier,
+      });
+    }
     const config = await this.config(provider);
     const tokens = await this.call(provider, () =>
       oidc.authorizationCodeGrant(
@@ -129,6 +168,17 @@ export class IdpClient {
 
   /** Refreshes at the IdP, re-reading who the person is now (their groups may have changed). */
   async refresh(provider: ProviderConfig, refreshToken: string): Promise<IdpTokens> {
+    if (provider.type === 'github') {
+      // GitHub's OAuth tokens do not expire: a refresh asks GitHub again who holds the token, so
+      // a person who left the organisation, or revoked pgward, loses the sign-in.
+      try {
+        return { identity: await githubIdentity(provider, refreshToken), refreshToken };
+      } catch (err) {
+        if (err instanceof PgwardError && (err.code === 'TOKEN_INVALID' || err.code === 'TOKEN_ORGANIZATION'))
+          throw new PgwardError('LOGIN_FAILED', err.message, { cause: err });
+        throw err;
+      }
+    }
     const config = await this.config(provider);
     const tokens = await this.call(provider, () => oidc.refreshTokenGrant(config, refreshToken));
     return this.identity(provider, config, tokens, refreshToken);
@@ -136,12 +186,21 @@ export class IdpClient {
 
   /** The IdP's logout URL for a browser (RP-initiated logout), when it has one. */
   async endSessionUrl(provider: ProviderConfig, postLogoutRedirectUri: string): Promise<URL | undefined> {
+    if (provider.type === 'github') return undefined;
     const config = await this.config(provider);
     if (!config.serverMetadata().end_session_endpoint) return undefined;
     return oidc.buildEndSessionUrl(config, {
       client_id: provider.clientId,
       post_logout_redirect_uri: postLogoutRedirectUri,
     });
+  }
+
+  /** Finishes a GitHub login: its token, then the person as GitHub's API describes them. */
+  private async github(provider: ProviderConfig, grant: Record<string, string>): Promise<IdpTokens> {
+    const answer = await githubToken(provider, grant);
+    if ('pending' in answer) throw new LoginPending(answer.pending);
+    // The GitHub token is kept (sealed) as the sign-in's refresh credential.
+    return { identity: await githubIdentity(provider, answer.token), refreshToken: answer.token };
   }
 
   private async identity(
