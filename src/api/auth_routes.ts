@@ -10,8 +10,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
+import { samlAcsPath, samlMetadataPath } from '../identity/saml_provider.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { TokenGrant } from '../session/authenticator.js';
+import type { IdpTokens } from '../session/idp_client.js';
 import { LoginPending } from '../session/idp_client.js';
 import { isLoopbackRedirect } from '../session/login_codes.js';
 import { escapeHtml, gatewayPage } from './html.js';
@@ -58,6 +60,8 @@ const loginState = z.object({
   verifier: z.string(),
   until: z.number(),
   cli: cliLogin.optional(),
+  /** SAML: the AuthnRequest this browser's response must answer (InResponseTo). */
+  samlRequestId: z.string().optional(),
 });
 
 export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
@@ -67,6 +71,7 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     // Cookies are Secure unless the gateway is reached on loopback (the dev stack).
     const secure = () => !isLoopbackHost(new URL(ctx.publicUrl()).hostname);
     const redirectUri = () => `${ctx.publicUrl()}/login/callback`;
+    const samlAcsUrl = (provider: ProviderConfig) => `${ctx.publicUrl()}${samlAcsPath(provider.name)}`;
 
     function setSessionCookies(reply: FastifyReply, grant: TokenGrant): void {
       reply.setCookie(ACCESS_COOKIE, grant.access_token, {
@@ -264,12 +269,20 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         until: Date.now() + LOGIN_STATE_MS,
         ...(cli ? { cli } : {}),
       };
-      const url = await ctx.idp.authorizationUrl(provider, {
-        redirectUri: redirectUri(),
-        state: state.state,
-        nonce: state.nonce,
-        codeVerifier: state.verifier,
-      });
+      let url: URL;
+      if (provider.type === 'saml') {
+        // RelayState carries the state; the request id is sealed with it (InResponseTo).
+        const started = await ctx.idp.samlStart(provider, samlAcsUrl(provider), state.state);
+        url = started.url;
+        Object.assign(state, { samlRequestId: started.requestId });
+      } else {
+        url = await ctx.idp.authorizationUrl(provider, {
+          redirectUri: redirectUri(),
+          state: state.state,
+          nonce: state.nonce,
+          codeVerifier: state.verifier,
+        });
+      }
       // Sealed, so any gateway sharing the key can finish the login and nothing waits in memory.
       reply.setCookie(LOGIN_COOKIE, ctx.box.seal(JSON.stringify(state), LOGIN_COOKIE).toString('base64url'), {
         httpOnly: true,
@@ -313,28 +326,33 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       async (req, reply) => startLogin(reply, ctx.auth.provider(req.params.provider)),
     );
 
-    app.get('/login/callback', { config: { rateLimit }, schema: { hide: true } }, async (req, reply) => {
+    /** The login this browser started, from its sealed cookie (cleared: it is used once). */
+    function loginStarted(req: FastifyRequest, reply: FastifyReply): z.infer<typeof loginState> {
       const sealed = req.cookies[LOGIN_COOKIE];
       reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
-      let state: z.infer<typeof loginState>;
       try {
         if (!sealed) throw new Error('no login cookie');
-        state = loginState.parse(JSON.parse(ctx.box.open(Buffer.from(sealed, 'base64url'), LOGIN_COOKIE)));
+        const state = loginState.parse(
+          JSON.parse(ctx.box.open(Buffer.from(sealed, 'base64url'), LOGIN_COOKIE)),
+        );
         if (state.until < Date.now()) throw new Error('expired');
+        return state;
       } catch {
         throw new PgwardError('LOGIN_FAILED', 'this login was not started here, or it took too long', {
           hint: 'start again at /login',
         });
       }
+    }
+
+    /** Signs the person in: the console's cookies, or a one-time code for the waiting CLI. */
+    async function completeLogin(
+      reply: FastifyReply,
+      state: z.infer<typeof loginState>,
+      login: (provider: ProviderConfig) => Promise<IdpTokens>,
+    ): Promise<FastifyReply> {
       const finish = async () => {
         const provider = ctx.auth.provider(state.provider);
-        const login = await ctx.idp.finishCode(provider, new URL(req.url, ctx.publicUrl()), {
-          state: state.state,
-          nonce: state.nonce,
-          codeVerifier: state.verifier,
-          redirectUri: redirectUri(),
-        });
-        return ctx.auth.login(provider, login, state.cli ? 'cli' : 'browser');
+        return ctx.auth.login(provider, await login(provider), state.cli ? 'cli' : 'browser');
       };
       if (!state.cli) {
         setSessionCookies(reply, await finish());
@@ -355,7 +373,91 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         if (!(err instanceof PgwardError)) ctx.log.error({ err }, 'browser login for the CLI failed');
       }
       return reply.redirect(back.toString());
+    }
+
+    app.get('/login/callback', { config: { rateLimit }, schema: { hide: true } }, async (req, reply) => {
+      const state = loginStarted(req, reply);
+      return completeLogin(reply, state, (provider) =>
+        ctx.idp.finishCode(provider, new URL(req.url, ctx.publicUrl()), {
+          state: state.state,
+          nonce: state.nonce,
+          codeVerifier: state.verifier,
+          redirectUri: redirectUri(),
+        }),
+      );
     });
+
+    // ---- SAML 2.0: metadata and the assertion consumer service --------------------------------
+    const samlProvider = (name: string) => {
+      const provider = ctx.auth.provider(name);
+      if (provider.type !== 'saml') throw new PgwardError('NOT_FOUND', `${name} is not a SAML provider`);
+      return provider;
+    };
+    app.get(
+      samlMetadataPath(':provider'),
+      { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
+      async (req, reply) => {
+        const provider = samlProvider(req.params.provider);
+        reply.type('application/samlmetadata+xml; charset=utf-8');
+        return ctx.idp.samlMetadata(provider, samlAcsUrl(provider));
+      },
+    );
+    // The IdP's HTTP-POST binding: a form of at most 256 KiB.
+    app.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: 256 * 1024 },
+      (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    );
+    app.post(
+      samlAcsPath(':provider'),
+      {
+        config: { rateLimit },
+        schema: {
+          hide: true,
+          params: z.object({ provider: providerName }),
+          body: z.object({
+            SAMLResponse: z.string().min(1).max(200_000),
+            RelayState: z.string().max(80).optional(),
+            bounced: z.literal('1').optional(),
+          }),
+        },
+      },
+      async (req, reply) => {
+        const provider = samlProvider(req.params.provider);
+        const form = req.body;
+        // The IdP's POST is cross-site, so the (SameSite) login cookie is not sent with it: the
+        // browser posts the response once more from this page, same-site, with the cookie.
+        if (req.cookies[LOGIN_COOKIE] === undefined && form.bounced === undefined) {
+          reply.type('text/html; charset=utf-8');
+          return gatewayPage(
+            'Signing in',
+            `<form method="post" action="${escapeHtml(samlAcsPath(provider.name))}">
+<input type="hidden" name="SAMLResponse" value="${escapeHtml(form.SAMLResponse)}">
+<input type="hidden" name="RelayState" value="${escapeHtml(form.RelayState ?? '')}">
+<input type="hidden" name="bounced" value="1">
+<button type="submit">Continue</button></form>
+<script>document.forms[0].submit()</script>`,
+          );
+        }
+        const state = loginStarted(req, reply);
+        if (
+          state.provider !== provider.name ||
+          state.samlRequestId === undefined ||
+          form.RelayState !== state.state
+        ) {
+          throw new PgwardError(
+            'LOGIN_FAILED',
+            'this SAML response does not belong to the login started here',
+            {
+              hint: 'start again at /login',
+            },
+          );
+        }
+        return completeLogin(reply, state, (p) =>
+          ctx.idp.finishSaml(p, samlAcsUrl(p), form.SAMLResponse, state.samlRequestId!),
+        );
+      },
+    );
 
     app.get('/login/done', { preHandler: guards.signedIn, schema: { hide: true } }, async (req, reply) => {
       const { person } = caller(req);

@@ -11,6 +11,7 @@ import {
   keycloakSettings,
   PROVIDER_TYPES,
   presetIssues,
+  samlSettings,
 } from '../identity/provider_presets.js';
 import { type ClaimPath, parseClaimPath } from './claim_path.js';
 
@@ -115,6 +116,7 @@ const providerFields = z.strictObject({
   cognito: cognitoSettings.optional(),
   keycloak: keycloakSettings.optional(),
   github: githubSettings.optional(),
+  saml: samlSettings.optional(),
   adGroups: adGroupSettings.optional(),
 });
 

@@ -6,6 +6,7 @@
  * did in `explain`, which `pgward config print` shows. The checks each token then gets are in
  * preset_checks.ts.
  */
+import { X509Certificate } from 'node:crypto';
 import { z } from 'zod';
 import { type ClaimPath, parseClaimPath } from '../config/claim_path.js';
 
@@ -19,6 +20,7 @@ export const PROVIDER_TYPES = [
   'keycloak',
   'jumpcloud',
   'github',
+  'saml',
 ] as const;
 export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
@@ -92,6 +94,39 @@ export const githubSettings = z.strictObject({
     .min(1, 'name at least one organisation'),
 });
 
+/** `type: saml` (SAML 2.0; seed 004's sso_url, issuer, certificate and attributes). */
+export const samlSettings = z.strictObject({
+  /** The IdP's single sign-on URL (HTTP-Redirect binding). */
+  ssoUrl: httpUrl,
+  /** The IdP's entity id: the Issuer of its responses. */
+  idpIssuer: z.string().min(1).max(1024),
+  /** The IdP's signing certificate(s) (PEM or base64); several while it rolls its key. */
+  certificate: z
+    .union([z.string(), z.array(z.string()).min(1).max(4)])
+    .transform((c) => (Array.isArray(c) ? c : [c]))
+    .refine((certs) => certs.every(isCertificate), 'expected the X.509 certificate of the IdP (PEM)'),
+  /** Attribute holding the groups; none by default. */
+  groupAttribute: z.string().min(1).max(1024).optional(),
+  roleAttribute: z.string().min(1).max(1024).optional(),
+  /** Attribute identifying the person; the NameID by default. */
+  userIdAttribute: z.string().min(1).max(1024).optional(),
+  /** Attribute holding the email; the NameID (when it is one), then `email` or `mail`, by default. */
+  emailAttribute: z.string().min(1).max(1024).optional(),
+  nameAttribute: z.string().min(1).max(1024).optional(),
+});
+
+function isCertificate(text: string): boolean {
+  const pem = text.includes('BEGIN CERTIFICATE')
+    ? text
+    : `-----BEGIN CERTIFICATE-----\n${text.replace(/\s+/g, '')}\n-----END CERTIFICATE-----`;
+  try {
+    new X509Certificate(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Windows / Active Directory group names (`DOMAIN\Group`), on any provider (seed 004). */
 export const adGroupSettings = z.strictObject({
   /** The company's own domain (DNS or NetBIOS name): its groups lose the prefix. */
@@ -123,6 +158,7 @@ export interface PresetInput {
   cognito?: z.output<typeof cognitoSettings> | undefined;
   keycloak?: z.output<typeof keycloakSettings> | undefined;
   github?: z.output<typeof githubSettings> | undefined;
+  saml?: z.output<typeof samlSettings> | undefined;
   adGroups?: z.output<typeof adGroupSettings> | undefined;
 }
 
@@ -149,7 +185,7 @@ export interface PresetOutput {
 
 type Issue = { path: (string | number)[]; message: string };
 
-const VENDOR_BLOCKS = ['google', 'azuread', 'auth0', 'cognito', 'keycloak', 'github'] as const;
+const VENDOR_BLOCKS = ['google', 'azuread', 'auth0', 'cognito', 'keycloak', 'github', 'saml'] as const;
 const GOOGLE_ISSUER = 'https://accounts.google.com';
 const JUMPCLOUD_ISSUER = 'https://oauth.id.jumpcloud.com/';
 const OKTA_CUSTOM_SERVER = /\/oauth2\/([^/]+)$/;
@@ -261,6 +297,13 @@ export function presetIssues(p: PresetInput): Issue[] {
         refuse(['issuer'], "Keycloak's issuer is the realm's URL: https://HOST/realms/REALM");
       break;
     case 'jumpcloud':
+      break;
+    case 'saml':
+      if (!p.saml)
+        refuse(['saml', 'ssoUrl'], 'is required for type saml (with saml.idpIssuer and saml.certificate)');
+      if (p.issuer !== undefined) refuse(['issuer'], "for type saml, the IdP's entity id is saml.idpIssuer");
+      if (Object.values(p.claims).some((v) => v !== undefined))
+        refuse(['claims'], 'do not apply to SAML: name the attributes in saml (groupAttribute, ...)');
       break;
     case 'github':
       if (!p.github)
@@ -378,6 +421,20 @@ export function applyPreset(p: PresetInput): PresetOutput {
       explain.push(
         `keycloak: roles from realm_access.roles and the client roles resource_access.${client}.roles`,
         'keycloak: add an audience mapper so access tokens carry the client id as aud; groups from a group membership mapper (claim groups)',
+      );
+      break;
+    }
+    case 'saml': {
+      const s = p.saml!;
+      issuer = s.idpIssuer;
+      issuers = [];
+      audiences = [p.clientId];
+      validation = 'userinfo';
+      groups = null;
+      explain.push(
+        `saml: SAML 2.0 at ${s.ssoUrl}; this gateway's entity id (the audience) is the clientId ${p.clientId}`,
+        'saml: the assertion signature, issuer, audience, time conditions and InResponseTo are always checked; a response is accepted once',
+        `saml: groups from ${s.groupAttribute ?? '(no groupAttribute)'}, roles from ${s.roleAttribute ?? '(no roleAttribute)'}, the person from ${s.userIdAttribute ?? 'the NameID'}`,
       );
       break;
     }

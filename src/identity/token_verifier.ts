@@ -262,7 +262,10 @@ export class TokenVerifier {
       this.states.map((s) => [
         s.provider.name,
         s.provider.validation === 'userinfo'
-          ? { ok: true, detail: 'userinfo validation' }
+          ? {
+              ok: true,
+              detail: ['github', 'saml'].includes(s.provider.type) ? s.provider.type : 'userinfo validation',
+            }
           : {
               ok: s.jwks?.fresh !== undefined && s.lastError === undefined,
               detail: s.lastError ?? s.provider.issuer,
@@ -393,7 +396,8 @@ export class TokenVerifier {
   private verifyOpaque(token: string): Promise<VerifiedIdentity> {
     if (looksLikeGithubToken(token)) return this.verifyGithub(token);
     const candidates = this.states.filter(
-      (s) => s.provider.validation === 'userinfo' && s.provider.type !== 'github',
+      (s) =>
+        s.provider.validation === 'userinfo' && s.provider.type !== 'github' && s.provider.type !== 'saml',
     );
     if (candidates.length !== 1 || token.length > MAX_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
       throw tokenError(

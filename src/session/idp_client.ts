@@ -14,6 +14,7 @@ import {
   githubStartDevice,
   githubToken,
 } from '../identity/github_provider.js';
+import { SamlReplayCache, samlFinish, samlMetadata, samlStart } from '../identity/saml_provider.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -32,6 +33,10 @@ export interface DeviceStart {
   interval: number;
 }
 
+/** How long a SAML sign-in is refreshed without the IdP, unless its SessionNotOnOrAfter is sooner. */
+const SAML_SIGN_IN_MS = 12 * 3_600_000;
+const SAML_REFRESH = 'saml:';
+
 /** Device-grant polling answers that mean "not yet" rather than failure (RFC 8628 §3.5). */
 export class LoginPending extends Error {
   constructor(readonly reason: 'authorization_pending' | 'slow_down') {
@@ -41,6 +46,38 @@ export class LoginPending extends Error {
 
 export class IdpClient {
   private readonly configs = new Map<string, Promise<oidc.Configuration>>();
+  private readonly samlReplays = new SamlReplayCache();
+
+  /** SAML: where to send the browser, and the request id its response must answer. */
+  samlStart(provider: ProviderConfig, acsUrl: string, relayState: string) {
+    return samlStart(provider, acsUrl, relayState);
+  }
+
+  /** SAML: the gateway's SP metadata. */
+  samlMetadata(provider: ProviderConfig, acsUrl: string): string {
+    return samlMetadata(provider, acsUrl);
+  }
+
+  /**
+   * SAML: validates the posted response. A SAML IdP cannot be asked again at refresh, so the
+   * sign-in keeps this identity (sealed in the store as its refresh credential) for at most 12 h.
+   */
+  async finishSaml(
+    provider: ProviderConfig,
+    acsUrl: string,
+    samlResponse: string,
+    requestId: string,
+  ): Promise<IdpTokens> {
+    const login = await samlFinish(provider, acsUrl, samlResponse, requestId, this.samlReplays);
+    const until = Math.min(
+      Date.now() + SAML_SIGN_IN_MS,
+      login.sessionUntil?.getTime() ?? Number.POSITIVE_INFINITY,
+    );
+    return {
+      identity: login.identity,
+      refreshToken: `${SAML_REFRESH}${JSON.stringify({ identity: login.identity, until })}`,
+    };
+  }
 
   private config(provider: ProviderConfig): Promise<oidc.Configuration> {
     let config = this.configs.get(provider.name);
@@ -69,6 +106,11 @@ export class IdpClient {
 
   /** Starts a device login (RFC 8628): the code the person confirms, and where. */
   async startDevice(provider: ProviderConfig): Promise<DeviceStart> {
+    if (provider.type === 'saml') {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} is a SAML provider: it signs in in a browser`, {
+        hint: `use \`pgward login --browser --provider ${provider.name}\``,
+      });
+    }
     if (provider.type === 'github') return githubStartDevice(provider);
     const config = await this.config(provider);
     if (!config.serverMetadata().device_authorization_endpoint) {
@@ -168,6 +210,17 @@ export class IdpClient {
 
   /** Refreshes at the IdP, re-reading who the person is now (their groups may have changed). */
   async refresh(provider: ProviderConfig, refreshToken: string): Promise<IdpTokens> {
+    if (provider.type === 'saml') {
+      const kept = refreshToken.startsWith(SAML_REFRESH)
+        ? (JSON.parse(refreshToken.slice(SAML_REFRESH.length)) as { identity: MappedClaims; until: number })
+        : undefined;
+      if (!kept || kept.until < Date.now()) {
+        throw new PgwardError('LOGIN_FAILED', `the SAML sign-in at ${provider.name} has ended`, {
+          hint: 'sign in again',
+        });
+      }
+      return { identity: kept.identity, refreshToken };
+    }
     if (provider.type === 'github') {
       // GitHub's OAuth tokens do not expire: a refresh asks GitHub again who holds the token, so
       // a person who left the organisation, or revoked pgward, loses the sign-in.
@@ -186,7 +239,7 @@ export class IdpClient {
 
   /** The IdP's logout URL for a browser (RP-initiated logout), when it has one. */
   async endSessionUrl(provider: ProviderConfig, postLogoutRedirectUri: string): Promise<URL | undefined> {
-    if (provider.type === 'github') return undefined;
+    if (provider.type === 'github' || provider.type === 'saml') return undefined;
     const config = await this.config(provider);
     if (!config.serverMetadata().end_session_endpoint) return undefined;
     return oidc.buildEndSessionUrl(config, {
