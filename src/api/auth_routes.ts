@@ -98,6 +98,31 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     // ---- CLI: device login, token refresh, logout, revocation ---------------------------------
 
     app.post(
+      '/api/v1/auth/password',
+      {
+        config: { rateLimit },
+        schema: {
+          summary: 'Sign in with a directory user name and password (LDAP providers)',
+          description:
+            'Checked by a bind at the LDAP server; wrong passwords lock the user name for a while (429).',
+          tags: ['auth'],
+          security: [],
+          body: z.object({
+            provider: providerName.optional(),
+            username: z.string().min(1).max(256),
+            password: z.string().min(1).max(1024),
+          }),
+          response: { 200: grantSchema },
+        },
+      },
+      async (req) => {
+        const provider = ctx.auth.provider(req.body.provider);
+        const login = await ctx.idp.passwordSignIn(provider, req.body.username, req.body.password);
+        return ctx.auth.login(provider, login, 'cli');
+      },
+    );
+
+    app.post(
       '/api/v1/auth/device',
       {
         config: { rateLimit },
@@ -270,7 +295,10 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         ...(cli ? { cli } : {}),
       };
       let url: URL;
-      if (provider.type === 'saml') {
+      if (provider.type === 'ldap') {
+        // The gateway's own password form, which the login cookie (below) goes with.
+        url = new URL(`${ctx.publicUrl()}/login/ldap/${encodeURIComponent(provider.name)}`);
+      } else if (provider.type === 'saml') {
         // RelayState carries the state; the request id is sealed with it (InResponseTo).
         const started = await ctx.idp.samlStart(provider, samlAcsUrl(provider), state.state);
         url = started.url;
@@ -327,9 +355,13 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     );
 
     /** The login this browser started, from its sealed cookie (cleared: it is used once). */
-    function loginStarted(req: FastifyRequest, reply: FastifyReply): z.infer<typeof loginState> {
+    function loginStarted(
+      req: FastifyRequest,
+      reply: FastifyReply,
+      keep = false,
+    ): z.infer<typeof loginState> {
       const sealed = req.cookies[LOGIN_COOKIE];
-      reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
+      if (!keep) reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
       try {
         if (!sealed) throw new Error('no login cookie');
         const state = loginState.parse(
@@ -386,6 +418,69 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         }),
       );
     });
+
+    // ---- LDAP: the gateway's own password form -------------------------------------------------
+    const passwordForm = (provider: ProviderConfig, state: string, error?: string) =>
+      gatewayPage(
+        `Sign in with ${escapeHtml(provider.displayName ?? provider.name)}`,
+        `${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}<form method="post" action="/login/ldap/${encodeURIComponent(provider.name)}">
+<label for="username">User name</label><input id="username" name="username" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<input type="hidden" name="state" value="${escapeHtml(state)}">
+<button type="submit">Sign in</button></form>`,
+      );
+    const ldapProvider = (name: string) => {
+      const provider = ctx.auth.provider(name);
+      if (provider.type !== 'ldap') throw new PgwardError('NOT_FOUND', `${name} is not an LDAP provider`);
+      return provider;
+    };
+    app.get(
+      '/login/ldap/:provider',
+      { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
+      async (req, reply) => {
+        const provider = ldapProvider(req.params.provider);
+        const state = loginStarted(req, reply, true);
+        reply.type('text/html; charset=utf-8');
+        return passwordForm(provider, state.state);
+      },
+    );
+    app.post(
+      '/login/ldap/:provider',
+      {
+        config: { rateLimit },
+        schema: {
+          hide: true,
+          params: z.object({ provider: providerName }),
+          body: z.object({
+            username: z.string().max(256),
+            password: z.string().max(1024),
+            state: z.string().max(100),
+          }),
+        },
+      },
+      async (req, reply) => {
+        const provider = ldapProvider(req.params.provider);
+        const state = loginStarted(req, reply, true);
+        // The form's state is the cookie's: a form posted from elsewhere is refused (login CSRF).
+        if (state.provider !== provider.name || req.body.state !== state.state) {
+          throw new PgwardError('LOGIN_FAILED', 'this sign-in form was not opened here', {
+            hint: 'start again at /login',
+          });
+        }
+        let login: IdpTokens;
+        try {
+          login = await ctx.idp.passwordSignIn(provider, req.body.username, req.body.password);
+        } catch (err) {
+          if (err instanceof PgwardError && (err.code === 'LOGIN_FAILED' || err.code === 'RATE_LIMITED')) {
+            reply.status(err.code === 'RATE_LIMITED' ? 429 : 401).type('text/html; charset=utf-8');
+            return passwordForm(provider, state.state, err.message);
+          }
+          throw err;
+        }
+        reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
+        return completeLogin(reply, state, async () => login);
+      },
+    );
 
     // ---- SAML 2.0: metadata and the assertion consumer service --------------------------------
     const samlProvider = (name: string) => {

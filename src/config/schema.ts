@@ -9,6 +9,7 @@ import {
   githubSettings,
   googleSettings,
   keycloakSettings,
+  ldapSettings,
   PROVIDER_TYPES,
   presetIssues,
   samlSettings,
@@ -117,6 +118,7 @@ const providerFields = z.strictObject({
   keycloak: keycloakSettings.optional(),
   github: githubSettings.optional(),
   saml: samlSettings.optional(),
+  ldap: ldapSettings.optional(),
   adGroups: adGroupSettings.optional(),
 });
 

@@ -21,6 +21,7 @@ export const PROVIDER_TYPES = [
   'jumpcloud',
   'github',
   'saml',
+  'ldap',
 ] as const;
 export type ProviderType = (typeof PROVIDER_TYPES)[number];
 
@@ -127,6 +128,46 @@ function isCertificate(text: string): boolean {
   }
 }
 
+/** `type: ldap` (LDAP or Active Directory: password by bind). `clientId`/`clientSecret` are the service account. */
+export const ldapSettings = z.strictObject({
+  /** `ldaps://host:636`, or `ldap://host:389` with startTls (plain ldap:// only on loopback). */
+  url: z.string().regex(/^ldaps?:\/\/[^/?#\s]+\/?$/, 'expected ldaps://host[:port] or ldap://host[:port]'),
+  startTls: z.boolean().default(false),
+  /** CA certificate(s) (PEM) that sign the server's certificate; the system's by default. */
+  ca: z.string().includes('BEGIN CERTIFICATE', { message: 'expected a PEM certificate' }).optional(),
+  /** Where people are searched, e.g. OU=People,DC=company,DC=local. */
+  userBase: z.string().min(1).max(1024),
+  /** `{username}` is replaced by the escaped user name. */
+  userFilter: z
+    .string()
+    .includes('{username}', { message: 'must contain {username}' })
+    .default('(|(sAMAccountName={username})(userPrincipalName={username})(uid={username})(mail={username}))'),
+  /** Where groups are searched; the userBase by default. */
+  groupBase: z.string().min(1).max(1024).optional(),
+  /**
+   * Nested groups: `ad` (Active Directory's LDAP_MATCHING_RULE_IN_CHAIN), `recursive` (any
+   * server: groups of groups followed by `member`), `none`.
+   */
+  nestedGroups: z.enum(['ad', 'recursive', 'none']).default('recursive'),
+  groupNameAttribute: z.string().min(1).default('cn'),
+  idAttribute: z.string().min(1).default('entryUUID'),
+  emailAttribute: z.string().min(1).default('mail'),
+  nameAttribute: z.string().min(1).default('displayName'),
+  timeoutSeconds: z.number().min(1).max(60).default(5),
+  /** Failed passwords per user name before it is locked, and for how long. */
+  lockout: z
+    .strictObject({
+      maxFailures: z.number().int().min(1).max(100).default(5),
+      minutes: z
+        .number()
+        .int()
+        .min(1)
+        .max(24 * 60)
+        .default(15),
+    })
+    .prefault({}),
+});
+
 /** Windows / Active Directory group names (`DOMAIN\Group`), on any provider (seed 004). */
 export const adGroupSettings = z.strictObject({
   /** The company's own domain (DNS or NetBIOS name): its groups lose the prefix. */
@@ -159,6 +200,8 @@ export interface PresetInput {
   keycloak?: z.output<typeof keycloakSettings> | undefined;
   github?: z.output<typeof githubSettings> | undefined;
   saml?: z.output<typeof samlSettings> | undefined;
+  ldap?: z.output<typeof ldapSettings> | undefined;
+  clientSecret?: string | undefined;
   adGroups?: z.output<typeof adGroupSettings> | undefined;
 }
 
@@ -185,7 +228,16 @@ export interface PresetOutput {
 
 type Issue = { path: (string | number)[]; message: string };
 
-const VENDOR_BLOCKS = ['google', 'azuread', 'auth0', 'cognito', 'keycloak', 'github', 'saml'] as const;
+const VENDOR_BLOCKS = [
+  'google',
+  'azuread',
+  'auth0',
+  'cognito',
+  'keycloak',
+  'github',
+  'saml',
+  'ldap',
+] as const;
 const GOOGLE_ISSUER = 'https://accounts.google.com';
 const JUMPCLOUD_ISSUER = 'https://oauth.id.jumpcloud.com/';
 const OKTA_CUSTOM_SERVER = /\/oauth2\/([^/]+)$/;
@@ -298,6 +350,27 @@ export function presetIssues(p: PresetInput): Issue[] {
       break;
     case 'jumpcloud':
       break;
+    case 'ldap': {
+      const l = p.ldap;
+      if (!l) {
+        refuse(['ldap', 'url'], 'is required for type ldap (with ldap.userBase)');
+        break;
+      }
+      const host = new URL(l.url.replace(/^ldaps?:/, 'http:')).hostname;
+      const loopback = host === 'localhost' || host === '[::1]' || /^127\./.test(host);
+      if (l.url.startsWith('ldap:') && !l.startTls && !loopback)
+        refuse(
+          ['ldap', 'url'],
+          'sends passwords in the clear: use ldaps:// or set ldap.startTls: true (plain ldap:// is accepted on loopback only)',
+        );
+      if (!p.clientSecret)
+        refuse(
+          ['clientSecret'],
+          "is required for type ldap: the service account's password (clientId is its DN)",
+        );
+      if (p.issuer !== undefined) refuse(['issuer'], 'does not apply to type ldap (ldap.url)');
+      break;
+    }
     case 'saml':
       if (!p.saml)
         refuse(['saml', 'ssoUrl'], 'is required for type saml (with saml.idpIssuer and saml.certificate)');
@@ -421,6 +494,20 @@ export function applyPreset(p: PresetInput): PresetOutput {
       explain.push(
         `keycloak: roles from realm_access.roles and the client roles resource_access.${client}.roles`,
         'keycloak: add an audience mapper so access tokens carry the client id as aud; groups from a group membership mapper (claim groups)',
+      );
+      break;
+    }
+    case 'ldap': {
+      const l = p.ldap!;
+      issuer = l.url;
+      issuers = [];
+      audiences = [];
+      validation = 'userinfo';
+      groups = null;
+      explain.push(
+        `ldap: user name and password checked by a bind at ${l.url}${l.startTls ? ' (StartTLS)' : ''}; people searched in ${l.userBase} as ${p.clientId}`,
+        `ldap: groups (${l.groupNameAttribute}) ${l.nestedGroups === 'ad' ? "with Active Directory's nested groups (LDAP_MATCHING_RULE_IN_CHAIN)" : l.nestedGroups === 'recursive' ? 'with groups of groups' : 'direct only'}`,
+        `ldap: a user name is locked for ${l.lockout.minutes} minutes after ${l.lockout.maxFailures} wrong passwords`,
       );
       break;
     }

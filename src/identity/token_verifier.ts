@@ -264,7 +264,9 @@ export class TokenVerifier {
         s.provider.validation === 'userinfo'
           ? {
               ok: true,
-              detail: ['github', 'saml'].includes(s.provider.type) ? s.provider.type : 'userinfo validation',
+              detail: ['github', 'saml', 'ldap'].includes(s.provider.type)
+                ? s.provider.type
+                : 'userinfo validation',
             }
           : {
               ok: s.jwks?.fresh !== undefined && s.lastError === undefined,

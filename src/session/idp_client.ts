@@ -14,6 +14,7 @@ import {
   githubStartDevice,
   githubToken,
 } from '../identity/github_provider.js';
+import { LdapLockout, ldapReread, ldapSignIn } from '../identity/ldap_provider.js';
 import { SamlReplayCache, samlFinish, samlMetadata, samlStart } from '../identity/saml_provider.js';
 
 const TIMEOUT_MS = 10_000;
@@ -36,6 +37,7 @@ export interface DeviceStart {
 /** How long a SAML sign-in is refreshed without the IdP, unless its SessionNotOnOrAfter is sooner. */
 const SAML_SIGN_IN_MS = 12 * 3_600_000;
 const SAML_REFRESH = 'saml:';
+const LDAP_REFRESH = 'ldap:';
 
 /** Device-grant polling answers that mean "not yet" rather than failure (RFC 8628 §3.5). */
 export class LoginPending extends Error {
@@ -47,6 +49,18 @@ export class LoginPending extends Error {
 export class IdpClient {
   private readonly configs = new Map<string, Promise<oidc.Configuration>>();
   private readonly samlReplays = new SamlReplayCache();
+  private readonly ldapLockout = new LdapLockout();
+
+  /** LDAP: proves a user name and password by a bind; the DN is kept to read the person again at refresh. */
+  async passwordSignIn(provider: ProviderConfig, username: string, password: string): Promise<IdpTokens> {
+    if (provider.type !== 'ldap') {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} does not sign in with a password`, {
+        hint: 'use `pgward login`',
+      });
+    }
+    const { identity, dn } = await ldapSignIn(provider, username, password, this.ldapLockout);
+    return { identity, refreshToken: `${LDAP_REFRESH}${dn}` };
+  }
 
   /** SAML: where to send the browser, and the request id its response must answer. */
   samlStart(provider: ProviderConfig, acsUrl: string, relayState: string) {
@@ -106,6 +120,11 @@ export class IdpClient {
 
   /** Starts a device login (RFC 8628): the code the person confirms, and where. */
   async startDevice(provider: ProviderConfig): Promise<DeviceStart> {
+    if (provider.type === 'ldap') {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} signs in with your directory password`, {
+        hint: `use \`pgward login --browser --provider ${provider.name}\`, or POST /api/v1/auth/password`,
+      });
+    }
     if (provider.type === 'saml') {
       throw new PgwardError('BAD_REQUEST', `${provider.name} is a SAML provider: it signs in in a browser`, {
         hint: `use \`pgward login --browser --provider ${provider.name}\``,
@@ -210,6 +229,12 @@ export class IdpClient {
 
   /** Refreshes at the IdP, re-reading who the person is now (their groups may have changed). */
   async refresh(provider: ProviderConfig, refreshToken: string): Promise<IdpTokens> {
+    if (provider.type === 'ldap') {
+      // Read again with the service account: a person removed, disabled or out of a group loses it.
+      if (!refreshToken.startsWith(LDAP_REFRESH))
+        throw new PgwardError('LOGIN_FAILED', 'not an LDAP sign-in');
+      return { identity: await ldapReread(provider, refreshToken.slice(LDAP_REFRESH.length)), refreshToken };
+    }
     if (provider.type === 'saml') {
       const kept = refreshToken.startsWith(SAML_REFRESH)
         ? (JSON.parse(refreshToken.slice(SAML_REFRESH.length)) as { identity: MappedClaims; until: number })
@@ -239,7 +264,7 @@ export class IdpClient {
 
   /** The IdP's logout URL for a browser (RP-initiated logout), when it has one. */
   async endSessionUrl(provider: ProviderConfig, postLogoutRedirectUri: string): Promise<URL | undefined> {
-    if (provider.type === 'github' || provider.type === 'saml') return undefined;
+    if (provider.type === 'github' || provider.type === 'saml' || provider.type === 'ldap') return undefined;
     const config = await this.config(provider);
     if (!config.serverMetadata().end_session_endpoint) return undefined;
     return oidc.buildEndSessionUrl(config, {
