@@ -5,6 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { type ProviderInput, providerSchema } from '../src/config/schema.js';
+import { IdpPageWalker } from '../src/dev/dev_login.js';
 import type { DevUser } from '../src/dev/dev_users.js';
 import { PgwardError } from '../src/errors.js';
 import { TokenVerifier, type VerifiedIdentity } from '../src/identity/token_verifier.js';
@@ -478,6 +479,28 @@ describe('a preset provider at the gateway: sign-in, the wire, the API and the C
     await client.end();
     const { rows } = await t.store().query("SELECT provider_type FROM pgward.provider WHERE code = 'google'");
     assert.equal(rows[0]?.provider_type, 'google');
+  });
+
+  it('signs in at the console (authorization code + PKCE) only for the hosted domain', async () => {
+    const ann = new IdpPageWalker(google);
+    const done = await ann.walk(
+      `${http}/login/google`,
+      { email: 'ann@company.com', password: 'password' },
+      (l) => l.endsWith('/login/done'),
+    );
+    assert.ok(done, 'reached /login/done');
+    const me = await ann.request(`${http}/api/v1/whoami`);
+    assert.equal(((await me.json()) as { email: string }).email, 'ann@company.com');
+    const bob = new IdpPageWalker(google);
+    // The IdP sends Bob back to the gateway's callback, which refuses his domain.
+    const location = await bob.walk(
+      `${http}/login/google`,
+      { email: 'bob@other.com', password: 'password' },
+      (l) => l.includes('/login/callback'),
+    );
+    const callback = await bob.request(location!);
+    assert.equal(callback.status, 401);
+    assert.match(await callback.text(), /TOKEN_ORGANIZATION|belongs to other\.com/);
   });
 
   it('refuses another domain at sign-in and on the wire', async () => {

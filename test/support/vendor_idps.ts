@@ -47,7 +47,8 @@ export async function startVendorIdps(): Promise<VendorIdps> {
         port,
         issuerPath: path,
         listen: false,
-        redirectUris: [],
+        // A native client's loopback redirect URI matches any port (RFC 8252 §7.3): the gateway's.
+        redirectUris: ['http://127.0.0.1/login/callback'],
         users,
         extraClaims,
         log: quietLog,
