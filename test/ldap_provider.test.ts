@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import { stringify } from 'yaml';
 import { providerSchema } from '../src/config/schema.js';
+import { PACKAGE_ROOT } from '../src/package_root.js';
 import { call, type Grant } from './support/api.js';
+import { runCli } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { type LdapEntry, startTestLdap, type TestLdap } from './support/ldap_server.js';
 import { tempDir } from './support/temp_dir.js';
@@ -45,6 +47,8 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
     person('carol', { userAccountControl: '514' }),
     // Signs in only through corp-ad (one person per verified email: LDAP emails are unverified).
     person('dave'),
+    // Signs in with `pgward login --browser` (the test browser types the password "password").
+    { ...person('erin'), password: 'password' },
     group('dba', [dn('uid', 'alice'), dn('uid', 'dave')]),
     group('engineering', [dn('cn', 'dba')]),
     group('everyone', [dn('cn', 'engineering'), dn('uid', 'bob')]),
@@ -229,6 +233,27 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
       .split(';')[0]!;
     const me = await fetch(`${http}/api/v1/whoami`, { headers: { cookie: access } });
     assert.equal(((await me.json()) as { email: string }).email, 'alice@corp.example');
+  });
+
+  it('signs in with `pgward login --browser` through the password form', async () => {
+    const home = tempDir('ldap-cli');
+    const browserLog = path.join(home, 'browser.log');
+    const env = { XDG_CONFIG_HOME: home, PGWARD_GATEWAY: http };
+    const login = await runCli(['login', '--browser', '--provider', 'corp-ldap'], {
+      env: {
+        ...env,
+        BROWSER: `${process.execPath} ${path.join(PACKAGE_ROOT, 'dist', 'test', 'support', 'walking_browser.js')}`,
+        PGWARD_TEST_IDP: http,
+        PGWARD_TEST_EMAIL: 'erin',
+        PGWARD_TEST_BROWSER_LOG: browserLog,
+      },
+    });
+    assert.equal(
+      login.code,
+      0,
+      `${login.stderr}\n${existsSync(browserLog) ? readFileSync(browserLog, 'utf8') : ''}`,
+    );
+    assert.match(login.stdout, /as erin@corp\.example \(corp-ldap\)/);
   });
 
   it('reads the person again at refresh: a group removed in the directory is gone', async () => {
