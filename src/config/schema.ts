@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { ASYMMETRIC_ALGORITHMS } from '../identity/algorithms.js';
+import { applyPreset, presetIssues } from '../identity/provider_presets.js';
 import {
   adGroupSettings,
-  applyPreset,
   auth0Settings,
   azureSettings,
   cognitoSettings,
@@ -11,9 +11,8 @@ import {
   keycloakSettings,
   ldapSettings,
   PROVIDER_TYPES,
-  presetIssues,
   samlSettings,
-} from '../identity/provider_presets.js';
+} from '../identity/provider_settings.js';
 import { type ClaimPath, parseClaimPath } from './claim_path.js';
 
 /** A claim name or JSONPath, parsed into segments at load time so a typo fails at start. */
