@@ -4,6 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
+import { providerFromSeedRow } from '../src/config/provider_formats.js';
 import { type ProviderInput, providerSchema } from '../src/config/schema.js';
 import { IdpPageWalker } from '../src/dev/dev_login.js';
 import type { DevUser } from '../src/dev/dev_users.js';
@@ -157,6 +158,70 @@ describe('provider presets: settings', () => {
     assert.equal(google.issuer, 'https://accounts.google.com');
     assert.deepEqual(google.google?.hostedDomain, ['company.com']);
     assert.equal(google.claims.groups, null);
+  });
+
+  it("reads seed 004's provider rows (azuread, google, saml, windows)", () => {
+    const row = (provider_type: string, configuration: Record<string, unknown>) =>
+      providerFromSeedRow({ provider_type, configuration });
+    const azure = providerSchema.parse({
+      name: 'azure-ad',
+      ...row('azuread', {
+        tenant_id: '12345678-1234-1234-1234-123456789012',
+        client_id: 'app-registration-id',
+        authority: 'https://login.microsoftonline.com/tenant-id',
+        group_claims: ['groups', 'roles'],
+        sync_groups: true,
+        sync_roles: true,
+      }),
+    });
+    assert.equal(azure.issuer, 'https://login.microsoftonline.com/12345678-1234-1234-1234-123456789012/v2.0');
+    assert.deepEqual([azure.claims.groups, azure.claims.roles], [['groups'], [['roles']]]);
+    const google = providerSchema.parse({
+      name: 'google-oauth',
+      ...row('google', {
+        client_id: 'google-app-client-id.apps.googleusercontent.com',
+        hosted_domain: 'company.com',
+        sync_groups: false,
+      }),
+    });
+    assert.deepEqual(google.google?.hostedDomain, ['company.com']);
+    // Seed 004's certificate is a placeholder: refused, naming the setting.
+    const saml = providerSchema.safeParse({
+      name: 'okta-saml',
+      clientId: 'urn:pgward',
+      ...row('saml', {
+        sso_url: 'https://company.okta.com/app/saml/xyz/sso/saml',
+        issuer: 'http://www.okta.com/xyz',
+        certificate: '-----BEGIN CERTIFICATE-----...',
+        group_attribute: 'groups',
+        role_attribute: 'roles',
+        user_id_attribute: 'uid',
+      }),
+    });
+    assert.deepEqual(
+      saml.error?.issues.map((i) => i.path.join('.')),
+      ['saml.certificate'],
+    );
+    const windows = providerSchema.parse({
+      name: 'windows-auth',
+      issuer: 'https://adfs.company.local/adfs',
+      clientId: 'pgward',
+      ...row('windows', {
+        domain: 'COMPANY.LOCAL',
+        trusted_domains: ['PARTNER.COM'],
+        group_prefix: 'DOMAIN\\',
+        sync_groups: true,
+      }),
+    });
+    assert.deepEqual(windows.adGroups, {
+      domain: 'COMPANY.LOCAL',
+      trustedDomains: ['PARTNER.COM'],
+      groupPrefix: 'DOMAIN\\',
+    });
+    assert.throws(
+      () => row('facebook', {}),
+      /provider\.provider_type: "facebook" is not one of seed 004's types/,
+    );
   });
 
   it('explains each preset in `pgward config print`', async () => {
@@ -539,5 +604,24 @@ describe('a preset provider at the gateway: sign-in, the wire, the API and the C
     assert.match(created.stdout, new RegExp(`login.microsoftonline.com/${TENANT_A}/v2.0`));
     const { rows } = await t.store().query("SELECT provider_type FROM pgward.provider WHERE code = 'entra'");
     assert.equal(rows[0]?.provider_type, 'azuread');
+    // A row of seed 004's provider table, as a file.
+    const seedRow = path.join(tempDir('seed-row'), 'google.json');
+    writeFileSync(
+      seedRow,
+      JSON.stringify({
+        provider_type: 'google',
+        configuration: { client_id: 'g.apps.googleusercontent.com', hosted_domain: 'company.com' },
+      }),
+    );
+    const fromSeed = await runCli(['admin', 'create', 'provider', 'google-oauth', '--file', seedRow], {
+      env,
+    });
+    assert.equal(fromSeed.code, 0, fromSeed.stderr);
+    assert.match(fromSeed.stdout, /accounts\.google\.com/);
+    // Their issuers are the vendors' own: removed, so the gateway stops fetching their keys.
+    for (const name of ['entra', 'google-oauth']) {
+      const gone = await runCli(['admin', 'delete', 'provider', name], { env });
+      assert.equal(gone.code, 0, gone.stderr);
+    }
   });
 });

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
+import { providerFromSeedRow, type SeedProviderRow, SettingError } from '../config/provider_formats.js';
 import { PgwardError } from '../errors.js';
 import { accessToken, api, gatewayUrl } from './gateway_client.js';
 import { render } from './output.js';
@@ -51,11 +52,20 @@ const ENV_KEYS = [
 
 /** `admin create provider`: a provider file (the configuration's format) and flags over it. */
 async function providerFields(name: string, opts: AdminOptions): Promise<Record<string, unknown>> {
-  const body: Record<string, unknown> = opts.file
+  let body: Record<string, unknown> = opts.file
     ? (parseYaml(await readFile(opts.file, 'utf8')) as Record<string, unknown>)
     : {};
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new PgwardError('BAD_REQUEST', `${opts.file}: expected one provider (a mapping of settings)`);
+  }
+  // A row of seed 004's provider table: provider_type and its configuration.
+  if ('provider_type' in body) {
+    try {
+      body = providerFromSeedRow(body as unknown as SeedProviderRow, opts.file);
+    } catch (err) {
+      if (err instanceof SettingError) throw new PgwardError('BAD_REQUEST', err.message);
+      throw err;
+    }
   }
   body['name'] = name;
   if (opts.issuer) body['issuer'] = opts.issuer;
