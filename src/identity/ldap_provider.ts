@@ -5,7 +5,7 @@
  * included (Active Directory's LDAP_MATCHING_RULE_IN_CHAIN, or groups of groups followed by
  * `member`). Only over LDAPS or StartTLS off loopback; wrong passwords lock the user name.
  */
-import { Client, type Entry, InvalidCredentialsError } from 'ldapts';
+import { Client, type Entry, InvalidCredentialsError, SizeLimitExceededError } from 'ldapts';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from './claims.js';
@@ -106,15 +106,29 @@ const first = (entry: Entry, attribute: string): string | undefined => {
 async function groupsOf(provider: ProviderConfig, client: Client, dn: string): Promise<string[]> {
   const l = provider.ldap!;
   const base = l.groupBase ?? l.userBase;
-  const search = async (filter: string) =>
-    (
-      await client.search(base, {
-        scope: 'sub',
-        filter,
-        attributes: [l.groupNameAttribute],
-        sizeLimit: MAX_GROUPS,
-      })
-    ).searchEntries;
+  const search = async (filter: string) => {
+    try {
+      return (
+        await client.search(base, {
+          scope: 'sub',
+          filter,
+          attributes: [l.groupNameAttribute],
+          sizeLimit: MAX_GROUPS,
+        })
+      ).searchEntries;
+    } catch (err) {
+      if (err instanceof SizeLimitExceededError) {
+        throw new PgwardError(
+          'LOGIN_FAILED',
+          `the directory lists more than ${MAX_GROUPS} groups for this person`,
+          {
+            hint: 'an administrator should narrow ldap.groupBase',
+          },
+        );
+      }
+      throw err;
+    }
+  };
   const names = new Set<string>();
   const add = (entries: Entry[]) => {
     for (const e of entries) {
