@@ -242,9 +242,20 @@ export async function ldapSignIn(
       identity: identityOf(provider, entry, await groupsOf(provider, service, entry.dn)),
       dn: entry.dn,
     };
+  } catch (err) {
+    throw unreachable(provider, err);
   } finally {
     await service.unbind().catch(() => {});
   }
+}
+
+/** A failure of the directory itself (not a refusal of pgward's) as IDP_UNREACHABLE. */
+function unreachable(provider: ProviderConfig, err: unknown): PgwardError {
+  if (err instanceof PgwardError) return err;
+  return new PgwardError('IDP_UNREACHABLE', `the LDAP server of ${provider.name} failed to answer`, {
+    cause: err,
+    hint: 'try again shortly; if it persists, the directory or the network to it is down',
+  });
 }
 
 /** Reads a signed-in person again by their DN (a refresh); LOGIN_FAILED when they are gone or disabled. */
@@ -271,7 +282,7 @@ export async function ldapReread(provider: ProviderConfig, dn: string): Promise<
     } catch (err) {
       if (err instanceof PgwardError && err.code === 'NOT_ALLOWED')
         throw new PgwardError('LOGIN_FAILED', err.message);
-      throw err;
+      throw unreachable(provider, err);
     }
   } finally {
     await service.unbind().catch(() => {});
