@@ -207,7 +207,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     const accessTokens = new AccessTokens(signingKeys, () => issuer, config.tokens.accessTokenSeconds * 1000);
     const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000, events);
-    const idp = new IdpClient();
+    const idp = new IdpClient(store.pool);
     const auth = new Authenticator({
       providers: () => providers.all(),
       verifier,

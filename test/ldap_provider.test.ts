@@ -188,6 +188,17 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
       binds,
       'no bind while locked',
     );
+    // Kept in the store, for every gateway on it, under a hash of the name.
+    const { rows } = await t
+      .store()
+      .query(
+        "SELECT provider, encode(username_hash, 'hex') AS h FROM pgward.sign_in_failure WHERE locked_until > now()",
+      );
+    assert.deepEqual(
+      rows.map((r) => r.provider),
+      ['corp-ldap'],
+    );
+    assert.doesNotMatch(JSON.stringify(rows), /bob/);
     assert.equal((await signIn('alice', 'alice-pw')).status, 200);
   });
 

@@ -178,6 +178,9 @@ describe('SAML 2.0 sign-in against a SAML IdP run in the test', () => {
     const again = await post(started, good);
     assert.equal(again.status, 401);
     assert.match(again.text, /used already/);
+    // Remembered in the store, so a replay at another gateway on it is refused as well.
+    const { rows } = await t.store().query('SELECT provider FROM pgward.saml_assertion_seen');
+    assert.ok(rows.some((r) => r.provider === 'corp-saml'));
   });
 
   it('refuses a tampered, unsigned, expired, wrongly addressed or foreign response', async () => {

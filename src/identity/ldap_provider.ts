@@ -5,7 +5,9 @@
  * included (Active Directory's LDAP_MATCHING_RULE_IN_CHAIN, or groups of groups followed by
  * `member`). Only over LDAPS or StartTLS off loopback; wrong passwords lock the user name.
  */
+import { createHash } from 'node:crypto';
 import { Client, type Entry, InvalidCredentialsError, SizeLimitExceededError } from 'ldapts';
+import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from './claims.js';
@@ -24,19 +26,26 @@ export function escapeFilterValue(value: string): string {
 const wrong = () =>
   new PgwardError('LOGIN_FAILED', 'wrong user name or password', { hint: 'check both and try again' });
 
-/** Wrong passwords per (provider, user name): past the limit the name is locked for a while. */
+/**
+ * Wrong passwords per (provider, user name), in the store so every gateway counts them: past
+ * the limit the name is locked for a while. Only a hash of the name is kept.
+ */
 export class LdapLockout {
-  private readonly failures = new Map<string, { count: number; since: number; lockedUntil: number }>();
+  constructor(private readonly pool: pg.Pool) {}
 
-  private key(provider: ProviderConfig, username: string): string {
-    return `${provider.name}\u0000${username.toLowerCase()}`;
+  private key(username: string): Buffer {
+    return createHash('sha256').update(username.toLowerCase()).digest();
   }
 
   /** Throws RATE_LIMITED while the user name is locked. */
-  check(provider: ProviderConfig, username: string): void {
-    const entry = this.failures.get(this.key(provider, username));
-    if (entry && entry.lockedUntil > Date.now()) {
-      const minutes = Math.ceil((entry.lockedUntil - Date.now()) / 60_000);
+  async check(provider: ProviderConfig, username: string): Promise<void> {
+    const { rows } = await this.pool.query<{ seconds: number }>(
+      `SELECT ceil(extract(epoch FROM locked_until - now()))::int AS seconds FROM pgward.sign_in_failure
+        WHERE provider = $1 AND username_hash = $2 AND locked_until > now()`,
+      [provider.name, this.key(username)],
+    );
+    if (rows[0]) {
+      const minutes = Math.max(1, Math.ceil(rows[0].seconds / 60));
       throw new PgwardError(
         'RATE_LIMITED',
         `too many wrong passwords for this user name; try again in ${minutes} min`,
@@ -44,20 +53,30 @@ export class LdapLockout {
     }
   }
 
-  failed(provider: ProviderConfig, username: string): void {
+  async failed(provider: ProviderConfig, username: string): Promise<void> {
     const { maxFailures, minutes } = provider.ldap!.lockout;
-    const now = Date.now();
-    const key = this.key(provider, username);
-    let entry = this.failures.get(key);
-    if (!entry || now - entry.since > minutes * 60_000) entry = { count: 0, since: now, lockedUntil: 0 };
-    entry.count += 1;
-    if (entry.count >= maxFailures) entry.lockedUntil = now + minutes * 60_000;
-    this.failures.set(key, entry);
-    if (this.failures.size > 100_000) this.failures.delete(this.failures.keys().next().value!);
+    // A count older than the lockout window starts again.
+    await this.pool.query(
+      `INSERT INTO pgward.sign_in_failure AS f (provider, username_hash, failures, since)
+       VALUES ($1, $2, 1, now())
+       ON CONFLICT (provider, username_hash) DO UPDATE SET
+         failures = CASE WHEN f.since < now() - make_interval(mins => $3) THEN 1 ELSE f.failures + 1 END,
+         since = CASE WHEN f.since < now() - make_interval(mins => $3) THEN now() ELSE f.since END`,
+      [provider.name, this.key(username), minutes],
+    );
+    await this.pool.query(
+      `UPDATE pgward.sign_in_failure SET locked_until = now() + make_interval(mins => $4)
+        WHERE provider = $1 AND username_hash = $2 AND failures >= $3
+          AND (locked_until IS NULL OR locked_until < now())`,
+      [provider.name, this.key(username), maxFailures, minutes],
+    );
   }
 
-  succeeded(provider: ProviderConfig, username: string): void {
-    this.failures.delete(this.key(provider, username));
+  async succeeded(provider: ProviderConfig, username: string): Promise<void> {
+    await this.pool.query('DELETE FROM pgward.sign_in_failure WHERE provider = $1 AND username_hash = $2', [
+      provider.name,
+      this.key(username),
+    ]);
   }
 }
 
@@ -213,13 +232,13 @@ export async function ldapSignIn(
   if (username.length === 0 || username.length > 256 || CONTROL.test(username)) throw wrong();
   // An empty password would be an unauthenticated bind, which servers accept (RFC 4513 §5.1.2).
   if (password.length === 0 || password.length > 1024) throw wrong();
-  lockout.check(provider, username);
+  await lockout.check(provider, username);
   const filter = provider.ldap!.userFilter.replaceAll('{username}', escapeFilterValue(username));
   const service = await connect(provider);
   try {
     const entry = await findUser(provider, service, filter);
     if (!entry) {
-      lockout.failed(provider, username);
+      await lockout.failed(provider, username);
       throw wrong();
     }
     let user: Client | undefined;
@@ -228,7 +247,7 @@ export async function ldapSignIn(
       await user.bind(entry.dn, password);
     } catch (err) {
       if (err instanceof InvalidCredentialsError) {
-        lockout.failed(provider, username);
+        await lockout.failed(provider, username);
         throw wrong();
       }
       throw new PgwardError('IDP_UNREACHABLE', `cannot reach the LDAP server of ${provider.name}`, {
@@ -237,7 +256,7 @@ export async function ldapSignIn(
     } finally {
       await user?.unbind().catch(() => {});
     }
-    lockout.succeeded(provider, username);
+    await lockout.succeeded(provider, username);
     return {
       identity: identityOf(provider, entry, await groupsOf(provider, service, entry.dn)),
       dn: entry.dn,

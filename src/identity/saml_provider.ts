@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type CacheProvider, type Profile, SAML, ValidateInResponseTo } from '@node-saml/node-saml';
+import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from './claims.js';
@@ -82,21 +83,19 @@ const values = (profile: Profile, name: string | undefined): string[] => {
   return list.filter((v): v is string => typeof v === 'string');
 };
 
-/** Assertion ids already accepted, until their assertions expire (a second use is a replay). */
+/** Assertion ids already accepted, in the store until they expire: a second use, anywhere, is a replay. */
 export class SamlReplayCache {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly max = 100_000) {}
+  constructor(private readonly pool: pg.Pool) {}
 
-  /** Records `id`; false if it was seen before. */
-  first(id: string, until: number): boolean {
-    const now = Date.now();
-    if (this.seen.size >= this.max) {
-      for (const [key, expiry] of this.seen) if (expiry < now) this.seen.delete(key);
-      if (this.seen.size >= this.max) this.seen.delete(this.seen.keys().next().value!);
-    }
-    if ((this.seen.get(id) ?? 0) > now) return false;
-    this.seen.set(id, until);
-    return true;
+  /** Records `id`; false if it was accepted before. */
+  async first(provider: string, id: string, until: Date): Promise<boolean> {
+    await this.pool.query('DELETE FROM pgward.saml_assertion_seen WHERE until < now()');
+    const { rowCount } = await this.pool.query(
+      `INSERT INTO pgward.saml_assertion_seen (provider, assertion_id, until) VALUES ($1, $2, $3)
+       ON CONFLICT DO NOTHING`,
+      [provider, id, until],
+    );
+    return rowCount === 1;
   }
 }
 
@@ -134,10 +133,10 @@ export async function samlFinish(
   const id = /<(?:\w+:)?Assertion\b[^>]*\sID="([^"]{1,256})"/.exec(assertion)?.[1];
   const notOnOrAfter = /\sNotOnOrAfter="([^"]+)"/.exec(assertion)?.[1];
   const until = notOnOrAfter ? Date.parse(notOnOrAfter) : Number.NaN;
-  if (
-    !id ||
-    !replays.first(id, Number.isFinite(until) ? until + CLOCK_TOLERANCE_S * 1000 : Date.now() + 3_600_000)
-  ) {
+  const remembered = new Date(
+    Number.isFinite(until) ? until + CLOCK_TOLERANCE_S * 1000 : Date.now() + 3_600_000,
+  );
+  if (!id || !(await replays.first(provider.name, id, remembered))) {
     throw new PgwardError('LOGIN_FAILED', `this SAML assertion of ${provider.name} was used already`, {
       hint: 'start the login again',
     });

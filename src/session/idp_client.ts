@@ -5,6 +5,7 @@
  * with the provider's claim rules exactly like a token presented at the PostgreSQL endpoint.
  */
 import * as oidc from 'openid-client';
+import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from '../identity/claims.js';
@@ -48,8 +49,14 @@ export class LoginPending extends Error {
 
 export class IdpClient {
   private readonly configs = new Map<string, Promise<oidc.Configuration>>();
-  private readonly samlReplays = new SamlReplayCache();
-  private readonly ldapLockout = new LdapLockout();
+  private readonly samlReplays: SamlReplayCache;
+  private readonly ldapLockout: LdapLockout;
+
+  /** `pool`: the store, where SAML replays and LDAP lockouts are kept for every gateway. */
+  constructor(pool: pg.Pool) {
+    this.samlReplays = new SamlReplayCache(pool);
+    this.ldapLockout = new LdapLockout(pool);
+  }
 
   /** LDAP: proves a user name and password by a bind; the DN is kept to read the person again at refresh. */
   async passwordSignIn(provider: ProviderConfig, username: string, password: string): Promise<IdpTokens> {
