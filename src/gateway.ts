@@ -319,8 +319,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         providers: providers.all().map((p) => ({
           name: p.name,
           displayName: p.displayName ?? p.name,
-          issuer: p.issuer,
-          clientId: p.clientId,
+          type: p.type,
+          // An LDAP provider's server and service account are nobody's business outside.
+          ...(p.type === 'ldap' ? {} : { issuer: p.issuer, clientId: p.clientId }),
           scopes: p.scopes,
         })),
       }),

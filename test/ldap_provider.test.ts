@@ -151,6 +151,17 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
     ]);
   });
 
+  it('keeps the directory server and the service account out of the public discovery document', async () => {
+    const doc = (await (await fetch(`${http}/.well-known/pgward-configuration`)).json()) as {
+      providers: { name: string; type: string }[];
+    };
+    assert.deepEqual(
+      doc.providers.filter((p) => p.type === 'ldap').map((p) => p.name),
+      ['corp-ldap', 'corp-ad', 'bad-ca'],
+    );
+    assert.doesNotMatch(JSON.stringify(doc), /ldaps:|cn=pgward/i);
+  });
+
   it('refuses a wrong password, an unknown user and filter injection alike', async () => {
     for (const [user, password] of [
       ['alice', 'wrong'],
