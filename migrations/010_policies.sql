@@ -10,6 +10,8 @@ CREATE TABLE pgward.policy (
   PRIMARY KEY (name, source)
 );
 
+-- decided_by holds a JSON array as text: the audit writes it for every statement a policy applies
+-- to, and text costs the store a copy where jsonb would cost a parse per row.
 ALTER TABLE pgward.statement
   ADD COLUMN decision text CHECK (decision IN ('allowed', 'refused', 'observed')),
-  ADD COLUMN decided_by jsonb;
+  ADD COLUMN decided_by text;

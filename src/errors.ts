@@ -33,6 +33,8 @@ export const ERRORS = {
   TOKEN_NOT_YET_VALID: { http: 401, sqlstate: '28P01', exit: 77 },
   TOKEN_AUDIENCE: { http: 401, sqlstate: '28P01', exit: 77 },
   TOKEN_CLAIMS: { http: 401, sqlstate: '28P01', exit: 77 },
+  // The token is of an organisation its provider does not accept (Google hd, Entra ID tid).
+  TOKEN_ORGANIZATION: { http: 401, sqlstate: '28P01', exit: 77 },
   TOKEN_REVOKED: { http: 401, sqlstate: '28P01', exit: 77 },
   UNAUTHENTICATED: { http: 401, sqlstate: '28000', exit: 77 },
   RATE_LIMITED: { http: 429, sqlstate: '53400', exit: 75 },

@@ -211,7 +211,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
     });
     const accessTokens = new AccessTokens(signingKeys, () => issuer, config.tokens.accessTokenSeconds * 1000);
     const sessions = new LoginSessions(store.pool, box, config.tokens.sessionHours * 3_600_000, events);
-    const idp = new IdpClient();
+    const idp = new IdpClient(store.pool);
     const auth = new Authenticator({
       providers: () => providers.all(),
       verifier,
@@ -341,8 +341,9 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
         providers: providers.all().map((p) => ({
           name: p.name,
           displayName: p.displayName ?? p.name,
-          issuer: p.issuer,
-          clientId: p.clientId,
+          type: p.type,
+          // An LDAP provider's server and service account are nobody's business outside.
+          ...(p.type === 'ldap' ? {} : { issuer: p.issuer, clientId: p.clientId }),
           scopes: p.scopes,
         })),
       }),

@@ -168,7 +168,7 @@ describe('the audit writer', () => {
     await writer.close();
     const { rows } = await pool.query(
       `SELECT seq, kind, duration_ms, command_tag, rows::text AS rows, sqlstate, decision,
-              decided_by AS "decidedBy" FROM pgward.statement
+              decided_by::jsonb AS "decidedBy" FROM pgward.statement
         WHERE session_id = $1 ORDER BY seq`,
       [sessionId],
     );

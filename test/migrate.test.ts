@@ -69,7 +69,10 @@ describe('migrations', () => {
     ]);
     const applied = results.map((r) => JSON.parse(r.stdout) as number[]);
     // One process applied everything, the other found it done: never both, never half each.
-    assert.deepEqual([...applied[0]!, ...applied[1]!].sort(), ALL_VERSIONS);
+    assert.deepEqual(
+      [...applied[0]!, ...applied[1]!].sort((a, b) => a - b),
+      ALL_VERSIONS,
+    );
     assert.ok(applied.some((a) => a.length === 0));
   });
 

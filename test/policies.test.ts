@@ -141,7 +141,7 @@ describe('policies on the wire', () => {
       const [record] = await statements('drop table public.policy_probe');
       assert.equal(record?.decision, 'refused');
       assert.equal(record?.sqlstate, '42501');
-      assert.match(JSON.stringify(record?.decided_by), /"policy":"guard"/);
+      assert.match(String(record?.decided_by), /"policy":"guard"/);
     });
 
     it('write-without-where through CTEs, EXPLAIN ANALYZE and DO bodies; with WHERE it runs', async () => {
@@ -463,6 +463,33 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       assert.equal(out.stdout.trim().split('\n').length, 5);
     });
 
+    it('COPY FROM STDIN is not held up by the limit (the target waits for the data), simple and extended', async () => {
+      const frame = (type: string, body: Buffer) => {
+        const head = Buffer.alloc(5);
+        head.write(type, 0, 'latin1');
+        head.writeInt32BE(body.length + 4, 1);
+        return Buffer.concat([head, body]);
+      };
+      const s = await raw();
+      const before = await probeCount();
+      s.send(msg.query('copy public.policy_probe (note) from stdin'));
+      assert.equal(shape(await s.untilCopy()), 'G');
+      s.send(frame('d', Buffer.from('copied 1\ncopied 2\n')), frame('c', Buffer.alloc(0)));
+      assert.equal(shape(await s.untilReady()), 'CZ');
+      s.send(
+        msg.parse('', 'copy public.policy_probe (note) from stdin'),
+        msg.bind('', ''),
+        msg.execute(''),
+        msg.sync(),
+      );
+      assert.equal(shape(await s.untilCopy()), '12G');
+      // As libpq does: the Sync sent with the Execute is ignored in copy-in mode; one follows CopyDone.
+      s.send(frame('d', Buffer.from('copied 3\n')), frame('c', Buffer.alloc(0)), msg.sync());
+      assert.equal(shape(await s.untilReady()), 'CZ');
+      assert.equal(await probeCount(), before + 3);
+      s.close();
+    });
+
     it('pages fetched with Execute row counts are counted per Execute', async () => {
       const s = await raw();
       s.send(msg.query('begin'));
@@ -479,6 +506,41 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       s.send(msg.query('commit'));
       await s.untilReady();
       s.close();
+    });
+  });
+
+  describe('COPY FROM STDIN in the extended protocol', () => {
+    it('the Syncs the target ignores in copy-in mode end no batch: statements and the audit stay in step', async () => {
+      const frame = (type: string, body: Buffer) => {
+        const head = Buffer.alloc(5);
+        head.write(type, 0, 'latin1');
+        head.writeInt32BE(body.length + 4, 1);
+        return Buffer.concat([head, body]);
+      };
+      const s = await raw();
+      s.send(
+        msg.parse('', 'copy public.policy_probe (note) from stdin'),
+        msg.bind('', ''),
+        msg.execute(''),
+        msg.sync(),
+      );
+      assert.equal(shape(await s.untilCopy()), '12G');
+      s.send(frame('d', Buffer.from('in step 1\n')), frame('c', Buffer.alloc(0)), msg.sync());
+      assert.equal(shape(await s.untilReady()), 'CZ');
+      // A Parse that fails, then one that works, in batches of their own: pgward must see the
+      // same outcome as the target, batch by batch.
+      s.send(msg.parse('instep', 'select no_such_column_in_step'), msg.sync());
+      assert.equal(shape(await s.untilReady()), 'EZ');
+      s.send(msg.parse('instep', "select 'copy then parse' as marker_in_step"), msg.sync());
+      assert.equal(shape(await s.untilReady()), '1Z');
+      s.send(msg.bind('', 'instep'), msg.execute(''), msg.sync());
+      assert.equal(shape(await s.untilReady()), '2DCZ');
+      s.close();
+      const rows = await statements('%marker_in_step%');
+      assert.equal(rows.length, 1);
+      assert.equal(rows[0]?.sqlstate, null);
+      const copies = await statements('copy public.policy_probe (note) from stdin');
+      assert.ok(copies.length > 0 && copies.every((r) => r.sqlstate === null), JSON.stringify(copies));
     });
   });
 

@@ -481,7 +481,8 @@ export function adminRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
           tags: ['providers'],
           body: z.looseObject({
             name: z.string(),
-            issuer: z.string(),
+            // A preset (google, azuread, cognito, jumpcloud) derives it.
+            issuer: z.string().optional(),
             clientId: z.string(),
             clientSecret: z.string().optional(),
           }),

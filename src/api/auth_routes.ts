@@ -10,8 +10,10 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
+import { samlAcsPath, samlMetadataPath } from '../identity/saml_provider.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { TokenGrant } from '../session/authenticator.js';
+import type { IdpTokens } from '../session/idp_client.js';
 import { LoginPending } from '../session/idp_client.js';
 import { isLoopbackRedirect } from '../session/login_codes.js';
 import { escapeHtml, gatewayPage } from './html.js';
@@ -58,6 +60,8 @@ const loginState = z.object({
   verifier: z.string(),
   until: z.number(),
   cli: cliLogin.optional(),
+  /** SAML: the AuthnRequest this browser's response must answer (InResponseTo). */
+  samlRequestId: z.string().optional(),
 });
 
 export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
@@ -67,6 +71,7 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     // Cookies are Secure unless the gateway is reached on loopback (the dev stack).
     const secure = () => !isLoopbackHost(new URL(ctx.publicUrl()).hostname);
     const redirectUri = () => `${ctx.publicUrl()}/login/callback`;
+    const samlAcsUrl = (provider: ProviderConfig) => `${ctx.publicUrl()}${samlAcsPath(provider.name)}`;
 
     function setSessionCookies(reply: FastifyReply, grant: TokenGrant): void {
       reply.setCookie(ACCESS_COOKIE, grant.access_token, {
@@ -91,6 +96,31 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     }
 
     // ---- CLI: device login, token refresh, logout, revocation ---------------------------------
+
+    app.post(
+      '/api/v1/auth/password',
+      {
+        config: { rateLimit },
+        schema: {
+          summary: 'Sign in with a directory user name and password (LDAP providers)',
+          description:
+            'Checked by a bind at the LDAP server; wrong passwords lock the user name for a while (429).',
+          tags: ['auth'],
+          security: [],
+          body: z.object({
+            provider: providerName.optional(),
+            username: z.string().min(1).max(256),
+            password: z.string().min(1).max(1024),
+          }),
+          response: { 200: grantSchema },
+        },
+      },
+      async (req) => {
+        const provider = ctx.auth.provider(req.body.provider);
+        const login = await ctx.idp.passwordSignIn(provider, req.body.username, req.body.password);
+        return ctx.auth.login(provider, login, 'cli');
+      },
+    );
 
     app.post(
       '/api/v1/auth/device',
@@ -264,12 +294,23 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         until: Date.now() + LOGIN_STATE_MS,
         ...(cli ? { cli } : {}),
       };
-      const url = await ctx.idp.authorizationUrl(provider, {
-        redirectUri: redirectUri(),
-        state: state.state,
-        nonce: state.nonce,
-        codeVerifier: state.verifier,
-      });
+      let url: URL;
+      if (provider.type === 'ldap') {
+        // The gateway's own password form, which the login cookie (below) goes with.
+        url = new URL(`${ctx.publicUrl()}/login/ldap/${encodeURIComponent(provider.name)}`);
+      } else if (provider.type === 'saml') {
+        // RelayState carries the state; the request id is sealed with it (InResponseTo).
+        const started = await ctx.idp.samlStart(provider, samlAcsUrl(provider), state.state);
+        url = started.url;
+        Object.assign(state, { samlRequestId: started.requestId });
+      } else {
+        url = await ctx.idp.authorizationUrl(provider, {
+          redirectUri: redirectUri(),
+          state: state.state,
+          nonce: state.nonce,
+          codeVerifier: state.verifier,
+        });
+      }
       // Sealed, so any gateway sharing the key can finish the login and nothing waits in memory.
       reply.setCookie(LOGIN_COOKIE, ctx.box.seal(JSON.stringify(state), LOGIN_COOKIE).toString('base64url'), {
         httpOnly: true,
@@ -313,28 +354,37 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       async (req, reply) => startLogin(reply, ctx.auth.provider(req.params.provider)),
     );
 
-    app.get('/login/callback', { config: { rateLimit }, schema: { hide: true } }, async (req, reply) => {
+    /** The login this browser started, from its sealed cookie (cleared: it is used once). */
+    function loginStarted(
+      req: FastifyRequest,
+      reply: FastifyReply,
+      keep = false,
+    ): z.infer<typeof loginState> {
       const sealed = req.cookies[LOGIN_COOKIE];
-      reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
-      let state: z.infer<typeof loginState>;
+      if (!keep) reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
       try {
         if (!sealed) throw new Error('no login cookie');
-        state = loginState.parse(JSON.parse(ctx.box.open(Buffer.from(sealed, 'base64url'), LOGIN_COOKIE)));
+        const state = loginState.parse(
+          JSON.parse(ctx.box.open(Buffer.from(sealed, 'base64url'), LOGIN_COOKIE)),
+        );
         if (state.until < Date.now()) throw new Error('expired');
+        return state;
       } catch {
         throw new PgwardError('LOGIN_FAILED', 'this login was not started here, or it took too long', {
           hint: 'start again at /login',
         });
       }
+    }
+
+    /** Signs the person in: the console's cookies, or a one-time code for the waiting CLI. */
+    async function completeLogin(
+      reply: FastifyReply,
+      state: z.infer<typeof loginState>,
+      login: (provider: ProviderConfig) => Promise<IdpTokens>,
+    ): Promise<FastifyReply> {
       const finish = async () => {
         const provider = ctx.auth.provider(state.provider);
-        const login = await ctx.idp.finishCode(provider, new URL(req.url, ctx.publicUrl()), {
-          state: state.state,
-          nonce: state.nonce,
-          codeVerifier: state.verifier,
-          redirectUri: redirectUri(),
-        });
-        return ctx.auth.login(provider, login, state.cli ? 'cli' : 'browser');
+        return ctx.auth.login(provider, await login(provider), state.cli ? 'cli' : 'browser');
       };
       if (!state.cli) {
         setSessionCookies(reply, await finish());
@@ -355,7 +405,154 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
         if (!(err instanceof PgwardError)) ctx.log.error({ err }, 'browser login for the CLI failed');
       }
       return reply.redirect(back.toString());
+    }
+
+    app.get('/login/callback', { config: { rateLimit }, schema: { hide: true } }, async (req, reply) => {
+      const state = loginStarted(req, reply);
+      return completeLogin(reply, state, (provider) =>
+        ctx.idp.finishCode(provider, new URL(req.url, ctx.publicUrl()), {
+          state: state.state,
+          nonce: state.nonce,
+          codeVerifier: state.verifier,
+          redirectUri: redirectUri(),
+        }),
+      );
     });
+
+    // ---- LDAP: the gateway's own password form -------------------------------------------------
+    const passwordForm = (provider: ProviderConfig, state: string, error?: string) =>
+      gatewayPage(
+        `Sign in with ${escapeHtml(provider.displayName ?? provider.name)}`,
+        `${error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : ''}<form method="post" action="/login/ldap/${encodeURIComponent(provider.name)}">
+<label for="username">User name</label><input id="username" name="username" autocomplete="username" required>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
+<input type="hidden" name="state" value="${escapeHtml(state)}">
+<button type="submit">Sign in</button></form>`,
+      );
+    const ldapProvider = (name: string) => {
+      const provider = ctx.auth.provider(name);
+      if (provider.type !== 'ldap') throw new PgwardError('NOT_FOUND', `${name} is not an LDAP provider`);
+      return provider;
+    };
+    app.get(
+      '/login/ldap/:provider',
+      { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
+      async (req, reply) => {
+        const provider = ldapProvider(req.params.provider);
+        const state = loginStarted(req, reply, true);
+        reply.type('text/html; charset=utf-8');
+        return passwordForm(provider, state.state);
+      },
+    );
+    app.post(
+      '/login/ldap/:provider',
+      {
+        config: { rateLimit },
+        schema: {
+          hide: true,
+          params: z.object({ provider: providerName }),
+          body: z.object({
+            username: z.string().max(256),
+            password: z.string().max(1024),
+            state: z.string().max(100),
+          }),
+        },
+      },
+      async (req, reply) => {
+        const provider = ldapProvider(req.params.provider);
+        const state = loginStarted(req, reply, true);
+        // The form's state is the cookie's: a form posted from elsewhere is refused (login CSRF).
+        if (state.provider !== provider.name || req.body.state !== state.state) {
+          throw new PgwardError('LOGIN_FAILED', 'this sign-in form was not opened here', {
+            hint: 'start again at /login',
+          });
+        }
+        let login: IdpTokens;
+        try {
+          login = await ctx.idp.passwordSignIn(provider, req.body.username, req.body.password);
+        } catch (err) {
+          if (err instanceof PgwardError && (err.code === 'LOGIN_FAILED' || err.code === 'RATE_LIMITED')) {
+            reply.status(err.code === 'RATE_LIMITED' ? 429 : 401).type('text/html; charset=utf-8');
+            return passwordForm(provider, state.state, err.message);
+          }
+          throw err;
+        }
+        reply.clearCookie(LOGIN_COOKIE, { path: '/login' });
+        return completeLogin(reply, state, async () => login);
+      },
+    );
+
+    // ---- SAML 2.0: metadata and the assertion consumer service --------------------------------
+    const samlProvider = (name: string) => {
+      const provider = ctx.auth.provider(name);
+      if (provider.type !== 'saml') throw new PgwardError('NOT_FOUND', `${name} is not a SAML provider`);
+      return provider;
+    };
+    app.get(
+      samlMetadataPath(':provider'),
+      { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
+      async (req, reply) => {
+        const provider = samlProvider(req.params.provider);
+        reply.type('application/samlmetadata+xml; charset=utf-8');
+        return ctx.idp.samlMetadata(provider, samlAcsUrl(provider));
+      },
+    );
+    // The IdP's HTTP-POST binding: a form of at most 256 KiB.
+    app.addContentTypeParser(
+      'application/x-www-form-urlencoded',
+      { parseAs: 'string', bodyLimit: 256 * 1024 },
+      (_req, body, done) => done(null, Object.fromEntries(new URLSearchParams(body as string))),
+    );
+    app.post(
+      samlAcsPath(':provider'),
+      {
+        config: { rateLimit },
+        schema: {
+          hide: true,
+          params: z.object({ provider: providerName }),
+          body: z.object({
+            SAMLResponse: z.string().min(1).max(200_000),
+            RelayState: z.string().max(80).optional(),
+            bounced: z.literal('1').optional(),
+          }),
+        },
+      },
+      async (req, reply) => {
+        const provider = samlProvider(req.params.provider);
+        const form = req.body;
+        // The IdP's POST is cross-site, so the (SameSite) login cookie is not sent with it: the
+        // browser posts the response once more from this page, same-site, with the cookie.
+        if (req.cookies[LOGIN_COOKIE] === undefined && form.bounced === undefined) {
+          reply.type('text/html; charset=utf-8');
+          return gatewayPage(
+            'Signing in',
+            `<form method="post" action="${escapeHtml(samlAcsPath(provider.name))}">
+<input type="hidden" name="SAMLResponse" value="${escapeHtml(form.SAMLResponse)}">
+<input type="hidden" name="RelayState" value="${escapeHtml(form.RelayState ?? '')}">
+<input type="hidden" name="bounced" value="1">
+<button type="submit">Continue</button></form>
+<script>document.forms[0].submit()</script>`,
+          );
+        }
+        const state = loginStarted(req, reply);
+        if (
+          state.provider !== provider.name ||
+          state.samlRequestId === undefined ||
+          form.RelayState !== state.state
+        ) {
+          throw new PgwardError(
+            'LOGIN_FAILED',
+            'this SAML response does not belong to the login started here',
+            {
+              hint: 'start again at /login',
+            },
+          );
+        }
+        return completeLogin(reply, state, (p) =>
+          ctx.idp.finishSaml(p, samlAcsUrl(p), form.SAMLResponse, state.samlRequestId!),
+        );
+      },
+    );
 
     app.get('/login/done', { preHandler: guards.signedIn, schema: { hide: true } }, async (req, reply) => {
       const { person } = caller(req);

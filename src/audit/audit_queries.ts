@@ -127,7 +127,7 @@ export class AuditQueries {
     const { rows } = await this.pool.query<StatementRecord>(
       `SELECT st.session_id AS "sessionId", st.seq, st.kind, st.text, st.started_at AS "startedAt",
               st.duration_ms AS "durationMs", st.command_tag AS "commandTag", st.rows::float8 AS rows,
-              st.sqlstate, st.decision, st.decided_by AS "decidedBy", s.email, s.connection_name AS connection
+              st.sqlstate, st.decision, st.decided_by::jsonb AS "decidedBy", s.email, s.connection_name AS connection
          FROM pgward.statement st LEFT JOIN pgward.session s USING (session_id)
         WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email) = lower($2))
           AND ($3::text IS NULL OR s.connection_name = $3) AND ($4::uuid IS NULL OR st.session_id = $4)

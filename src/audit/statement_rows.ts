@@ -35,7 +35,7 @@ const PG_EPOCH_MICROS = 946_684_800_000_000;
 const TWO_32 = 2 ** 32;
 
 /** Bytes a row needs at most, before its strings (each UTF-16 unit is at most 3 UTF-8 bytes). */
-const FIXED_BYTES = 2 + FIELDS * 4 + 16 + 4 + 8 + 8 + 8 + 8 + 8 + 1;
+const FIXED_BYTES = 2 + FIELDS * 4 + 16 + 4 + 8 + 8 + 8 + 8 + 8;
 
 /** Rows written since the last take, ready to be sent. */
 export interface RowBatch {
@@ -107,14 +107,7 @@ export class StatementRows {
     }
     p = textField(b, v, p, r.sqlstate);
     p = textField(b, v, p, r.decision);
-    if (r.decidedBy === null) p = int32(v, p, -1);
-    else {
-      // jsonb's binary form: a version byte (1), then the JSON text.
-      const written = utf8(b, p + 5, r.decidedBy);
-      v.setInt32(p, written + 1);
-      b[p + 4] = 1;
-      p += 5 + written;
-    }
+    p = textField(b, v, p, r.decidedBy);
     this.bytes += p - this.used;
     this.used = p;
     this.rowsInChunk++;

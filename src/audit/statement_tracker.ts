@@ -72,6 +72,19 @@ export class StatementTracker {
     if (head) head.decision = decision;
   }
 
+  /**
+   * The last `count` Syncs will get no answer: the target ignores Syncs that reach it in COPY
+   * FROM STDIN mode (protocol section "COPY Operations").
+   */
+  forgetSyncs(count: number): void {
+    for (let i = this.pending.length - 1; i >= 0 && count > 0; i--) {
+      if (this.pending[i]!.kind === 'sync') {
+        this.pending.splice(i, 1);
+        count--;
+      }
+    }
+  }
+
   private finish(entry: Pending): void {
     const now = performance.now();
     const elapsed = now - entry.t0;

@@ -5,6 +5,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
+import { providerFromSeedRow, type SeedProviderRow, SettingError } from '../config/provider_formats.js';
 import { PgwardError } from '../errors.js';
 import { accessToken, api, gatewayUrl } from './gateway_client.js';
 import { render } from './output.js';
@@ -35,6 +36,11 @@ export interface AdminOptions {
   refused?: boolean;
   /** `get statements --decision D`: allowed, refused or observed. */
   decision?: string;
+  /** The provider's preset. */
+  type?: string;
+  hostedDomain?: string;
+  tenantId?: string;
+  allowedTenant?: string[];
 }
 
 const ENV_KEYS = [
@@ -50,11 +56,20 @@ const ENV_KEYS = [
 
 /** `admin create provider`: a provider file (the configuration's format) and flags over it. */
 async function providerFields(name: string, opts: AdminOptions): Promise<Record<string, unknown>> {
-  const body: Record<string, unknown> = opts.file
+  let body: Record<string, unknown> = opts.file
     ? (parseYaml(await readFile(opts.file, 'utf8')) as Record<string, unknown>)
     : {};
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new PgwardError('BAD_REQUEST', `${opts.file}: expected one provider (a mapping of settings)`);
+  }
+  // A row of seed 004's provider table: provider_type and its configuration.
+  if ('provider_type' in body) {
+    try {
+      body = providerFromSeedRow(body as unknown as SeedProviderRow, opts.file);
+    } catch (err) {
+      if (err instanceof SettingError) throw new PgwardError('BAD_REQUEST', err.message);
+      throw err;
+    }
   }
   body['name'] = name;
   if (opts.issuer) body['issuer'] = opts.issuer;
@@ -64,6 +79,12 @@ async function providerFields(name: string, opts: AdminOptions): Promise<Record<
   if (opts.audience) body['audience'] = opts.audience;
   if (opts.adminGroup?.length) body['adminGroups'] = opts.adminGroup;
   if (opts.linkByEmail) body['linkByEmail'] = true;
+  if (opts.type) body['type'] = opts.type;
+  const block = (key: string) => ({ ...(body[key] as Record<string, unknown>) });
+  if (opts.hostedDomain) body['google'] = { ...block('google'), hostedDomain: opts.hostedDomain };
+  if (opts.tenantId) body['azuread'] = { ...block('azuread'), tenantId: opts.tenantId };
+  if (opts.allowedTenant?.length)
+    body['azuread'] = { ...block('azuread'), allowedTenants: opts.allowedTenant };
   if (opts.groupsClaim) {
     body['claims'] = { ...(body['claims'] as Record<string, unknown>), groups: opts.groupsClaim };
   }

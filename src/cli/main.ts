@@ -412,7 +412,10 @@ adminFlags(
     .description('create a conn, group, member, mapping, provider, or create or replace a policy')
     .argument('<resource>', 'conn | group | member | mapping | provider | policy')
     .argument('[name]', 'its name (the group, for member)')
-    .option('--type <type>', 'connection type (postgres)', 'postgres')
+    .option(
+      '--type <type>',
+      'connection type (postgres), or provider type (google, azuread, okta, auth0, ...)',
+    )
     .option(
       '-e, --env <KEY=VALUE>',
       'HOST, PORT, USER, PASS (- reads stdin), DB, SSLMODE, ROLE_MODE',
@@ -433,6 +436,9 @@ adminFlags(
     .option('--groups-claim <path>', 'claim holding the groups, e.g. https://example.com/groups (provider)')
     .option('--admin-group <name>', 'IdP group or role of administrators (provider; repeatable)', collect)
     .option('--link-by-email', 'join people with the same verified email (provider)')
+    .option('--hosted-domain <domain>', 'Google Workspace domain allowed (provider --type google)')
+    .option('--tenant-id <id>', 'Entra ID directory id, or organizations (provider --type azuread)')
+    .option('--allowed-tenant <id>', 'tenant allowed in a multi-tenant app (provider; repeatable)', collect)
     .option(
       '--file <file>',
       'provider settings in the configuration format, or the policy document; YAML or JSON (provider, policy)',
@@ -443,8 +449,8 @@ adminFlags(
     ),
 ).action(
   run(
-    async (resource: string, name: string | undefined, opts: { type: string } & Record<string, unknown>) => {
-      if (opts.type !== 'postgres')
+    async (resource: string, name: string | undefined, opts: { type?: string } & Record<string, unknown>) => {
+      if (resource !== 'provider' && opts.type !== undefined && opts.type !== 'postgres')
         throw new PgwardError('BAD_REQUEST', `--type ${opts.type}: only postgres is supported`);
       const { runAdminCreate } = await import('./admin_command.js');
       await runAdminCreate(resource, name, opts as AdminOptions);

@@ -169,3 +169,82 @@ export function providersFromHasuraJson(json: string, setting = 'PGWARD_SSO_PROV
     return provider;
   });
 }
+
+/** A row of seed 004's `auth.provider` (provider_type and its configuration JSON). */
+export interface SeedProviderRow {
+  provider_type: string;
+  configuration: Record<string, unknown>;
+}
+
+const text = (v: unknown) => (typeof v === 'string' && v !== '' ? v : undefined);
+
+/**
+ * Seed 004's provider rows → pgward's provider settings (the name, and for SAML the gateway's
+ * entity id as `clientId`, come from the caller). `windows` has no sign-in of its own: its
+ * domain, trusted domains and group prefix are the `adGroups` of the provider in front of AD.
+ */
+export function providerFromSeedRow(row: SeedProviderRow, setting = 'provider'): Record<string, unknown> {
+  const c = row.configuration ?? {};
+  const where = (key: string) => `${setting}.configuration.${key}`;
+  const clientId = text(c['client_id']);
+  switch (row.provider_type) {
+    case 'google':
+      return {
+        type: 'google',
+        ...(clientId ? { clientId } : {}),
+        google: text(c['hosted_domain']) ? { hostedDomain: c['hosted_domain'] } : {},
+      };
+    case 'azuread': {
+      const tenantId = text(c['tenant_id']);
+      if (!tenantId) throw new SettingError(where('tenant_id'), 'is required for azuread');
+      // Seed 004's authority includes the tenant (https://login.microsoftonline.com/TENANT).
+      const authority = text(c['authority']);
+      const claims = Array.isArray(c['group_claims'])
+        ? (c['group_claims'] as unknown[])
+        : ['groups', 'roles'];
+      return {
+        type: 'azuread',
+        ...(clientId ? { clientId } : {}),
+        azuread: {
+          tenantId,
+          ...(authority && URL.canParse(authority) ? { authority: new URL(authority).origin } : {}),
+        },
+        claims: {
+          ...(claims.includes('groups') ? {} : { groups: null }),
+          ...(claims.includes('roles') ? { roles: 'roles' } : { roles: [] }),
+        },
+      };
+    }
+    case 'saml': {
+      for (const key of ['sso_url', 'issuer', 'certificate'])
+        if (!text(c[key])) throw new SettingError(where(key), 'is required for saml');
+      return {
+        type: 'saml',
+        saml: {
+          ssoUrl: c['sso_url'],
+          idpIssuer: c['issuer'],
+          certificate: c['certificate'],
+          ...(text(c['group_attribute']) ? { groupAttribute: c['group_attribute'] } : {}),
+          ...(text(c['role_attribute']) ? { roleAttribute: c['role_attribute'] } : {}),
+          ...(text(c['user_id_attribute']) ? { userIdAttribute: c['user_id_attribute'] } : {}),
+        },
+      };
+    }
+    case 'windows': {
+      const domain = text(c['domain']);
+      if (!domain) throw new SettingError(where('domain'), 'is required for windows');
+      return {
+        adGroups: {
+          domain,
+          trustedDomains: Array.isArray(c['trusted_domains']) ? c['trusted_domains'] : [],
+          ...(text(c['group_prefix']) ? { groupPrefix: c['group_prefix'] } : {}),
+        },
+      };
+    }
+    default:
+      throw new SettingError(
+        `${setting}.provider_type`,
+        `"${String(row.provider_type)}" is not one of seed 004's types pgward reads (azuread, google, saml, windows)`,
+      );
+  }
+}

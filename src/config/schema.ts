@@ -1,7 +1,20 @@
 import { z } from 'zod';
 import { ASYMMETRIC_ALGORITHMS } from '../identity/algorithms.js';
+import { applyPreset, presetIssues } from '../identity/provider_presets.js';
+import {
+  adGroupSettings,
+  auth0Settings,
+  azureSettings,
+  cognitoSettings,
+  githubSettings,
+  googleSettings,
+  keycloakSettings,
+  ldapSettings,
+  PROVIDER_TYPES,
+  samlSettings,
+} from '../identity/provider_settings.js';
 import { policyDocumentSchema } from '../policy/policy_document.js';
-import { parseClaimPath } from './claim_path.js';
+import { type ClaimPath, parseClaimPath } from './claim_path.js';
 
 /** A claim name or JSONPath, parsed into segments at load time so a typo fails at start. */
 const claimPath = z.string().transform((value, ctx) => {
@@ -40,14 +53,17 @@ export const internalGroupName = z
   .regex(/^[^:\s][^:]*$/, 'a pgward group name has no ":" and does not start with a space');
 
 /** One OpenID Connect provider, whichever configuration format it came from. */
-export const providerSchema = z.strictObject({
+const providerFields = z.strictObject({
+  /** The vendor preset: its issuer, audiences, claim names and checks (identity/provider_presets.ts). */
+  type: z.enum(PROVIDER_TYPES, { error: `expected one of ${PROVIDER_TYPES.join(', ')}` }).default('generic'),
   name: z
     .string()
     .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'expected a short lowercase name (letters, digits, "-" or "_")')
     // They name the gateway's own pages under /login.
     .refine((n) => !['callback', 'done', 'cli'].includes(n), 'callback, done and cli are reserved names'),
   displayName: z.string().min(1).max(100).optional(),
-  issuer: httpUrl,
+  /** Required, except where the preset derives it (google, azuread, cognito, jumpcloud). */
+  issuer: httpUrl.optional(),
   /** `jwks`: verify signatures locally; `userinfo`: ask the IdP's userinfo endpoint (Hoop's `?_userinfo=1`). */
   validation: z.enum(['jwks', 'userinfo']).default('jwks'),
   clientId: z.string().min(1, 'is required'),
@@ -66,11 +82,16 @@ export const providerSchema = z.strictObject({
     .default(['RS256', 'PS256', 'ES256', 'EdDSA']),
   claims: z
     .strictObject({
-      subject: claimPath.default(['sub']),
-      email: claimPath.default(['email']),
-      name: claimPath.default(['name']),
-      groups: claimPath.default(['groups']),
-      roles: claimPath.optional(),
+      // Defaults come from the preset (`applyPreset`).
+      subject: claimPath.optional(),
+      email: claimPath.optional(),
+      name: claimPath.optional(),
+      /** null: this provider sends no groups. */
+      groups: claimPath.nullable().optional(),
+      /** One claim path or several (Keycloak: realm and client roles). */
+      roles: z
+        .union([claimPath.transform((one): ClaimPath[] => [one]), z.array(claimPath).max(8)])
+        .optional(),
     })
     .prefault({}),
   /**
@@ -90,7 +111,23 @@ export const providerSchema = z.strictObject({
    * this provider and one of the person's providers vouch that the email is verified.
    */
   linkByEmail: booleanSetting.default(false),
+  google: googleSettings.optional(),
+  azuread: azureSettings.optional(),
+  auth0: auth0Settings.optional(),
+  cognito: cognitoSettings.optional(),
+  keycloak: keycloakSettings.optional(),
+  github: githubSettings.optional(),
+  saml: samlSettings.optional(),
+  ldap: ldapSettings.optional(),
+  adGroups: adGroupSettings.optional(),
 });
+
+/** One OpenID Connect provider after its preset: issuer, audiences and claims all decided. */
+export const providerSchema = providerFields
+  .superRefine((p, ctx) => {
+    for (const issue of presetIssues(p)) ctx.addIssue({ code: 'custom', ...issue });
+  })
+  .transform((p) => ({ ...p, ...applyPreset(p) }));
 
 export type ProviderConfig = z.output<typeof providerSchema>;
 export type ProviderInput = z.input<typeof providerSchema>;

@@ -32,6 +32,8 @@ const MAX_FORM_BYTES = 8 * 1024;
 
 export interface DevIdp {
   readonly issuer: string;
+  /** Serves one request (under the issuer's path); for a listener shared by several IdPs. */
+  handle?(req: IncomingMessage, res: ServerResponse): void;
   close(): Promise<void>;
 }
 
@@ -51,6 +53,12 @@ export interface DevIdpOptions {
   accessTokens?: 'jwt' | 'opaque';
   /** Claim that carries the groups (e.g. a namespaced `https://app.example/groups`); `groups` by default. */
   groupsClaim?: string;
+  /** A path of the issuer (`/TENANT/v2.0`, as Entra ID's issuers have); none by default. */
+  issuerPath?: string;
+  /** false: do not listen; another listener hands requests to `handle` (several issuers on one port). */
+  listen?: boolean;
+  /** Names of the users' extra `claims` that ID tokens and userinfo carry too (with the profile scope). */
+  extraClaims?: string[];
   /** Storage of sessions, grants and tokens; the library's memory adapter when absent. */
   adapter?: Configuration['adapter'];
   log: Logger;
@@ -79,6 +87,7 @@ function buildConfiguration(
   findUser: (idOrEmail: string) => DevUser | undefined,
 ): Configuration {
   const groupsClaim = opts.groupsClaim ?? 'groups';
+  const base = (opts.issuerPath ?? '').replace(/\/$/, '');
   return {
     ...(opts.adapter ? { adapter: opts.adapter } : {}),
     clients: [
@@ -104,13 +113,14 @@ function buildConfiguration(
           name: user.name,
           preferred_username: user.email,
           [groupsClaim]: user.groups,
+          ...user.claims,
         }),
       };
     },
     claims: {
       openid: ['sub'],
       email: ['email', 'email_verified'],
-      profile: ['name', 'preferred_username'],
+      profile: ['name', 'preferred_username', ...(opts.extraClaims ?? [])],
       groups: [groupsClaim],
     },
     scopes: SCOPES,
@@ -163,10 +173,16 @@ function buildConfiguration(
       if (token.kind !== 'AccessToken' || !token.accountId) return undefined;
       const user = findUser(token.accountId);
       return user
-        ? { email: user.email, email_verified: true, name: user.name, [groupsClaim]: user.groups }
+        ? {
+            email: user.email,
+            email_verified: true,
+            name: user.name,
+            [groupsClaim]: user.groups,
+            ...user.claims,
+          }
         : undefined;
     },
-    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}` },
+    interactions: { url: (_ctx, interaction) => `${base}/interaction/${interaction.uid}` },
     jwks: { keys: [keys.signing as never] },
     cookies: { keys: keys.cookies },
     pkce: { required: () => true },
@@ -189,7 +205,8 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   // The issuer URL is part of every token, so the port must be known before listening.
   if (opts.port === 0) throw new Error('the dev IdP needs a fixed port');
   const keys = await loadIdpKeys(opts.dir);
-  const issuer = `http://${opts.host}:${opts.port}`;
+  const base = (opts.issuerPath ?? '').replace(/\/$/, '');
+  const issuer = `http://${opts.host}:${opts.port}${opts.issuerPath ?? ''}`;
   const findUser = (idOrEmail: string) => findDevUser(idOrEmail, opts.users ?? DEV_USERS);
   const provider = new Provider(issuer, buildConfiguration(opts, keys, findUser));
   provider.on('server_error', (_ctx, err) => log.error({ err }, 'dev IdP error'));
@@ -220,12 +237,17 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
         }
         res.writeHead(401, { 'content-type': 'text/html; charset=utf-8' });
         res.end(
-          loginPage({ uid, email: form.get('email') ?? '', error: 'Unknown email or wrong password.' }),
+          loginPage({
+            uid,
+            base,
+            email: form.get('email') ?? '',
+            error: 'Unknown email or wrong password.',
+          }),
         );
         return;
       }
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(loginPage({ uid, email: String(details.params['login_hint'] ?? ''), error: undefined }));
+      res.end(loginPage({ uid, base, email: String(details.params['login_hint'] ?? ''), error: undefined }));
       return;
     }
     // Consent: the dev IdP's one client is pgward itself, so everything it asks for is granted.
@@ -250,7 +272,18 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
     await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
   }
 
-  const server = createServer((req, res) => {
+  const handle = (req: IncomingMessage, res: ServerResponse) => {
+    // The issuer's path is the IdP's root: oidc-provider routes what follows it.
+    if (base !== '') {
+      const url = req.url ?? '';
+      if (!url.startsWith(`${base}/`) && url !== base) {
+        res.writeHead(404).end();
+        return;
+      }
+      // As a mounted app: oidc-provider builds its endpoints' URLs from originalUrl.
+      Object.assign(req, { originalUrl: url });
+      req.url = url.slice(base.length) || '/';
+    }
     const match = /^\/interaction\/([A-Za-z0-9_-]{1,64})(?:\/(login))?$/.exec((req.url ?? '').split('?')[0]!);
     if (!match) {
       oidc(req, res);
@@ -263,7 +296,9 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
         res.end('This sign-in attempt has expired or is invalid. Start the login again.\n');
       }
     });
-  });
+  };
+  if (opts.listen === false) return { issuer, handle, close: async () => {} };
+  const server = createServer(handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -271,6 +306,7 @@ export async function startDevIdp(opts: DevIdpOptions): Promise<DevIdp> {
   log.debug({ issuer }, 'dev IdP listening');
   return {
     issuer,
+    handle,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

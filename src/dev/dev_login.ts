@@ -111,7 +111,8 @@ export class IdpPageWalker {
           );
         }
         signedIn = true;
-        form.fields.set('email', credentials.email);
+        // The dev IdP asks for an email; a directory's form (LDAP) for a user name.
+        form.fields.set(form.fields.has('username') ? 'username' : 'email', credentials.email);
         form.fields.set('password', credentials.password);
       }
       res = await this.request(form.action, {

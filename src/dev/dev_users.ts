@@ -7,6 +7,8 @@ export interface DevUser {
   email: string;
   name: string;
   groups: string[];
+  /** More claims in this person's tokens (a vendor's shapes in tests: `hd`, `tid`, ...). */
+  claims?: Record<string, unknown>;
 }
 
 export const DEV_PASSWORD = 'password';

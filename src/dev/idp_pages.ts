@@ -28,10 +28,16 @@ function errorLine(error: string | undefined): string {
   return error ? `<p class="error" role="alert">${escapeHtml(error)}</p>` : '';
 }
 
-export function loginPage(opts: { uid: string; email: string; error: string | undefined }): string {
+export function loginPage(opts: {
+  uid: string;
+  email: string;
+  error: string | undefined;
+  /** The issuer's path, when it has one. */
+  base?: string;
+}): string {
   return page(
     'Sign in',
-    `${errorLine(opts.error)}<form method="post" action="/interaction/${escapeHtml(opts.uid)}/login">
+    `${errorLine(opts.error)}<form method="post" action="${escapeHtml(opts.base ?? '')}/interaction/${escapeHtml(opts.uid)}/login">
 <label for="email">Email</label><input id="email" name="email" type="email" autocomplete="username" required value="${escapeHtml(opts.email)}">
 <label for="password">Password</label><input id="password" name="password" type="password" autocomplete="current-password" required>
 <button type="submit">Sign in</button>

@@ -104,13 +104,14 @@ export class Directory {
       for (const p of providers) {
         const { rows } = await client.query<{ provider_id: string }>(
           `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
-           VALUES ($1, $2, 'oidc', $3, 'config')
-           ON CONFLICT (code) DO UPDATE SET name = $2, configuration = $3, updated_at = now()
+           VALUES ($1, $2, $4, $3, 'config')
+           ON CONFLICT (code) DO UPDATE SET name = $2, provider_type = $4, configuration = $3, updated_at = now()
            RETURNING provider_id`,
           [
             p.name,
             p.displayName ?? p.name,
             { issuer: p.issuer, clientId: p.clientId, validation: p.validation },
+            p.type,
           ],
         );
         const providerId = rows[0]!.provider_id;

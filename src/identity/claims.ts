@@ -5,6 +5,7 @@
 import { readClaim } from '../config/claim_path.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
+import { checkOrganization, windowsGroupNames } from './preset_checks.js';
 
 export interface MappedClaims {
   subject: string;
@@ -59,6 +60,7 @@ function stringList(value: unknown, what: string): string[] {
 
 /** Reads and validates the claims pgward uses; throws TOKEN_CLAIMS naming the bad claim. */
 export function mapClaims(provider: ProviderConfig, claims: Record<string, unknown>): MappedClaims {
+  checkOrganization(provider, claims);
   const subject = optionalString(readClaim(claims, provider.claims.subject), 'subject', MAX_SUBJECT);
   if (!subject) throw invalid('the token has no subject (sub) claim');
   const email = optionalString(readClaim(claims, provider.claims.email), 'email', MAX_EMAIL);
@@ -71,8 +73,10 @@ export function mapClaims(provider: ProviderConfig, claims: Record<string, unkno
     emailVerified: claims['email_verified'] === true,
     name: optionalString(readClaim(claims, provider.claims.name), 'name', MAX_ITEM),
     preferredUsername: optionalString(claims['preferred_username'], 'preferred_username', MAX_EMAIL),
-    groups: stringList(readClaim(claims, provider.claims.groups), 'groups'),
-    roles: provider.claims.roles ? stringList(readClaim(claims, provider.claims.roles), 'roles') : [],
+    groups: provider.claims.groups
+      ? windowsGroupNames(provider, stringList(readClaim(claims, provider.claims.groups), 'groups'))
+      : [],
+    roles: [...new Set(provider.claims.roles.flatMap((p) => stringList(readClaim(claims, p), 'roles')))],
     issuedAt: typeof claims['iat'] === 'number' ? new Date(claims['iat'] * 1000) : undefined,
   };
 }

@@ -1,4 +1,7 @@
-/** GETs a JSON document from an IdP with a timeout and a size cap; failures are IDP_UNREACHABLE. */
+/**
+ * GETs a JSON document from an IdP (or POSTs a form, with `form`) with a timeout and a size cap;
+ * failures are IDP_UNREACHABLE.
+ */
 import { PgwardError } from '../errors.js';
 
 const MAX_BYTES = 1024 * 1024;
@@ -7,12 +10,14 @@ export async function fetchJson(
   url: string,
   timeoutMs: number,
   headers: Record<string, string> = {},
+  form?: URLSearchParams,
 ): Promise<unknown> {
   let res: Response;
   try {
     res = await fetch(url, {
       headers: { accept: 'application/json', ...headers },
       signal: AbortSignal.timeout(timeoutMs),
+      ...(form ? { method: 'POST', body: form } : {}),
     });
   } catch (err) {
     throw new PgwardError(
@@ -21,7 +26,7 @@ export async function fetchJson(
       { cause: err },
     );
   }
-  const text = await res.text();
+  const text = await readCapped(res);
   if (!res.ok) {
     throw new PgwardError(
       'IDP_UNREACHABLE',
@@ -31,11 +36,25 @@ export async function fetchJson(
       },
     );
   }
-  if (text.length > MAX_BYTES)
+  if (text === undefined)
     throw new PgwardError('IDP_UNREACHABLE', 'the identity provider sent an oversized document');
   try {
     return JSON.parse(text);
   } catch (err) {
     throw new PgwardError('IDP_UNREACHABLE', 'the identity provider sent invalid JSON', { cause: err });
   }
+}
+
+/** The body as text, or undefined once it passes MAX_BYTES (reading stops there). */
+async function readCapped(res: Response): Promise<string | undefined> {
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    // Leaving the loop cancels the rest of the body.
+    if (size > MAX_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -66,15 +66,14 @@ export class ProviderRegistry {
         'mappings of a provider added at run time are made with POST /api/v1/mappings',
       );
     }
-    if (this.all().some((p) => p.issuer === provider.issuer)) {
-      throw new PgwardError('CONFLICT', `a provider with issuer ${provider.issuer} exists already`);
-    }
+    const taken = provider.issuers.find((iss) => this.all().some((p) => p.issuers.includes(iss)));
+    if (taken) throw new PgwardError('CONFLICT', `a provider with issuer ${taken} exists already`);
     const { clientSecret, ...stored } = input;
     await withTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ provider_id: string }>(
         `INSERT INTO pgward.provider (code, name, provider_type, configuration, source)
-         VALUES ($1, $2, 'oidc', $3, 'api') ON CONFLICT (code) DO NOTHING RETURNING provider_id`,
-        [provider.name, provider.displayName ?? provider.name, stored],
+         VALUES ($1, $2, $4, $3, 'api') ON CONFLICT (code) DO NOTHING RETURNING provider_id`,
+        [provider.name, provider.displayName ?? provider.name, stored, provider.type],
       );
       if (!rows[0]) throw new PgwardError('CONFLICT', `a provider named "${provider.name}" exists already`);
       if (clientSecret) {

@@ -17,12 +17,20 @@ import {
   type JWTVerifyOptions,
   jwtVerify,
 } from 'jose';
+import { readClaim } from '../config/claim_path.js';
 import type { ProviderConfig } from '../config/schema.js';
 import { asPgwardError, PgwardError, type TokenErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type Metrics, UNKNOWN_PROVIDER } from '../metrics/metrics.js';
 import { type MappedClaims, mapClaims } from './claims.js';
+import { githubIdentity, looksLikeGithubToken } from './github_provider.js';
 import { fetchJson } from './http_json.js';
+import {
+  checkTokenShape,
+  emailFromUserinfo,
+  expectedAudiences,
+  refuseForeignTenant,
+} from './preset_checks.js';
 
 export interface VerifiedIdentity extends MappedClaims {
   provider: ProviderConfig;
@@ -254,7 +262,12 @@ export class TokenVerifier {
       this.states.map((s) => [
         s.provider.name,
         s.provider.validation === 'userinfo'
-          ? { ok: true, detail: 'userinfo validation' }
+          ? {
+              ok: true,
+              detail: ['github', 'saml', 'ldap'].includes(s.provider.type)
+                ? s.provider.type
+                : 'userinfo validation',
+            }
           : {
               ok: s.jwks?.fresh !== undefined && s.lastError === undefined,
               detail: s.lastError ?? s.provider.issuer,
@@ -283,7 +296,10 @@ export class TokenVerifier {
         return userinfo.length === 1 ? userinfo[0]!.provider.name : UNKNOWN_PROVIDER;
       }
       const issuer = decodeJwt(token).iss;
-      return this.states.find((s) => s.provider.issuer === issuer)?.provider.name ?? UNKNOWN_PROVIDER;
+      return (
+        this.states.find((s) => s.provider.issuers.includes(String(issuer)))?.provider.name ??
+        UNKNOWN_PROVIDER
+      );
     } catch {
       return UNKNOWN_PROVIDER;
     }
@@ -291,16 +307,22 @@ export class TokenVerifier {
 
   private async check(token: string): Promise<VerifiedIdentity> {
     if (!looksLikeJwt(token)) return this.verifyOpaque(token);
-    const issuer = inspectToken(token).payload.iss!;
-    const state = this.states.find((s) => s.provider.issuer === issuer);
+    const unverified = inspectToken(token).payload;
+    const issuer = unverified.iss!;
+    const state = this.states.find((s) => s.provider.issuers.includes(issuer));
     if (!state) {
+      refuseForeignTenant(
+        this.states.map((s) => s.provider),
+        issuer,
+      );
       throw tokenError('TOKEN_UNKNOWN_ISSUER', `tokens of issuer ${issuer} are not accepted by this gateway`);
     }
     if (state.provider.validation === 'userinfo') return this.verifyWithUserinfo(state, token);
     const provider = state.provider;
+    const audience = expectedAudiences(provider, unverified);
     const options: JWTVerifyOptions = {
-      issuer: provider.issuer,
-      audience: provider.audience ?? provider.clientId,
+      issuer: provider.issuers,
+      ...(audience ? { audience } : {}),
       algorithms: [...provider.algorithms],
       requiredClaims: ['exp', 'sub'],
       clockTolerance: CLOCK_TOLERANCE_S,
@@ -322,7 +344,16 @@ export class TokenVerifier {
       }
     }
     assertIssuedInThePast(payload);
-    return { ...mapClaims(provider, payload), provider, expiresAt: new Date(payload.exp! * 1000) };
+    checkTokenShape(provider, payload);
+    let mapped: MappedClaims;
+    if (emailFromUserinfo(provider, readClaim(payload, provider.claims.email) !== undefined)) {
+      const fromUserinfo = await this.userinfoEmail(state, token, String(payload.sub));
+      const claims = { ...provider.claims, email: ['email'] };
+      mapped = mapClaims({ ...provider, claims }, { ...payload, ...fromUserinfo });
+    } else {
+      mapped = mapClaims(provider, payload);
+    }
+    return { ...mapped, provider, expiresAt: new Date(payload.exp! * 1000) };
   }
 
   private translate(err: unknown, state: ProviderState): PgwardError {
@@ -334,7 +365,30 @@ export class TokenVerifier {
         { cause: err, hint: 'try again shortly; if it persists, the IdP or the network to it is down' },
       );
     }
-    return translateJoseError(err, state.provider.audience ?? state.provider.clientId, state.provider.name);
+    return translateJoseError(err, state.provider.audiences.join(' or '), state.provider.name);
+  }
+
+  /**
+   * The email (and its verification) of a verified access token that carries none, from the
+   * provider's userinfo endpoint, which must name the same subject.
+   */
+  private async userinfoEmail(state: ProviderState, token: string, subject: string) {
+    const endpoint = (await this.discovery(state)).userinfo_endpoint;
+    if (!endpoint)
+      throw tokenError(
+        'TOKEN_CLAIMS',
+        `the token has no email and ${state.provider.name} has no userinfo endpoint`,
+      );
+    const info = (await fetchJson(endpoint, OUTBOUND_TIMEOUT_MS, { authorization: `Bearer ${token}` }).catch(
+      (err: unknown) => {
+        if (err instanceof PgwardError && err.detail === '401')
+          throw tokenError('TOKEN_INVALID', 'the identity provider does not accept this token', err);
+        throw err;
+      },
+    )) as Record<string, unknown>;
+    if (info['sub'] !== subject)
+      throw tokenError('TOKEN_CLAIMS', 'userinfo names another subject than the token');
+    return { email: info['email'], email_verified: info['email_verified'] === true };
   }
 
   /**
@@ -342,7 +396,11 @@ export class TokenVerifier {
    * for it: sending a token to several IdPs would hand one IdP's token to another.
    */
   private verifyOpaque(token: string): Promise<VerifiedIdentity> {
-    const candidates = this.states.filter((s) => s.provider.validation === 'userinfo');
+    if (looksLikeGithubToken(token)) return this.verifyGithub(token);
+    const candidates = this.states.filter(
+      (s) =>
+        s.provider.validation === 'userinfo' && s.provider.type !== 'github' && s.provider.type !== 'saml',
+    );
     if (candidates.length !== 1 || token.length > MAX_TOKEN_CHARS || !/^[\x21-\x7e]+$/.test(token)) {
       throw tokenError(
         'TOKEN_MALFORMED',
@@ -352,6 +410,28 @@ export class TokenVerifier {
       );
     }
     return this.verifyWithUserinfo(candidates[0]!, token);
+  }
+
+  /** A GitHub token names no issuer either: only the one GitHub provider may vouch for it, at GitHub's API. */
+  private async verifyGithub(token: string): Promise<VerifiedIdentity> {
+    const candidates = this.states.filter((s) => s.provider.type === 'github');
+    if (candidates.length !== 1) {
+      throw tokenError(
+        'TOKEN_MALFORMED',
+        candidates.length === 0
+          ? 'GitHub tokens are not accepted by this gateway'
+          : 'a GitHub token is accepted only when one GitHub provider is configured; use pgward login',
+      );
+    }
+    const key = createHash('sha256').update(token).digest('base64url');
+    const cached = this.userinfoCache.get(key);
+    if (cached && cached.until > Date.now()) return cached.identity;
+    const provider = candidates[0]!.provider;
+    const until = Date.now() + USERINFO_TTL_MS;
+    const identity = { ...(await githubIdentity(provider, token)), provider, expiresAt: new Date(until) };
+    if (this.userinfoCache.size > 10_000) this.userinfoCache.clear();
+    this.userinfoCache.set(key, { identity, until });
+    return identity;
   }
 
   private async verifyWithUserinfo(state: ProviderState, token: string): Promise<VerifiedIdentity> {

@@ -263,6 +263,8 @@ export function needsParseForBuiltins(look: FirstLook): boolean {
   return false;
 }
 
+const ZEROS = '0'.repeat(32);
+
 /**
  * The text with the digits of its numeric literals made 0, or undefined when it cannot be lexed
  * safely. Texts that differ only in their numbers (pgbench -M simple, ORMs without bind
@@ -279,10 +281,11 @@ export function numberShape(text: string): string | undefined {
     const start = numbers[k]!;
     const end = numbers[k + 1]!;
     out += text.slice(from, start);
-    for (let i = start; i < end; i++) {
-      const c = text.charCodeAt(i);
-      out += c >= 48 && c <= 57 ? '0' : text[i];
-    }
+    let i = start;
+    while (i < end && isDigit(text.charCodeAt(i))) i++;
+    // Most numbers are digits only; 1.5e10, 0x1F keep their other characters.
+    out += ZEROS.length >= i - start ? ZEROS.slice(0, i - start) : '0'.repeat(i - start);
+    for (; i < end; i++) out += isDigit(text.charCodeAt(i)) ? '0' : text[i];
     from = end;
   }
   return out + text.slice(from);

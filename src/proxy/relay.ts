@@ -23,6 +23,7 @@ import { MessageFramer, typeFlags, type Verdict } from '../wire/framer.js';
 import { type CapExceeded, PreparedStatements } from '../wire/prepared_statements.js';
 import { BE, FE } from '../wire/protocol.js';
 import type { SocketInput } from '../wire/socket_input.js';
+import { ClientHold } from './client_hold.js';
 import { fastPathFunction, fastPathText } from './fast_path.js';
 import type { PolicyInspector } from './policy_inspector.js';
 import { Refusals } from './refusals.js';
@@ -45,6 +46,7 @@ const CLIENT_TYPES = typeFlags([
 ]);
 /** Server message types the relay decodes. */
 const SERVER_TYPES = typeFlags([
+  BE.COPY_IN_RESPONSE,
   BE.COMMAND_COMPLETE,
   BE.EMPTY_QUERY,
   BE.PORTAL_SUSPENDED,
@@ -136,33 +138,43 @@ export class Relay {
   private readonly serverFramer: MessageFramer;
   /** This relay's own copy: row counting turns DataRow and CopyData on only while a limit counts. */
   private readonly serverTypes = SERVER_TYPES.slice();
+  /** This relay's own copy: CopyDone and CopyFail are looked at only while the target copies in. */
+  private readonly clientTypes = CLIENT_TYPES.slice();
+  /** Syncs forwarded since the last Query or Execute (a COPY FROM STDIN may make them void). */
+  private syncsSinceRequest = 0;
+  /** The target is in COPY FROM STDIN mode: it ignores Syncs until CopyDone or CopyFail. */
+  private copyingIn = false;
   /** The result being counted against a row limit; client input is held until it ends. */
   private limited: LimitedResult | undefined;
-  /** Client bytes that arrived while input was held, copied, in order. */
-  private heldChunks: Buffer[] = [];
-  private holding = false;
+  /** Client input held behind a counted result. */
+  private readonly hold: ClientHold;
   /** The original ReadyForQuery of a result cut at its row limit is dropped (the injected one ends it). */
   private dropReady = false;
   /** A counted Execute was forwarded: the client's next message decides how its result is held. */
   private nextDecides = false;
-  /** That next message, when it must wait for the result's end (framed again first). */
-  private deferred: Buffer | undefined;
   private clientData: (chunk: Buffer, replay: boolean) => void = () => undefined;
 
   constructor(private readonly o: RelayOptions) {
     const caps = new Float64Array(256).fill(Number.POSITIVE_INFINITY);
     caps[FE.QUERY] = o.maxStatementBytes + 5;
     caps[FE.PARSE] = o.maxStatementBytes + PARSE_OVERHEAD;
-    this.clientFramer = new MessageFramer(CLIENT_TYPES, o.maxMessageBytes, this.onClientMessage, 'client', {
-      maxBytes: caps,
-      onOversize: this.onOversize,
-    });
+    this.clientFramer = new MessageFramer(
+      this.clientTypes,
+      o.maxMessageBytes,
+      this.onClientMessage,
+      'client',
+      {
+        maxBytes: caps,
+        onOversize: this.onOversize,
+      },
+    );
     this.serverFramer = new MessageFramer(
       this.serverTypes,
       MAX_SERVER_MESSAGE,
       this.onServerMessage,
       'server',
     );
+    this.hold = new ClientHold(this.clientFramer, o.client, (chunk) => this.clientData(chunk, true));
   }
 
   /** True while requests await their answers (the session is mid-query). */
@@ -214,13 +226,8 @@ export class Relay {
     this.limited = new LimitedResult(limit, observed, query);
     this.serverTypes[BE.DATA_ROW] = 1;
     this.serverTypes[BE.COPY_DATA] = 1;
-    if (query) this.holdClient();
+    if (query) this.hold.after();
     else this.nextDecides = true;
-  }
-
-  private holdClient(): void {
-    this.holding = true;
-    this.clientFramer.pause();
   }
 
   /**
@@ -232,12 +239,12 @@ export class Relay {
     this.nextDecides = false;
     const limited = this.limited;
     if (limited === undefined) return undefined;
-    this.holdClient();
     if (type === FE.SYNC) {
+      this.hold.after();
       limited.endsAtReady = true;
       return undefined;
     }
-    this.deferred = Buffer.from(message);
+    this.hold.before(message);
     return FLUSH;
   }
 
@@ -250,18 +257,7 @@ export class Relay {
     this.nextDecides = false;
     this.serverTypes[BE.DATA_ROW] = 0;
     this.serverTypes[BE.COPY_DATA] = 0;
-    queueMicrotask(() => this.releaseClient());
-  }
-
-  private releaseClient(): void {
-    if (!this.holding) return;
-    this.holding = false;
-    const rest = this.clientFramer.resume();
-    if (rest) this.heldChunks.unshift(rest);
-    if (this.deferred) this.heldChunks.unshift(this.deferred);
-    this.deferred = undefined;
-    while (!this.holding && this.heldChunks.length > 0) this.clientData(this.heldChunks.shift()!, true);
-    if (!this.holding && this.o.client.isPaused()) this.o.client.resume();
+    queueMicrotask(() => this.hold.release());
   }
 
   /**
@@ -307,6 +303,7 @@ export class Relay {
         if (refusal) return this.refuseSimple(refusal, recorded, judgement?.decision);
         this.o.tracker.request('simple', recorded, false, judgement?.decision);
         this.ended();
+        this.syncsSinceRequest = 0;
         this.countResult(true);
         return 'forward';
       }
@@ -364,9 +361,18 @@ export class Relay {
         return 'forward';
       }
       case FE.SYNC:
+        // In COPY FROM STDIN mode the target ignores a Sync: it ends no batch.
+        if (this.copyingIn) return 'forward';
         this.skipping = false;
         this.o.tracker.request('sync', '');
         this.ended();
+        this.syncsSinceRequest++;
+        return 'forward';
+      case FE.COPY_DONE:
+      case FE.COPY_FAIL:
+        this.copyingIn = false;
+        this.clientTypes[FE.COPY_DONE] = 0;
+        this.clientTypes[FE.COPY_FAIL] = 0;
         return 'forward';
       case FE.CLOSE: {
         if (this.skipping) return 'drop';
@@ -434,10 +440,31 @@ export class Relay {
       case BE.PARAMETER_STATUS:
         upstream.parameterStatus(message);
         return 'forward';
+      case BE.COPY_IN_RESPONSE:
+        this.copyInStarted();
+        break;
     }
     tracker.onServer(type, message);
     return 'forward';
   };
+
+  /**
+   * The target entered COPY FROM STDIN mode: Syncs the client sent after the COPY's Execute
+   * (libpq sends one with it) reached it in that mode and will get no answer, and so will the
+   * client's Syncs until its CopyDone or CopyFail; neither ends a batch.
+   */
+  private copyInStarted(): void {
+    const voided = this.syncsSinceRequest;
+    this.syncsSinceRequest = 0;
+    if (voided > 0) {
+      this.o.tracker.forgetSyncs(voided);
+      this.prepared.unsynced(voided);
+      this.batches -= voided;
+    }
+    this.copyingIn = true;
+    this.clientTypes[FE.COPY_DONE] = 1;
+    this.clientTypes[FE.COPY_FAIL] = 1;
+  }
 
   /**
    * A message of the result a row limit counts: rows past the limit are dropped, and the end of a
@@ -453,6 +480,10 @@ export class Relay {
       }
       case BE.COPY_DONE:
         return limited.exceeded ? 'drop' : undefined;
+      case BE.COPY_IN_RESPONSE:
+        // COPY FROM STDIN returns no rows, and the target now waits for the client's data.
+        this.resultEnded();
+        return undefined;
       case BE.COMMAND_COMPLETE:
       case BE.PORTAL_SUSPENDED:
         if (limited.exceeded) {
@@ -484,16 +515,14 @@ export class Relay {
         source.pause();
         // Client input stays paused while it is held for a counted result.
         to.once('drain', () => {
-          if (source !== client || !this.holding) source.resume();
+          if (source !== client || !this.hold.active) source.resume();
         });
       }
     };
     const onClientData = (chunk: Buffer, replay = false) => {
       if (!replay) this.o.counted(chunk.length, 0);
-      if (this.holding) {
-        // A chunk is valid only during its call: what waits is copied.
-        this.heldChunks.push(replay ? chunk : Buffer.from(chunk));
-        if (!client.isPaused()) client.pause();
+      if (this.hold.active) {
+        this.hold.keep(chunk, replay);
         return;
       }
       let segments: Buffer[];
@@ -535,9 +564,8 @@ export class Relay {
         this.serverFramer.atBoundary &&
         this.clientFramer.atBoundary &&
         !this.skipping &&
-        !this.holding &&
         this.limited === undefined &&
-        this.heldChunks.length === 0
+        this.hold.empty
       );
     };
     if (pendingServer.length > 0) onServerData(pendingServer);

@@ -5,9 +5,18 @@
  * with the provider's claim rules exactly like a token presented at the PostgreSQL endpoint.
  */
 import * as oidc from 'openid-client';
+import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from '../identity/claims.js';
+import {
+  githubAuthorizationUrl,
+  githubIdentity,
+  githubStartDevice,
+  githubToken,
+} from '../identity/github_provider.js';
+import { LdapLockout, ldapReread, ldapSignIn } from '../identity/ldap_provider.js';
+import { SamlReplayCache, samlFinish, samlMetadata, samlStart } from '../identity/saml_provider.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -26,6 +35,11 @@ export interface DeviceStart {
   interval: number;
 }
 
+/** How long a SAML sign-in is refreshed without the IdP, unless its SessionNotOnOrAfter is sooner. */
+const SAML_SIGN_IN_MS = 12 * 3_600_000;
+const SAML_REFRESH = 'saml:';
+const LDAP_REFRESH = 'ldap:';
+
 /** Device-grant polling answers that mean "not yet" rather than failure (RFC 8628 §3.5). */
 export class LoginPending extends Error {
   constructor(readonly reason: 'authorization_pending' | 'slow_down') {
@@ -35,6 +49,56 @@ export class LoginPending extends Error {
 
 export class IdpClient {
   private readonly configs = new Map<string, Promise<oidc.Configuration>>();
+  private readonly samlReplays: SamlReplayCache;
+  private readonly ldapLockout: LdapLockout;
+
+  /** `pool`: the store, where SAML replays and LDAP lockouts are kept for every gateway. */
+  constructor(pool: pg.Pool) {
+    this.samlReplays = new SamlReplayCache(pool);
+    this.ldapLockout = new LdapLockout(pool);
+  }
+
+  /** LDAP: proves a user name and password by a bind; the DN is kept to read the person again at refresh. */
+  async passwordSignIn(provider: ProviderConfig, username: string, password: string): Promise<IdpTokens> {
+    if (provider.type !== 'ldap') {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} does not sign in with a password`, {
+        hint: 'use `pgward login`',
+      });
+    }
+    const { identity, dn } = await ldapSignIn(provider, username, password, this.ldapLockout);
+    return { identity, refreshToken: `${LDAP_REFRESH}${dn}` };
+  }
+
+  /** SAML: where to send the browser, and the request id its response must answer. */
+  samlStart(provider: ProviderConfig, acsUrl: string, relayState: string) {
+    return samlStart(provider, acsUrl, relayState);
+  }
+
+  /** SAML: the gateway's SP metadata. */
+  samlMetadata(provider: ProviderConfig, acsUrl: string): string {
+    return samlMetadata(provider, acsUrl);
+  }
+
+  /**
+   * SAML: validates the posted response. A SAML IdP cannot be asked again at refresh, so the
+   * sign-in keeps this identity (sealed in the store as its refresh credential) for at most 12 h.
+   */
+  async finishSaml(
+    provider: ProviderConfig,
+    acsUrl: string,
+    samlResponse: string,
+    requestId: string,
+  ): Promise<IdpTokens> {
+    const login = await samlFinish(provider, acsUrl, samlResponse, requestId, this.samlReplays);
+    const until = Math.min(
+      Date.now() + SAML_SIGN_IN_MS,
+      login.sessionUntil?.getTime() ?? Number.POSITIVE_INFINITY,
+    );
+    return {
+      identity: login.identity,
+      refreshToken: `${SAML_REFRESH}${JSON.stringify({ identity: login.identity, until })}`,
+    };
+  }
 
   private config(provider: ProviderConfig): Promise<oidc.Configuration> {
     let config = this.configs.get(provider.name);
@@ -63,6 +127,17 @@ export class IdpClient {
 
   /** Starts a device login (RFC 8628): the code the person confirms, and where. */
   async startDevice(provider: ProviderConfig): Promise<DeviceStart> {
+    if (provider.type === 'ldap') {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} signs in with your directory password`, {
+        hint: `use \`pgward login --browser --provider ${provider.name}\`, or POST /api/v1/auth/password`,
+      });
+    }
+    if (provider.type === 'saml') {
+      throw new PgwardError('BAD_REQUEST', `${provider.name} is a SAML provider: it signs in in a browser`, {
+        hint: `use \`pgward login --browser --provider ${provider.name}\``,
+      });
+    }
+    if (provider.type === 'github') return githubStartDevice(provider);
     const config = await this.config(provider);
     if (!config.serverMetadata().device_authorization_endpoint) {
       throw new PgwardError('BAD_REQUEST', `${provider.name} does not support device login`, {
@@ -84,6 +159,12 @@ export class IdpClient {
 
   /** One poll of a device login: the tokens, or LoginPending while the person has not confirmed. */
   async pollDevice(provider: ProviderConfig, deviceCode: string): Promise<IdpTokens> {
+    if (provider.type === 'github') {
+      return this.github(provider, {
+        grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+        device_code: deviceCode,
+      });
+    }
     const config = await this.config(provider);
     const tokens = await this.call(provider, () =>
       oidc.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:device_code', {
@@ -98,6 +179,14 @@ export class IdpClient {
     provider: ProviderConfig,
     checks: { redirectUri: string; state: string; nonce: string; codeVerifier: string },
   ): Promise<URL> {
+    if (provider.type === 'github') {
+      const codeChallenge = await oidc.calculatePKCECodeChallenge(checks.codeVerifier);
+      return githubAuthorizationUrl(provider, {
+        redirectUri: checks.redirectUri,
+        state: checks.state,
+        codeChallenge,
+      });
+    }
     const config = await this.config(provider);
     return oidc.buildAuthorizationUrl(config, {
       redirect_uri: checks.redirectUri,
@@ -115,6 +204,24 @@ export class IdpClient {
     callbackUrl: URL,
     checks: { state: string; nonce: string; codeVerifier: string; redirectUri: string },
   ): Promise<IdpTokens> {
+    if (provider.type === 'github') {
+      const params = callbackUrl.searchParams;
+      const error = params.get('error');
+      if (error) {
+        throw new PgwardError('LOGIN_FAILED', `${provider.name} refused the login (${error.slice(0, 100)})`);
+      }
+      const code = params.get('code');
+      if (params.get('state') !== checks.state || !code) {
+        throw new PgwardError('LOGIN_FAILED', `the login response from ${provider.name} is invalid (state)`, {
+          hint: 'start the login again',
+        });
+      }
+      return this.github(provider, {
+        code,
+        redirect_uri: checks.redirectUri,
+        code_verifier: checks.codeVerifier,
+      });
+    }
     const config = await this.config(provider);
     const tokens = await this.call(provider, () =>
       oidc.authorizationCodeGrant(
@@ -129,6 +236,34 @@ export class IdpClient {
 
   /** Refreshes at the IdP, re-reading who the person is now (their groups may have changed). */
   async refresh(provider: ProviderConfig, refreshToken: string): Promise<IdpTokens> {
+    if (provider.type === 'ldap') {
+      // Read again with the service account: a person removed, disabled or out of a group loses it.
+      if (!refreshToken.startsWith(LDAP_REFRESH))
+        throw new PgwardError('LOGIN_FAILED', 'not an LDAP sign-in');
+      return { identity: await ldapReread(provider, refreshToken.slice(LDAP_REFRESH.length)), refreshToken };
+    }
+    if (provider.type === 'saml') {
+      const kept = refreshToken.startsWith(SAML_REFRESH)
+        ? (JSON.parse(refreshToken.slice(SAML_REFRESH.length)) as { identity: MappedClaims; until: number })
+        : undefined;
+      if (!kept || kept.until < Date.now()) {
+        throw new PgwardError('LOGIN_FAILED', `the SAML sign-in at ${provider.name} has ended`, {
+          hint: 'sign in again',
+        });
+      }
+      return { identity: kept.identity, refreshToken };
+    }
+    if (provider.type === 'github') {
+      // GitHub's OAuth tokens do not expire: a refresh asks GitHub again who holds the token, so
+      // a person who left the organisation, or revoked pgward, loses the sign-in.
+      try {
+        return { identity: await githubIdentity(provider, refreshToken), refreshToken };
+      } catch (err) {
+        if (err instanceof PgwardError && (err.code === 'TOKEN_INVALID' || err.code === 'TOKEN_ORGANIZATION'))
+          throw new PgwardError('LOGIN_FAILED', err.message, { cause: err });
+        throw err;
+      }
+    }
     const config = await this.config(provider);
     const tokens = await this.call(provider, () => oidc.refreshTokenGrant(config, refreshToken));
     return this.identity(provider, config, tokens, refreshToken);
@@ -136,12 +271,21 @@ export class IdpClient {
 
   /** The IdP's logout URL for a browser (RP-initiated logout), when it has one. */
   async endSessionUrl(provider: ProviderConfig, postLogoutRedirectUri: string): Promise<URL | undefined> {
+    if (provider.type === 'github' || provider.type === 'saml' || provider.type === 'ldap') return undefined;
     const config = await this.config(provider);
     if (!config.serverMetadata().end_session_endpoint) return undefined;
     return oidc.buildEndSessionUrl(config, {
       client_id: provider.clientId,
       post_logout_redirect_uri: postLogoutRedirectUri,
     });
+  }
+
+  /** Finishes a GitHub login: its token, then the person as GitHub's API describes them. */
+  private async github(provider: ProviderConfig, grant: Record<string, string>): Promise<IdpTokens> {
+    const answer = await githubToken(provider, grant);
+    if ('pending' in answer) throw new LoginPending(answer.pending);
+    // The GitHub token is kept (sealed) as the sign-in's refresh credential.
+    return { identity: await githubIdentity(provider, answer.token), refreshToken: answer.token };
   }
 
   private async identity(

@@ -155,6 +155,11 @@ export class PreparedStatements {
     this.batchesSent++;
   }
 
+  /** Syncs that will get no answer after all (the target ignored them in COPY FROM STDIN mode). */
+  unsynced(count: number): void {
+    this.batchesSent -= count;
+  }
+
   /** Drops what is pending in the batch being answered: the target skipped it. */
   private skipBatch(): void {
     while (this.pending.length > 0 && this.pending[0]!.batch === this.batchesDone) this.pending.shift();

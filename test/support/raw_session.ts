@@ -171,6 +171,16 @@ export class RawSession {
     return got;
   }
 
+  /** The answers up to and including a CopyInResponse (the server then waits for CopyData). */
+  async untilCopy(timeoutMs = 20_000): Promise<Answer[]> {
+    const got: Answer[] = [];
+    for (;;) {
+      const answer = await this.next(timeoutMs);
+      got.push(answer);
+      if (answer.type === 'G' || answer.type === 'E') return got;
+    }
+  }
+
   /** Every answer until the server closes the connection. */
   async untilClosed(timeoutMs = 20_000): Promise<Answer[]> {
     const got: Answer[] = [];

@@ -1,0 +1,175 @@
+/**
+ * The settings of each provider type (`type:`) beyond the common ones: one block per vendor
+ * (`google:`, `azuread:`, ...) and Windows group names (`adGroups:`, any type). Validated here;
+ * what each type then decides and refuses is in provider_presets.ts.
+ */
+import { X509Certificate } from 'node:crypto';
+import { z } from 'zod';
+
+export const PROVIDER_TYPES = [
+  'generic',
+  'google',
+  'azuread',
+  'okta',
+  'auth0',
+  'cognito',
+  'keycloak',
+  'jumpcloud',
+  'github',
+  'saml',
+  'ldap',
+] as const;
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+
+export const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const httpUrl = z.url({ protocol: /^https?$/, error: 'expected an http(s) URL' });
+const domainName = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i, 'expected a domain name')
+  .transform((d) => d.toLowerCase());
+
+/** `type: google`. */
+export const googleSettings = z.strictObject({
+  /** Google Workspace domains (`hd` claim) whose accounts may sign in. */
+  hostedDomain: z
+    .union([domainName, z.array(domainName).min(1)])
+    .transform((d) => (Array.isArray(d) ? d : [d]))
+    .optional(),
+  /** Accept any Google account (gmail.com included): must be said explicitly. */
+  unsafeAllowAnyAccount: z.boolean().default(false),
+});
+
+/** `type: azuread` (Microsoft Entra ID). */
+export const azureSettings = z.strictObject({
+  /** The directory (tenant) id, or `organizations` / `common` for a multi-tenant app. */
+  tenantId: z.string().refine((t) => GUID.test(t) || t === 'organizations' || t === 'common', {
+    message: 'expected the directory (tenant) id (a GUID), or organizations/common for a multi-tenant app',
+  }),
+  /** Multi-tenant apps: the tenants (`tid`) whose people may sign in. */
+  allowedTenants: z.array(z.string().regex(GUID, 'expected a tenant id (a GUID)')).min(1).optional(),
+  /** The v2.0 authority (a national cloud has its own). */
+  authority: httpUrl.default('https://login.microsoftonline.com'),
+  /** Where v1.0 tokens say they come from (`https://sts.windows.net/TENANT/`). */
+  v1Authority: httpUrl.default('https://sts.windows.net'),
+  /** Accept v1.0 tokens too (an app registration's accessTokenAcceptedVersion decides what it gets). */
+  acceptV1Tokens: z.boolean().default(true),
+});
+
+/** `type: auth0`. */
+export const auth0Settings = z.strictObject({
+  /** Namespace of custom claims set by an Auth0 Action (`https://example.com/` → `https://example.com/groups`). */
+  claimNamespace: httpUrl.optional(),
+});
+
+/** `type: cognito`. */
+export const cognitoSettings = z.strictObject({
+  region: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d$/, 'expected an AWS region, e.g. eu-west-1')
+    .optional(),
+  userPoolId: z
+    .string()
+    .regex(/^[a-z]{2}(-[a-z]+)+-\d_[A-Za-z0-9]+$/, 'expected a user pool id, e.g. eu-west-1_AbCdEf123')
+    .optional(),
+});
+
+/** `type: keycloak`. */
+export const keycloakSettings = z.strictObject({
+  /** Whose client roles (`resource_access.CLIENT.roles`) count as roles; the client id by default. */
+  clientRolesOf: z.string().min(1).max(255).optional(),
+});
+
+/** `type: github` (OAuth 2.0, not OpenID Connect). */
+export const githubSettings = z.strictObject({
+  /** GitHub's web address: https://github.com, or a GitHub Enterprise Server's. */
+  url: httpUrl.default('https://github.com'),
+  /** The REST API: https://api.github.com for github.com, else URL/api/v3. */
+  apiUrl: httpUrl.optional(),
+  /** Organisations whose members may sign in; their teams become groups (`org/team`). */
+  allowedOrganizations: z
+    .array(z.string().regex(/^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$/, 'expected a GitHub organisation name'))
+    .min(1, 'name at least one organisation'),
+});
+
+/** `type: saml` (SAML 2.0; seed 004's sso_url, issuer, certificate and attributes). */
+export const samlSettings = z.strictObject({
+  /** The IdP's single sign-on URL (HTTP-Redirect binding). */
+  ssoUrl: httpUrl,
+  /** The IdP's entity id: the Issuer of its responses. */
+  idpIssuer: z.string().min(1).max(1024),
+  /** The IdP's signing certificate(s) (PEM or base64); several while it rolls its key. */
+  certificate: z
+    .union([z.string(), z.array(z.string()).min(1).max(4)])
+    .transform((c) => (Array.isArray(c) ? c : [c]))
+    .refine((certs) => certs.every(isCertificate), 'expected the X.509 certificate of the IdP (PEM)'),
+  /** Attribute holding the groups; none by default. */
+  groupAttribute: z.string().min(1).max(1024).optional(),
+  roleAttribute: z.string().min(1).max(1024).optional(),
+  /** Attribute identifying the person; the NameID by default. */
+  userIdAttribute: z.string().min(1).max(1024).optional(),
+  /** Attribute holding the email; the NameID (when it is one), then `email` or `mail`, by default. */
+  emailAttribute: z.string().min(1).max(1024).optional(),
+  nameAttribute: z.string().min(1).max(1024).optional(),
+});
+
+function isCertificate(text: string): boolean {
+  const pem = text.includes('BEGIN CERTIFICATE')
+    ? text
+    : `-----BEGIN CERTIFICATE-----\n${text.replace(/\s+/g, '')}\n-----END CERTIFICATE-----`;
+  try {
+    new X509Certificate(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** `type: ldap` (LDAP or Active Directory: password by bind). `clientId`/`clientSecret` are the service account. */
+export const ldapSettings = z.strictObject({
+  /** `ldaps://host:636`, or `ldap://host:389` with startTls (plain ldap:// only on loopback). */
+  url: z.string().regex(/^ldaps?:\/\/[^/?#\s]+\/?$/, 'expected ldaps://host[:port] or ldap://host[:port]'),
+  startTls: z.boolean().default(false),
+  /** CA certificate(s) (PEM) that sign the server's certificate; the system's by default. */
+  ca: z.string().includes('BEGIN CERTIFICATE', { message: 'expected a PEM certificate' }).optional(),
+  /** Where people are searched, e.g. OU=People,DC=company,DC=local. */
+  userBase: z.string().min(1).max(1024),
+  /** `{username}` is replaced by the escaped user name. */
+  userFilter: z
+    .string()
+    .includes('{username}', { message: 'must contain {username}' })
+    .default('(|(sAMAccountName={username})(userPrincipalName={username})(uid={username})(mail={username}))'),
+  /** Where groups are searched; the userBase by default. */
+  groupBase: z.string().min(1).max(1024).optional(),
+  /**
+   * Nested groups: `ad` (Active Directory's LDAP_MATCHING_RULE_IN_CHAIN), `recursive` (any
+   * server: groups of groups followed by `member`), `none`.
+   */
+  nestedGroups: z.enum(['ad', 'recursive', 'none']).default('recursive'),
+  groupNameAttribute: z.string().min(1).default('cn'),
+  idAttribute: z.string().min(1).default('entryUUID'),
+  emailAttribute: z.string().min(1).default('mail'),
+  nameAttribute: z.string().min(1).default('displayName'),
+  timeoutSeconds: z.number().min(1).max(60).default(5),
+  /** Failed passwords per user name before it is locked, and for how long. */
+  lockout: z
+    .strictObject({
+      maxFailures: z.number().int().min(1).max(100).default(5),
+      minutes: z
+        .number()
+        .int()
+        .min(1)
+        .max(24 * 60)
+        .default(15),
+    })
+    .prefault({}),
+});
+
+/** Windows / Active Directory group names (`DOMAIN\Group`), on any provider (seed 004). */
+export const adGroupSettings = z.strictObject({
+  /** The company's own domain (DNS or NetBIOS name): its groups lose the prefix. */
+  domain: z.string().min(1).max(255),
+  /** Other domains whose groups are kept, still qualified (`PARTNER\Group`). */
+  trustedDomains: z.array(z.string().min(1).max(255)).default([]),
+  /** The exact prefix to strip (seed 004's `group_prefix`); `DOMAIN\` of `domain` by default. */
+  groupPrefix: z.string().min(2).max(256).endsWith('\\', 'a group prefix ends with "\\"').optional(),
+});

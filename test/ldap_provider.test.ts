@@ -1,0 +1,296 @@
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { generate } from 'selfsigned';
+import { stringify } from 'yaml';
+import { providerSchema } from '../src/config/schema.js';
+import { PACKAGE_ROOT } from '../src/package_root.js';
+import { call, type Grant } from './support/api.js';
+import { runCli } from './support/cli.js';
+import { startTestStack, type TestStack } from './support/dev_stack.js';
+import { type LdapEntry, startTestLdap, type TestLdap } from './support/ldap_server.js';
+import { tempDir } from './support/temp_dir.js';
+
+const SERVICE = 'cn=pgward,ou=services,dc=corp,dc=example';
+const person = (uid: string, extra: Record<string, string> = {}): LdapEntry => ({
+  dn: `uid=${uid},ou=people,dc=corp,dc=example`,
+  password: `${uid}-pw`,
+  attributes: {
+    objectClass: ['inetOrgPerson'],
+    uid,
+    mail: `${uid}@corp.example`,
+    displayName: uid.toUpperCase(),
+    entryUUID: `00000000-0000-4000-8000-${uid.padStart(12, '0')}`,
+    ...extra,
+  },
+});
+const group = (cn: string, members: string[]): LdapEntry => ({
+  dn: `cn=${cn},ou=groups,dc=corp,dc=example`,
+  attributes: { objectClass: ['groupOfNames'], cn, member: members },
+});
+const dn = (kind: 'uid' | 'cn', name: string) =>
+  kind === 'uid' ? `uid=${name},ou=people,dc=corp,dc=example` : `cn=${name},ou=groups,dc=corp,dc=example`;
+
+describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', () => {
+  let directory: TestLdap;
+  let t: TestStack;
+  let http: string;
+  const entries: LdapEntry[] = [
+    {
+      dn: SERVICE,
+      password: 'svc-secret',
+      attributes: { objectClass: ['applicationProcess'], cn: 'pgward' },
+    },
+    person('alice'),
+    person('bob'),
+    person('carol', { userAccountControl: '514' }),
+    // Signs in only through corp-ad (one person per verified email: LDAP emails are unverified).
+    person('dave'),
+    // Signs in with `pgward login --browser` (the test browser types the password "password").
+    { ...person('erin'), password: 'password' },
+    group('dba', [dn('uid', 'alice'), dn('uid', 'dave')]),
+    group('engineering', [dn('cn', 'dba')]),
+    group('everyone', [dn('cn', 'engineering'), dn('uid', 'bob')]),
+    // A cycle of groups ends.
+    group('loop-a', [dn('cn', 'loop-b')]),
+    group('loop-b', [dn('cn', 'loop-a'), dn('uid', 'alice')]),
+  ];
+
+  before(async () => {
+    directory = await startTestLdap(entries, SERVICE);
+    const other = await generate([{ name: 'commonName', value: 'not the directory' }], { keySize: 2048 });
+    const ldap = (extra: Record<string, unknown>) => ({
+      url: directory.url,
+      ca: directory.ca,
+      userBase: 'ou=people,dc=corp,dc=example',
+      groupBase: 'ou=groups,dc=corp,dc=example',
+      userFilter: '(uid={username})',
+      lockout: { maxFailures: 3, minutes: 1 },
+      ...extra,
+    });
+    const base = { type: 'ldap', clientId: SERVICE, clientSecret: 'svc-secret' };
+    const file = path.join(tempDir('ldap-stack'), 'pgward.yaml');
+    writeFileSync(
+      file,
+      stringify({
+        providers: [
+          { ...base, name: 'corp-ldap', ldap: ldap({}), mappings: { groups: { engineering: ['viewer'] } } },
+          { ...base, name: 'corp-ad', ldap: ldap({ nestedGroups: 'ad' }) },
+          { ...base, name: 'bad-ca', ldap: ldap({ ca: other.cert }) },
+        ],
+      }),
+    );
+    t = await startTestStack({ PGWARD_CONFIG: file });
+    http = t.stack.info.http;
+  });
+  after(async () => {
+    await t?.close();
+    await directory?.close();
+  });
+
+  const signIn = (username: string, password: string, provider = 'corp-ldap') =>
+    call<Grant>(http, 'POST', '/api/v1/auth/password', { body: { provider, username, password } });
+
+  it('refuses plain LDAP off loopback and a provider without the service password, naming the setting', () => {
+    const plain = providerSchema.safeParse({
+      name: 'l',
+      type: 'ldap',
+      clientId: SERVICE,
+      clientSecret: 'x',
+      ldap: { url: 'ldap://dc1.corp.example', userBase: 'dc=corp' },
+    });
+    assert.ok(!plain.success);
+    assert.deepEqual(plain.error.issues[0]?.path, ['ldap', 'url']);
+    assert.match(plain.error.issues[0]!.message, /sends passwords in the clear/);
+    const startTls = providerSchema.safeParse({
+      name: 'l',
+      type: 'ldap',
+      clientId: SERVICE,
+      clientSecret: 'x',
+      ldap: { url: 'ldap://dc1.corp.example', startTls: true, userBase: 'dc=corp' },
+    });
+    assert.ok(startTls.success);
+    const noSecret = providerSchema.safeParse({
+      name: 'l',
+      type: 'ldap',
+      clientId: SERVICE,
+      ldap: { url: 'ldaps://dc1.corp.example', userBase: 'dc=corp' },
+    });
+    assert.deepEqual(noSecret.error?.issues[0]?.path, ['clientSecret']);
+  });
+
+  it('signs in by bind, with nested groups, and the token opens sessions', async () => {
+    const res = await signIn('alice', 'alice-pw');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.person.email, 'alice@corp.example');
+    assert.deepEqual(res.body.person.groups.sort(), [
+      'corp-ldap:dba',
+      'corp-ldap:engineering',
+      'corp-ldap:everyone',
+      'corp-ldap:loop-a',
+      'corp-ldap:loop-b',
+      'viewer',
+    ]);
+    assert.ok(
+      directory.binds.some((b) => b.dn === dn('uid', 'alice') && b.ok),
+      'the password was checked by a bind',
+    );
+    const client = await t.client('alice@corp.example', { password: res.body.access_token });
+    assert.equal((await client.query('select current_user')).rows[0].current_user, 'alice@corp.example');
+    await client.end();
+  });
+
+  it("reads Active Directory's nested groups with LDAP_MATCHING_RULE_IN_CHAIN", async () => {
+    const res = await signIn('dave', 'dave-pw', 'corp-ad');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.deepEqual(res.body.person.groups.sort(), [
+      'corp-ad:dba',
+      'corp-ad:engineering',
+      'corp-ad:everyone',
+    ]);
+  });
+
+  it('keeps the directory server and the service account out of the public discovery document', async () => {
+    const doc = (await (await fetch(`${http}/.well-known/pgward-configuration`)).json()) as {
+      providers: { name: string; type: string }[];
+    };
+    assert.deepEqual(
+      doc.providers.filter((p) => p.type === 'ldap').map((p) => p.name),
+      ['corp-ldap', 'corp-ad', 'bad-ca'],
+    );
+    assert.doesNotMatch(JSON.stringify(doc), /ldaps:|cn=pgward/i);
+  });
+
+  it('refuses a wrong password, an unknown user and filter injection alike', async () => {
+    for (const [user, password] of [
+      ['alice', 'wrong'],
+      ['nobody', 'x'],
+      ['*', 'alice-pw'],
+      ['alice)(uid=*', 'alice-pw'],
+    ] as const) {
+      const res = await signIn(user, password);
+      assert.equal(res.status, 401, `${user}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body['code' as never], 'LOGIN_FAILED');
+      assert.match(String(res.body['detail' as never]), /wrong user name or password/);
+    }
+    assert.equal(
+      (await signIn('alice', '')).status,
+      400,
+      'an empty password is never an (unauthenticated) bind',
+    );
+  });
+
+  it('refuses a disabled Active Directory account', async () => {
+    const res = await signIn('carol', 'carol-pw');
+    assert.equal(res.status, 403, JSON.stringify(res.body));
+    assert.match(String(res.body['detail' as never]), /disabled/);
+  });
+
+  it('locks a user name after repeated wrong passwords, not other people', async () => {
+    for (let i = 0; i < 3; i++) assert.equal((await signIn('bob', `guess-${i}`)).status, 401);
+    const locked = await signIn('bob', 'bob-pw');
+    assert.equal(locked.status, 429, JSON.stringify(locked.body));
+    assert.match(String(locked.body['detail' as never]), /too many wrong passwords/);
+    const binds = directory.binds.filter((b) => b.dn === dn('uid', 'bob')).length;
+    await signIn('bob', 'bob-pw');
+    assert.equal(
+      directory.binds.filter((b) => b.dn === dn('uid', 'bob')).length,
+      binds,
+      'no bind while locked',
+    );
+    // Kept in the store, for every gateway on it, under a hash of the name.
+    const { rows } = await t
+      .store()
+      .query(
+        "SELECT provider, encode(username_hash, 'hex') AS h FROM pgward.sign_in_failure WHERE locked_until > now()",
+      );
+    assert.deepEqual(
+      rows.map((r) => r.provider),
+      ['corp-ldap'],
+    );
+    assert.doesNotMatch(JSON.stringify(rows), /bob/);
+    assert.equal((await signIn('alice', 'alice-pw')).status, 200);
+  });
+
+  it('refuses a server whose certificate the configured CA did not sign, before sending the password', async () => {
+    const before = directory.binds.length;
+    const res = await signIn('alice', 'alice-pw', 'bad-ca');
+    assert.equal(res.status, 502, JSON.stringify(res.body));
+    assert.equal(res.body['code' as never], 'IDP_UNREACHABLE');
+    assert.equal(directory.binds.length, before, 'nothing was bound');
+  });
+
+  it('signs in at the console with the gateway form, refusing a form posted from elsewhere', async () => {
+    const started = await fetch(`${http}/login/corp-ldap`, { redirect: 'manual' });
+    assert.equal(started.status, 302);
+    assert.equal(new URL(started.headers.get('location')!).pathname, '/login/ldap/corp-ldap');
+    const cookie = started.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('pgward_login='))!
+      .split(';')[0]!;
+    const page = await (await fetch(`${http}/login/ldap/corp-ldap`, { headers: { cookie } })).text();
+    const state = /name="state" value="([^"]+)"/.exec(page)![1]!;
+    const post = (headers: Record<string, string>, form: Record<string, string>) =>
+      fetch(`${http}/login/ldap/corp-ldap`, {
+        method: 'POST',
+        redirect: 'manual',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body: new URLSearchParams(form),
+      });
+    assert.equal(
+      (await post({}, { username: 'alice', password: 'alice-pw', state })).status,
+      401,
+      'no login cookie',
+    );
+    const wrong = await post({ cookie }, { username: 'alice', password: 'nope', state });
+    assert.equal(wrong.status, 401);
+    assert.match(await wrong.text(), /wrong user name or password/);
+    const ok = await post({ cookie }, { username: 'alice', password: 'alice-pw', state });
+    assert.equal(ok.status, 302);
+    assert.equal(ok.headers.get('location'), '/login/done');
+    const access = ok.headers
+      .getSetCookie()
+      .find((c) => c.startsWith('pgward_access='))!
+      .split(';')[0]!;
+    const me = await fetch(`${http}/api/v1/whoami`, { headers: { cookie: access } });
+    assert.equal(((await me.json()) as { email: string }).email, 'alice@corp.example');
+  });
+
+  it('signs in with `pgward login --browser` through the password form', async () => {
+    const home = tempDir('ldap-cli');
+    const browserLog = path.join(home, 'browser.log');
+    const env = { XDG_CONFIG_HOME: home, PGWARD_GATEWAY: http };
+    const login = await runCli(['login', '--browser', '--provider', 'corp-ldap'], {
+      env: {
+        ...env,
+        BROWSER: `${process.execPath} ${path.join(PACKAGE_ROOT, 'dist', 'test', 'support', 'walking_browser.js')}`,
+        PGWARD_TEST_IDP: http,
+        PGWARD_TEST_EMAIL: 'erin',
+        PGWARD_TEST_BROWSER_LOG: browserLog,
+      },
+    });
+    assert.equal(
+      login.code,
+      0,
+      `${login.stderr}\n${existsSync(browserLog) ? readFileSync(browserLog, 'utf8') : ''}`,
+    );
+    assert.match(login.stdout, /as erin@corp\.example \(corp-ldap\)/);
+  });
+
+  it('reads the person again at refresh: a group removed in the directory is gone', async () => {
+    const grant = await signIn('alice', 'alice-pw');
+    const dba = entries.find((e) => e.dn === dn('cn', 'dba'))!;
+    const members = dba.attributes['member'];
+    dba.attributes['member'] = [];
+    try {
+      const refreshed = await call<Grant>(http, 'POST', '/api/v1/auth/token', {
+        body: { grant_type: 'refresh_token', refresh_token: grant.body.refresh_token },
+      });
+      assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
+      assert.deepEqual(refreshed.body.person.groups.sort(), ['corp-ldap:loop-a', 'corp-ldap:loop-b']);
+    } finally {
+      dba.attributes['member'] = members!;
+    }
+  });
+});

@@ -1,0 +1,90 @@
+/**
+ * Real OpenID providers issuing a vendor's token shapes: dev IdPs (oidc-provider) under issuer
+ * paths on one listener, as Entra ID's tenants share login.microsoftonline.com, all signing with
+ * the same keys (one JWKS for every tenant, as Entra ID has).
+ */
+import { createServer, type Server } from 'node:http';
+import { type DevIdp, startDevIdp } from '../../src/dev/dev_idp.js';
+import { IdpPageWalker } from '../../src/dev/dev_login.js';
+import type { DevUser } from '../../src/dev/dev_users.js';
+import { freePort } from '../../src/store/free_port.js';
+import { quietLog } from './quiet_log.js';
+import { tempDir } from './temp_dir.js';
+
+export interface VendorIdps {
+  /** `http://127.0.0.1:PORT`, the authority every issuer is under. */
+  origin: string;
+  /** Adds an IdP whose issuer is origin + `path`. */
+  add(path: string, users: DevUser[], extraClaims?: string[]): Promise<DevIdp>;
+  /** An access token and an ID token of `email` at the IdP of `issuer` (device grant, pages walked). */
+  tokens(issuer: string, email: string): Promise<{ access_token: string; id_token: string }>;
+  close(): Promise<void>;
+}
+
+export async function startVendorIdps(): Promise<VendorIdps> {
+  const dir = tempDir('vendor-idps');
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const idps: DevIdp[] = [];
+  const server: Server = createServer((req, res) => {
+    // The longest issuer path that the request is under.
+    const idp = idps
+      .filter((i) => {
+        const root = new URL(i.issuer).pathname.replace(/\/$/, '');
+        return req.url === root || req.url?.startsWith(`${root}/`);
+      })
+      .sort((a, b) => b.issuer.length - a.issuer.length)[0];
+    if (idp?.handle) idp.handle(req, res);
+    else res.writeHead(404).end();
+  });
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return {
+    origin,
+    async add(path, users, extraClaims = []) {
+      const idp = await startDevIdp({
+        dir,
+        host: '127.0.0.1',
+        port,
+        issuerPath: path,
+        listen: false,
+        // A native client's loopback redirect URI matches any port (RFC 8252 §7.3): the gateway's.
+        redirectUris: ['http://127.0.0.1/login/callback'],
+        users,
+        extraClaims,
+        log: quietLog,
+      });
+      idps.push(idp);
+      return idp;
+    },
+    async tokens(issuer, email) {
+      const metadata = (await (
+        await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`)
+      ).json()) as { device_authorization_endpoint: string; token_endpoint: string };
+      const started = (await (
+        await fetch(metadata.device_authorization_endpoint, {
+          method: 'POST',
+          body: new URLSearchParams({ client_id: 'pgward', scope: 'openid email profile groups' }),
+        })
+      ).json()) as { device_code: string; verification_uri_complete: string };
+      await new IdpPageWalker(issuer).walk(
+        started.verification_uri_complete,
+        { email, password: 'password' },
+        () => false,
+      );
+      const res = await fetch(metadata.token_endpoint, {
+        method: 'POST',
+        body: new URLSearchParams({
+          grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
+          device_code: started.device_code,
+          client_id: 'pgward',
+        }),
+      });
+      return (await res.json()) as { access_token: string; id_token: string };
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
