@@ -271,6 +271,13 @@ describe('web console', () => {
     assert.equal(lines[100_000], `100000,${md5('100000')}`);
   });
 
+  it('runs a write and shows its command tag and row count', async () => {
+    await runSql(admin, "insert into users (username, email) values ('console_user', 'console@example.com')");
+    assert.match((await admin.getByRole('status').first().textContent()) ?? '', /^INSERT 1 · \d+ ms$/);
+    await runSql(admin, "delete from users where username = 'console_user'");
+    assert.match((await admin.getByRole('status').first().textContent()) ?? '', /^DELETE 1 · \d+ ms$/);
+  });
+
   it('plays back a session: its statements in order', async () => {
     await runSql(admin, "select 'played' as step");
     await runSql(admin, "select 'back' as step");
