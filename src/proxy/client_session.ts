@@ -91,7 +91,7 @@ export class ClientSession implements Cancellable {
     input: SocketInput,
     private readonly ctx: ProxyContext,
     /** An in-process connection (the console's): no network, so no TLS to ask for. */
-    private readonly transport: { inProcess?: boolean } = {},
+    transport: { inProcess?: boolean } = {},
   ) {
     this.socket = socket;
     this.input = input;
