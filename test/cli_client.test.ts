@@ -55,6 +55,16 @@ describe('the pgward CLI against a gateway', () => {
     await t?.close();
   });
 
+  it('usage errors exit 64 (EX_USAGE) with help; help and --version exit 0', async () => {
+    const unknown = await runCli(['--no-such-flag']);
+    assert.equal(unknown.code, 64, unknown.stderr);
+    assert.match(unknown.stderr, /unknown option/);
+    assert.equal((await runCli(['admin', 'create'])).code, 64, 'a missing argument');
+    assert.equal((await runCli(['frobnicate'])).code, 64, 'an unknown command');
+    assert.equal((await runCli(['--help'])).code, 0);
+    assert.equal((await runCli(['--version'])).code, 0);
+  });
+
   it('logs in with the device grant and caches the credentials privately', async () => {
     const file = path.join(homes['viewer']!, 'pgward', 'credentials.json');
     assert.equal(statSync(file).mode & 0o777, 0o600);

@@ -43,7 +43,10 @@ function run<A extends unknown[]>(handler: (...args: A) => Promise<void>) {
 const program = new Command('pgward')
   .description('SSO access gateway for PostgreSQL')
   .option('--verbose', 'show details of failures')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // A usage error (unknown command or option, a missing or bad argument) is bad input: sysexits'
+  // EX_USAGE, as documented; help and --version stay 0. Subcommands inherit this.
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64));
 
 const dev = program
   .command('dev')
