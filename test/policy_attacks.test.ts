@@ -6,7 +6,7 @@
  * until the relay is fixed.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
 import { call } from './support/api.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
@@ -72,6 +72,12 @@ describe('policy attacks', () => {
   };
   const probeCount = async () =>
     Number((await target.query('select count(*) from public.attack_probe')).rows[0].count);
+  // A bypass that emptied the table must not make later tests pass for want of rows.
+  beforeEach(async () => {
+    await target.query(
+      "insert into public.attack_probe (note) select 'refill' from generate_series(1, greatest(0, 20 - (select count(*) from public.attack_probe)::int))",
+    );
+  });
   const failure = async (client: pg.Client, text: string): Promise<PgError> => {
     try {
       await client.query(text);
@@ -310,6 +316,31 @@ describe('policy attacks', () => {
       assert.equal(await probeCount(), before);
     });
 
+    it('settings that would make PostgreSQL lex a text differently are refused, however spelled', async () => {
+      for (const text of [
+        "set names 'SJIS'",
+        "set client_encoding = 'sjis'",
+        'set "CLIENT_ENCODING" to big5',
+        "select set_config('CLIENT_ENCODING', 'gbk', false)",
+        'set standard_conforming_strings = 0',
+        'set standard_conforming_strings = false',
+        "set local standard_conforming_strings to 'off'",
+        "select set_config('standard_conforming_strings', 'off', true)",
+        "select set_config(lower('STANDARD_CONFORMING_STRINGS'), 'off', false)",
+      ]) {
+        await refused(admin, text);
+      }
+      for (const options of [
+        '-c client_encoding=SJIS',
+        '-cstandard_conforming_strings=0',
+        '--client-encoding=gbk',
+      ]) {
+        const got = await connectWith(options);
+        await got.client?.end();
+        assert.equal(got.err?.code, '22023', `${options}: connected`);
+      }
+    });
+
     it('FunctionCall of pg_read_file by OID is refused', async () => {
       const oid = Number(
         (await target.query("select 'pg_catalog.pg_read_file(text)'::regprocedure::oid as oid")).rows[0].oid,
@@ -390,6 +421,33 @@ describe('policy attacks', () => {
         // refused: safe
       }
       assert.equal(await probeCount(), before, 'EXECUTE ran the INSERT that the DO body prepared');
+    });
+  });
+
+  describe('deny [write]: protocol Bind of a statement PREPAREd in SQL', () => {
+    it('a DO body PREPAREs a write; a protocol Bind of that name runs it', async () => {
+      await putPolicy({
+        name: 'attack-nowrite2',
+        connections: ['demo'],
+        groups: ['admin'],
+        rules: [{ deny: ['write'] }],
+      });
+      const s = await raw();
+      try {
+        const before = await probeCount();
+        s.send(
+          msg.query(
+            "do $$ begin execute 'prepare attack_pb as insert into public.attack_probe (note) values (''bound'')'; end $$",
+          ),
+        );
+        await s.untilReady();
+        s.send(msg.bind('', 'attack_pb'), msg.execute(''), msg.sync());
+        const answers = await s.untilReady();
+        assert.equal(await probeCount(), before, `the bound SQL-prepared INSERT ran: ${shape(answers)}`);
+      } finally {
+        s.close();
+        await dropPolicy('attack-nowrite2');
+      }
     });
   });
 
@@ -504,6 +562,65 @@ describe('policy attacks', () => {
         s.close();
         await other.end();
         await dropPolicy('attack-late-portal');
+      }
+    });
+
+    it('a statement PREPAREd in SQL before the policy, run by a protocol Bind of its name', async () => {
+      const s = await raw();
+      s.send(msg.query('prepare attack_old_bind as delete from public.attack_probe'));
+      await s.untilReady();
+      await putPolicy({
+        name: 'attack-late-bind',
+        connections: ['demo'],
+        groups: ['admin'],
+        rules: [{ deny: 'write-without-where' }],
+      });
+      try {
+        await soon(async () => {
+          s.send(msg.query('execute attack_old_bind'));
+          assert.equal(errorOf(await s.untilReady())?.get('C'), '42501');
+        }, 'the new policy refusing EXECUTE');
+        const before = await probeCount();
+        s.send(msg.bind('', 'attack_old_bind'), msg.execute(''), msg.sync());
+        const answers = await s.untilReady();
+        assert.equal(
+          await probeCount(),
+          before,
+          `the Bind ran the DELETE prepared before the policy: ${shape(answers)}`,
+        );
+      } finally {
+        s.close();
+        await dropPolicy('attack-late-bind');
+      }
+    });
+
+    it('read-only added to an open session: PREPARE and EXECUTE inside a DO body', async () => {
+      const admin = await t.client(ADMIN);
+      await putPolicy({
+        name: 'attack-late-ro2',
+        connections: ['demo'],
+        groups: ['admin'],
+        rules: [{ readOnly: true }],
+      });
+      try {
+        await soon(async () => {
+          assert.equal(
+            (await failure(admin, "insert into public.attack_probe (note) values ('late ro')")).code,
+            '42501',
+          );
+        }, 'read-only applying');
+        const before = await probeCount();
+        try {
+          await admin.query(
+            "do $$ begin execute 'prepare attack_ro_late as insert into public.attack_probe (note) values (''late ro'')'; execute 'execute attack_ro_late'; end $$",
+          );
+        } catch {
+          // refused: safe
+        }
+        assert.equal(await probeCount(), before, 'the session wrote past its read-only policy');
+      } finally {
+        await admin.end();
+        await dropPolicy('attack-late-ro2');
       }
     });
 
@@ -647,6 +764,60 @@ describe('policy attacks', () => {
       const row = answers.find((a) => a.type === 'D');
       assert.ok(row?.message.toString('latin1').includes('on'));
       s.close();
+    });
+  });
+
+  describe('tables: access write', () => {
+    let admin: pg.Client;
+    before(async () => {
+      await putPolicy({
+        name: 'attack-table-write',
+        connections: ['demo'],
+        groups: ['admin'],
+        rules: [{ deny: { tables: ['attack_probe'], access: 'write' } }],
+      });
+      admin = await t.client(ADMIN);
+    });
+    after(async () => {
+      await admin.end();
+      await dropPolicy('attack-table-write');
+    });
+
+    it('writes in every phrasing, DDL that changes the table, functions created to write it', async () => {
+      const before = await probeCount();
+      for (const text of [
+        "insert into attack_probe (note) values ('tw')",
+        'INSERT INTO "attack_probe" (note) VALUES (\'tw\')',
+        'insert into public.attack_probe (note) select note from public.attack_probe where id = 1',
+        "update public.attack_probe set note = 'tw' where id = 1",
+        'delete from public.attack_probe where id = 1',
+        "merge into public.attack_probe p using (select 1 as id) s on p.id = s.id when matched then update set note = 'tw'",
+        'truncate public.attack_probe',
+        'copy public.attack_probe (note) from stdin',
+        "with i as (insert into public.attack_probe (note) values ('tw') returning 1) select * from i",
+        "do $$ begin execute 'insert into public.attack_probe (note) values (''tw'')'; end $$",
+        'alter table public.attack_probe rename to attack_renamed',
+        'alter table public.attack_probe set schema pg_temp',
+        'alter table public.attack_probe add column sneaky int',
+        "create rule attack_r as on insert to public.users do also insert into public.attack_probe (note) values ('rule')",
+        "create function public.attack_w2() returns void language sql as $$ insert into public.attack_probe (note) values ('f') $$",
+        'lock table public.attack_probe in access exclusive mode',
+        'grant all on public.attack_probe to public',
+      ]) {
+        await refused(admin, text);
+      }
+      assert.equal(await probeCount(), before);
+    });
+
+    it('a view created through pgward writes the table', async () => {
+      const before = await probeCount();
+      try {
+        await admin.query('create view public.attack_v as select id, note from public.attack_probe');
+        await admin.query("insert into public.attack_v (note) values ('through the view')");
+      } catch {
+        // refusing either is the safe outcome
+      }
+      assert.equal(await probeCount(), before, 'an INSERT into a view just created wrote the table');
     });
   });
 
