@@ -225,6 +225,19 @@ describe('policy attacks', () => {
       await refused(admin, "select table_to_xml('public.sensitive_data', true, false, '')");
     });
 
+    it('tables: schema_to_xml reads every table of a schema named in a string', async () => {
+      await refused(admin, "select schema_to_xml('public', true, false, '')");
+    });
+
+    it('tables: ts_stat runs a read of the table held in a string', async () => {
+      await refused(admin, "select * from ts_stat('select to_tsvector(data) from public.sensitive_data')");
+    });
+
+    it('ddl: SELECT ... INTO creates a table, as CREATE TABLE AS (refused) does', async () => {
+      await refused(admin, 'create table public.attack_ctas_ddl as select 1 as a');
+      await refused(admin, 'select 1 as a into public.attack_select_into');
+    });
+
     it('functions: query_to_xml runs a call held in a string', async () => {
       await refused(admin, "select query_to_xml('select pg_read_file(''/etc/hostname'')', true, false, '')");
     });
@@ -697,6 +710,10 @@ describe('policy attacks', () => {
       await admin.query('begin');
       await refused(admin, 'set local transaction_read_only = off');
       await admin.query('rollback');
+      await admin.query('begin');
+      await refused(admin, 'declare attack_ro_cur cursor for select * from public.attack_probe for update');
+      await admin.query('rollback');
+      await refused(admin, 'prepare attack_ro_lock as select * from public.attack_probe for share');
       assert.equal(await probeCount(), before);
       await admin.end();
     });
@@ -818,6 +835,57 @@ describe('policy attacks', () => {
         // refusing either is the safe outcome
       }
       assert.equal(await probeCount(), before, 'an INSERT into a view just created wrote the table');
+    });
+  });
+
+  describe('tables: access write, reached through CASCADE', () => {
+    let admin: pg.Client;
+    before(async () => {
+      await target.query(`
+        create schema if not exists attack_s authorization app_admin;
+        create table if not exists attack_s.keep (a int);
+        alter table attack_s.keep owner to app_admin;
+        insert into attack_s.keep values (1);`);
+      await putPolicy({
+        name: 'attack-cascade',
+        connections: ['demo'],
+        groups: ['admin'],
+        rules: [{ deny: { tables: ['public.sensitive_data', 'attack_s.keep'], access: 'write' } }],
+      });
+      admin = await t.client(ADMIN);
+    });
+    after(async () => {
+      await admin.end();
+      await dropPolicy('attack-cascade');
+    });
+
+    it('the protected tables themselves are refused', async () => {
+      await refused(admin, 'truncate public.sensitive_data');
+      await refused(admin, 'drop table attack_s.keep');
+      await refused(admin, 'truncate attack_s.keep, public.users');
+    });
+
+    it('DROP SCHEMA ... CASCADE drops a protected table', async () => {
+      try {
+        await admin.query('drop schema attack_s cascade');
+      } catch {
+        // refused: safe
+      }
+      const { rows } = await target.query("select to_regclass('attack_s.keep') as t");
+      assert.ok(rows[0].t, 'the protected table attack_s.keep was dropped');
+    });
+
+    it('TRUNCATE ... CASCADE of a referenced table empties a protected table', async () => {
+      const count = async () =>
+        Number((await target.query('select count(*) from public.sensitive_data')).rows[0].count);
+      const before = await count();
+      assert.ok(before > 0);
+      try {
+        await admin.query('truncate public.users cascade');
+      } catch {
+        // refused: safe
+      }
+      assert.equal(await count(), before, 'TRUNCATE users CASCADE emptied public.sensitive_data');
     });
   });
 
