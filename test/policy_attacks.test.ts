@@ -260,6 +260,9 @@ describe('policy attacks', () => {
         'select * from public.users u join lateral (select data from public.sensitive_data d where d.user_id = u.id) x on true',
         "do $$ declare r record; begin for r in select data from public.sensitive_data loop raise notice '%', r.data; end loop; end $$",
         'prepare attack_leak as select data from public.sensitive_data',
+        "do $$ declare c refcursor; r record; begin open c for execute 'select data from public.sensitive_data'; fetch c into r; raise notice '%', r.data; end $$",
+        "do $$ declare r record; begin for r in execute 'select data from public.sensitive_data' loop raise notice '%', r.data; end loop; end $$",
+        "do $$ declare x text; begin execute 'select string_agg(data, '','') from public.sensitive_data' into x; raise notice '%', x; end $$",
         'merge into public.attack_probe p using public.sensitive_data s on p.id = s.id when matched then update set note = s.data',
         'lock table public.sensitive_data',
         'explain analyze select * from public.sensitive_data',
@@ -340,8 +343,32 @@ describe('policy attacks', () => {
         "set local standard_conforming_strings to 'off'",
         "select set_config('standard_conforming_strings', 'off', true)",
         "select set_config(lower('STANDARD_CONFORMING_STRINGS'), 'off', false)",
+        "select U&\"set\\005fconfig\"('standard_conforming_strings', 'off', false)",
+        "select \"set_config\"('client_encoding', 'sjis', false)",
       ]) {
         await refused(admin, text);
+      }
+      const sjis = new pg.Client({
+        host: t.stack.info.pg.host,
+        port: t.stack.info.pg.port,
+        user: ADMIN,
+        database: 'demo',
+        password: adminToken,
+        ssl: { rejectUnauthorized: false },
+        client_encoding: 'SJIS',
+      });
+      sjis.on('error', () => undefined);
+      const startup = await sjis.connect().then(
+        () => undefined,
+        (err: PgError) => err,
+      );
+      if (startup === undefined) {
+        // Connected: the target must not be speaking SJIS (pgward may have kept its own UTF8).
+        const encoding = (await sjis.query('show client_encoding')).rows[0].client_encoding;
+        await sjis.end();
+        assert.notEqual(encoding, 'SJIS', 'a client_encoding startup parameter of SJIS reached the target');
+      } else {
+        assert.equal(startup.code, '22023', startup.message);
       }
       for (const options of [
         '-c client_encoding=SJIS',
@@ -688,6 +715,8 @@ describe('policy attacks', () => {
         'set default_transaction_read_only to default',
         "select set_config('DEFAULT_TRANSACTION_READ_ONLY', 'off', false)",
         "select pg_catalog.set_config('default_transaction_read_only', 'off', false)",
+        "select U&\"set\\005fconfig\"('default_transaction_read_only', 'off', false)",
+        "select set_config(U&'default\\005ftransaction_read_only', 'off', false)",
         "select * from set_config('default_transaction_read_only', 'off', false)",
         "do $$ begin perform set_config('default_transaction_read_only', 'off', false); end $$",
         "update pg_settings set setting = 'off' where name = 'default_transaction_read_only'",
