@@ -37,7 +37,7 @@ function setOf(...documents: PolicyDocument[]): PolicySet {
 function judge(set: PolicySet, text: string, prepares = new SqlPrepares()): string {
   const c = classify(text);
   assert.equal(c.syntaxError, undefined, `${text} must parse`);
-  const d = decide(set, c.statements, (n) => prepares.resolve(n));
+  const d = decide(set, c.statements, prepares);
   if (!d.refusal) prepares.track(c.statements);
   if (d.refusal) return `refused: ${d.refusal.message}`;
   return d.outcomes.length > 0 ? 'observed' : 'allowed';
@@ -184,6 +184,59 @@ describe('policy decisions', () => {
     assert.match(judge(any, 'copy sensitive_data to stdout'), /reads/);
     assert.match(judge(any, 'copy (select * from sensitive_data) to stdout'), /reads/);
     assert.equal(judge(any, "select 'sensitive_data'"), 'allowed');
+  });
+
+  test('what reaches a protected table around its name: SQL in strings, CASCADE, DDL over it', () => {
+    const set = setOf(doc([{ deny: { tables: ['public.sensitive_data'], access: 'write' } }]));
+    assert.match(
+      judge(set, "select query_to_xml('select * from sensitive_data', true, false, '')"),
+      /runs SQL/,
+    );
+    assert.match(judge(set, "select table_to_xml('sensitive_data', true, false, '')"), /runs SQL/);
+    assert.match(
+      judge(set, "select * from ts_stat('select to_tsvector(data) from sensitive_data')"),
+      /runs SQL/,
+    );
+    assert.match(judge(set, 'drop schema public cascade'), /CASCADE/);
+    assert.match(judge(set, 'truncate users cascade'), /CASCADE/);
+    assert.match(judge(set, 'create view v as select * from sensitive_data'), /over sensitive_data/);
+    assert.equal(judge(set, 'create view v as select * from users'), 'allowed');
+    assert.equal(judge(set, 'drop schema other'), 'allowed');
+    const functions = setOf(doc([{ deny: { functions: ['pg_read_file'] } }]));
+    assert.match(
+      judge(functions, "select query_to_xml('select pg_read_file(''x'')', true, false, '')"),
+      /runs SQL/,
+    );
+  });
+
+  test('deny ddl also refuses SELECT INTO, which creates a table', () => {
+    const set = setOf(doc([{ deny: ['ddl'] }]));
+    assert.match(judge(set, 'select 1 as a into t'), /creates a table/);
+    assert.match(judge(set, 'create table t as execute p'), /refused/);
+  });
+
+  test('PREPARE and EXECUTE inside DO bodies, CREATE TABLE AS EXECUTE, and cursors are resolved', () => {
+    const set = setOf(doc([{ deny: ['write'] }, { deny: { tables: ['sensitive_data'] } }]));
+    const prepares = new SqlPrepares();
+    assert.match(
+      judge(
+        set,
+        "do $$ begin execute 'prepare w as insert into users (name) values (1)'; execute 'execute w'; end $$",
+        prepares,
+      ),
+      /refused/,
+    );
+    assert.equal(judge(set, 'prepare r as select * from users', prepares), 'allowed');
+    assert.equal(judge(set, "do $$ begin execute 'execute r'; end $$", prepares), 'allowed');
+    assert.match(judge(set, "do $$ begin execute 'execute unseen'; end $$", prepares), /PREPARE it again/);
+    assert.match(judge(set, 'create table t as execute unseen', prepares), /refused/);
+    assert.equal(judge(set, 'declare c cursor for select * from users', prepares), 'allowed');
+    assert.equal(judge(set, 'fetch all from c', prepares), 'allowed');
+    assert.match(judge(set, 'fetch all from held_before', prepares), /DECLARE it again/);
+    assert.match(
+      judge(set, 'declare s cursor with hold for select * from sensitive_data', prepares),
+      /refused/,
+    );
   });
 
   test('multi-statement texts', () => {

@@ -53,8 +53,16 @@ export interface StatementInfo {
   lockingRead: boolean;
   /** PREPARE name AS statement: the statement it prepares. */
   prepare?: { name: string; statement: StatementInfo };
-  /** EXECUTE name: resolved by the caller from the session's PREPAREs. */
+  /** EXECUTE name (also CREATE TABLE AS EXECUTE): resolved by the caller from the session's PREPAREs. */
   execute?: { name: string };
+  /** PREPAREs and EXECUTEs inside a DO or function body (dynamic SQL of literals). */
+  nested?: { prepares: { name: string; statement: StatementInfo }[]; executes: string[] };
+  /** FETCH or MOVE from a cursor: resolved by the caller from the session's DECLAREs. */
+  fetch?: { cursor: string };
+  /** DECLARE name CURSOR FOR ...: the cursor it opens (the statement is this info). */
+  declare?: { cursor: string };
+  /** DROP ... CASCADE, TRUNCATE ... CASCADE: reaches objects the statement does not name. */
+  cascades?: boolean;
   /** Why the class is unknown (unparsable, dynamic SQL in a DO body, too long, ...). */
   unknownReason?: string;
   /**

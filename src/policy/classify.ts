@@ -148,7 +148,7 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
       return prepareInfo(node, ctx);
     case 'DeclareCursorStmt': {
       const inner = infoOf(node['query'] as PgNode, ctx);
-      return { ...inner, command };
+      return { ...inner, command, declare: { cursor: String(node['portalname'] ?? '') } };
     }
     case 'DoStmt':
       return inspectDoBody(node, command, ctx);
@@ -181,6 +181,13 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
     if (into?.['rel']) writeTargets.add(into['rel'] as object);
     walkTree(stmt, uses, writeTargets);
     cls = node['is_select_into'] === true ? 'write' : 'ddl';
+    // CREATE TABLE ... AS EXECUTE name runs a prepared statement.
+    const executed = (node['query'] as PgNode | undefined)?.['ExecuteStmt'] as PgNode | undefined;
+    if (executed) {
+      const info = baseInfo(cls, command, uses);
+      info.execute = { name: String(executed['name'] ?? '') };
+      return info;
+    }
   } else if (type === 'RefreshMatViewStmt' || type === 'LockStmt' || type === 'TruncateStmt') {
     markRelations(node, writeTargets);
     walkTree(stmt, uses, writeTargets);
@@ -198,7 +205,9 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
     return { ...baseInfo('transaction', command, uses), readWrite: readWriteOption(node['options']) };
   } else if (type === 'ConstraintsSetStmt') {
     cls = 'transaction';
-  } else if (type === 'VariableShowStmt' || type === 'FetchStmt') {
+  } else if (type === 'FetchStmt') {
+    return { ...baseInfo('read', command, uses), fetch: { cursor: String(node['portalname'] ?? '') } };
+  } else if (type === 'VariableShowStmt') {
     cls = 'read';
   } else if (type === 'ExecuteStmt') {
     walkTree(node['params'], uses);
@@ -235,6 +244,7 @@ export function infoOf(stmt: PgNode, ctx: Context): StatementInfo {
   }
   const info = baseInfo(cls, command, uses);
   info.changesRole = ROLE_CHANGING.has(type) || (ROLE_OBJECT_STATEMENTS.has(type) && isRoleObject(node));
+  if (node['behavior'] === 'DROP_CASCADE') info.cascades = true;
   return info;
 }
 
@@ -304,7 +314,19 @@ function prepareInfo(node: PgNode, ctx: Context): StatementInfo {
 }
 
 /** Folds a nested statement's info into an outer one (DO body, function body). */
-export function mergeInto(outer: StatementInfo, inner: StatementInfo, uses: Uses): void {
+export function mergeInto(outer: StatementInfo, innerInfo: StatementInfo, uses: Uses): void {
+  // A PREPARE in a body counts as what it prepares; it and EXECUTEs are kept for the session.
+  const inner = innerInfo.prepare ? innerInfo.prepare.statement : innerInfo;
+  if (innerInfo.prepare || innerInfo.execute || innerInfo.nested) {
+    const nested = (outer.nested ??= { prepares: [], executes: [] });
+    if (innerInfo.prepare) nested.prepares.push(innerInfo.prepare);
+    if (innerInfo.execute) nested.executes.push(innerInfo.execute.name);
+    if (innerInfo.nested) {
+      nested.prepares.push(...innerInfo.nested.prepares);
+      nested.executes.push(...innerInfo.nested.executes);
+    }
+  }
+  if (inner.cascades) outer.cascades = true;
   mergeUses(uses, {
     tables: inner.tables,
     functions: inner.functions,

@@ -96,7 +96,7 @@ export function checkStatements(
         ok: true,
       };
     } else {
-      const d = decide(set, c.statements, (name) => prepares.resolve(name));
+      const d = decide(set, c.statements, prepares);
       if (!d.refusal) prepares.track(c.statements);
       const first = d.outcomes.find((o) => o.outcome === 'refused') ?? d.outcomes[0];
       result = first

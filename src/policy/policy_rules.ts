@@ -6,6 +6,7 @@
  */
 import type { Refusal, StatementClass, StatementInfo, TableUse } from './classification.js';
 import { describeRule, type PolicyDocument, type PolicyRule } from './policy_document.js';
+import type { SessionStatements } from './sql_prepares.js';
 
 export const POLICY_DENIED = 'POLICY_DENIED';
 const INSUFFICIENT_PRIVILEGE = '42501';
@@ -31,6 +32,33 @@ const WRITING_FUNCTIONS = new Set([
   'pg_file_unlink',
   'pg_file_rename',
 ]);
+/**
+ * Functions that run SQL given to them as a string (or whole tables and schemas by name): pgward
+ * cannot see what they read, so a policy with table or function rules refuses them.
+ */
+const SQL_RUNNING_FUNCTIONS = new Set([
+  'query_to_xml',
+  'query_to_xmlschema',
+  'query_to_xml_and_xmlschema',
+  'table_to_xml',
+  'table_to_xmlschema',
+  'table_to_xml_and_xmlschema',
+  'schema_to_xml',
+  'schema_to_xmlschema',
+  'schema_to_xml_and_xmlschema',
+  'database_to_xml',
+  'database_to_xmlschema',
+  'database_to_xml_and_xmlschema',
+  'cursor_to_xml',
+  'cursor_to_xmlschema',
+  'ts_stat',
+  'ts_rewrite',
+  'dblink',
+  'dblink_exec',
+  'dblink_send_query',
+  'dblink_open',
+]);
+
 /** Utility statements that change the database though not classed as writes. */
 const WRITING_UTILITIES = new Set(['VACUUM', 'ANALYZE', 'CLUSTER', 'REINDEX', 'CHECKPOINT', 'LOAD']);
 
@@ -156,18 +184,21 @@ export function judgesStatements(set: PolicySet): boolean {
   return set.policies.some((p) => p.rules.length > 0 || p.multiStatement !== undefined);
 }
 
+const NO_SESSION: SessionStatements = { prepared: () => undefined, cursor: () => undefined };
+
 /**
- * The decision on one text's statements. `resolve` gives what an EXECUTE runs (the session's
- * PREPAREs of that name), or undefined when pgward does not know the name.
+ * The decision on one text's statements. `session` gives what an EXECUTE runs (the session's
+ * PREPAREs of that name) and what a FETCH reads (its DECLAREs), or undefined when pgward does
+ * not know the name.
  */
 export function decide(
   set: PolicySet,
   statements: readonly StatementInfo[],
-  resolve: (name: string) => readonly StatementInfo[] | undefined = () => undefined,
+  session: SessionStatements = NO_SESSION,
 ): PolicyDecision {
   const outcomes: PolicyOutcome[] = [];
   let refusal: Refusal | undefined;
-  const runs = statements.flatMap((s) => expand(s, resolve));
+  const runs = statements.flatMap((s) => expand(s, session));
   for (const p of set.policies) {
     let why: { rule: CompiledRule; reason: string } | undefined;
     if (p.multiStatement && statements.length > 1) {
@@ -235,19 +266,28 @@ function policyRefusal(
   };
 }
 
-/** A statement and what it makes run: PREPARE's statement, EXECUTE's prepared ones. */
-function expand(
-  s: StatementInfo,
-  resolve: (name: string) => readonly StatementInfo[] | undefined,
-): StatementInfo[] {
+/**
+ * A statement and what it makes run: PREPARE's statement, EXECUTE's prepared ones (also
+ * CREATE TABLE AS EXECUTE, and EXECUTEs inside a DO body, which may name a PREPARE of the same
+ * body), and the cursor a FETCH reads.
+ */
+function expand(s: StatementInfo, session: SessionStatements): StatementInfo[] {
   // PREPARE is judged on what it prepares (its own entry keeps only its class).
   if (s.prepare) return [{ ...s, ...NOTHING_USED }, s.prepare.statement];
-  if (s.execute) {
-    const prepared = resolve(s.execute.name);
-    if (prepared === undefined) return [s, unknownPrepared(s.execute.name)];
-    return [s, ...prepared];
+  const out = [s];
+  const executes = [...(s.execute ? [s.execute.name] : []), ...(s.nested?.executes ?? [])];
+  for (const name of executes) {
+    const inBody = s.nested?.prepares.filter((p) => p.name.toLowerCase() === name.toLowerCase());
+    const prepared = inBody?.length ? inBody.map((p) => p.statement) : session.prepared(name);
+    if (prepared === undefined) out.push(unknownPrepared(name, 'prepared statement'));
+    else out.push(...prepared);
   }
-  return [s];
+  if (s.fetch) {
+    const declared = session.cursor(s.fetch.cursor);
+    if (declared === undefined) out.push(unknownPrepared(s.fetch.cursor, 'cursor'));
+    else out.push(...declared.map((d) => ({ ...d, declare: undefined })));
+  }
+  return out;
 }
 
 const NOTHING_USED = {
@@ -268,10 +308,10 @@ const UNSEEN_PREPARE: CompiledRule = {
 };
 const UNKNOWN_PREPARED = new WeakSet<StatementInfo>();
 
-function unknownPrepared(name: string): StatementInfo {
+function unknownPrepared(name: string, what: 'prepared statement' | 'cursor'): StatementInfo {
   const info: StatementInfo = {
     class: 'unknown',
-    command: 'EXECUTE',
+    command: what === 'cursor' ? 'FETCH' : 'EXECUTE',
     tables: [],
     functions: [],
     changesRole: false,
@@ -279,7 +319,10 @@ function unknownPrepared(name: string): StatementInfo {
     settings: [],
     readWrite: false,
     lockingRead: false,
-    unknownReason: `prepared statement "${name}" was not prepared while this policy applied; PREPARE it again`,
+    unknownReason:
+      what === 'cursor'
+        ? `cursor "${name}" was not declared through pgward while this policy applied; DECLARE it again`
+        : `prepared statement "${name}" was not prepared while this policy applied; PREPARE it again`,
   };
   UNKNOWN_PREPARED.add(info);
   return info;
@@ -296,10 +339,13 @@ function denyCheck(deny: Exclude<Extract<PolicyRule, { deny: unknown }>['deny'],
   }
   if (typeof deny === 'string' || Array.isArray(deny)) {
     const classes = new Set<StatementClass>(Array.isArray(deny) ? deny : [deny]);
-    return (s) =>
-      classes.has(s.class) && !(s.prepare || s.execute)
-        ? `${s.command} is a ${s.class} statement`
-        : undefined;
+    return (s) => {
+      if (s.prepare || (s.execute && s.class === 'utility')) return undefined;
+      if (classes.has(s.class)) return `${s.command} is a ${s.class} statement`;
+      // SELECT ... INTO is classed a write (it is phrased as a query) but creates a table.
+      if (classes.has('ddl') && s.command === 'SELECT INTO') return 'SELECT INTO creates a table';
+      return undefined;
+    };
   }
   if ('functions' in deny) {
     const names = deny.functions.map(splitName);
@@ -308,12 +354,22 @@ function denyCheck(deny: Exclude<Extract<PolicyRule, { deny: unknown }>['deny'],
         const called = splitName(f);
         if (names.some((n) => sameObject(n, called))) return `${s.command} calls ${f}()`;
       }
-      return undefined;
+      return sqlRunner(s);
     };
   }
   const tables = deny.tables.map(splitName);
   const access = deny.access;
   return (s) => {
+    const runner = sqlRunner(s);
+    if (runner !== undefined) return runner;
+    // CASCADE drops or empties tables the statement does not name (a schema's, referencing ones).
+    if (s.cascades) return `${s.command} ... CASCADE can reach tables it does not name`;
+    for (const t of s.tables) {
+      // A view, rule, trigger or function made over a protected table is a way to it.
+      if (s.class === 'ddl' && tables.some((n) => sameObject(n, { schema: t.schema, name: t.name }))) {
+        return `${s.command} over ${t.schema ? `${t.schema}.` : ''}${t.name}`;
+      }
+    }
     for (const t of s.tables) {
       if (!touches(t, access)) continue;
       const used = { schema: t.schema, name: t.name };
@@ -323,6 +379,16 @@ function denyCheck(deny: Exclude<Extract<PolicyRule, { deny: unknown }>['deny'],
     }
     return undefined;
   };
+}
+
+/** Why a statement's SQL-running function call cannot be checked, if it makes one. */
+function sqlRunner(s: StatementInfo): string | undefined {
+  for (const f of s.functions) {
+    if (SQL_RUNNING_FUNCTIONS.has(splitName(f).name)) {
+      return `${s.command} calls ${f}(), which runs SQL pgward cannot check`;
+    }
+  }
+  return undefined;
 }
 
 /**
@@ -355,7 +421,8 @@ function sameObject(
 
 /** What would undo or get around a read-only session. */
 function readOnlyCheck(s: StatementInfo): string | undefined {
-  if (s.prepare || s.execute) return undefined; // judged on what they prepare or run
+  // Judged on what they prepare or run (CREATE TABLE AS EXECUTE is DDL itself).
+  if (s.prepare || (s.execute && s.class === 'utility')) return undefined;
   switch (s.class) {
     case 'write':
     case 'ddl':

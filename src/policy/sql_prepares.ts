@@ -10,26 +10,36 @@ import type { StatementInfo } from './classification.js';
 const MAX_NAMES = 10_000;
 const MAX_VERSIONS = 8;
 
-export class SqlPrepares {
+/** What a session's SQL names run: prepared statements and cursors, as pgward saw them made. */
+export interface SessionStatements {
+  prepared(name: string): readonly StatementInfo[] | undefined;
+  cursor(name: string): readonly StatementInfo[] | undefined;
+}
+
+export class SqlPrepares implements SessionStatements {
   private readonly names = new Map<string, StatementInfo[]>();
+  private readonly cursors = new Map<string, StatementInfo[]>();
   private overflowed = new Set<string>();
 
-  /** Follows the PREPAREs and DEALLOCATE/DISCARD ALLs of a text about to run. */
+  /** Follows the PREPAREs, DECLAREs and DEALLOCATE/DISCARD ALLs of a text about to run. */
   track(statements: readonly StatementInfo[]): void {
     for (const s of statements) {
-      if (s.prepare) this.add(s.prepare.name.toLowerCase(), s.prepare.statement);
-      else if (s.command === 'DISCARD ALL' || s.command === 'DEALLOCATE ALL') this.clear();
+      if (s.prepare) this.add(this.names, s.prepare.name.toLowerCase(), s.prepare.statement);
+      for (const p of s.nested?.prepares ?? []) this.add(this.names, p.name.toLowerCase(), p.statement);
+      if (s.declare) this.add(this.cursors, s.declare.cursor.toLowerCase(), s);
+      if (s.command === 'DISCARD ALL' || s.command === 'DEALLOCATE ALL') this.names.clear();
+      if (s.command === 'DISCARD ALL') this.cursors.clear();
     }
   }
 
-  private add(name: string, statement: StatementInfo): void {
-    const versions = this.names.get(name);
+  private add(map: Map<string, StatementInfo[]>, name: string, statement: StatementInfo): void {
+    const versions = map.get(name);
     if (versions === undefined) {
-      if (this.names.size >= MAX_NAMES) {
+      if (map.size >= MAX_NAMES) {
         this.overflowed.add(name);
         return;
       }
-      this.names.set(name, [statement]);
+      map.set(name, [statement]);
     } else if (versions.length >= MAX_VERSIONS) {
       this.overflowed.add(name);
     } else {
@@ -38,13 +48,20 @@ export class SqlPrepares {
   }
 
   /** The statements an EXECUTE of `name` may run; undefined when pgward cannot say. */
-  resolve(name: string): readonly StatementInfo[] | undefined {
+  prepared(name: string): readonly StatementInfo[] | undefined {
     const key = name.toLowerCase();
     return this.overflowed.has(key) ? undefined : this.names.get(key);
   }
 
+  /** The statements a FETCH from cursor `name` may read; undefined when pgward cannot say. */
+  cursor(name: string): readonly StatementInfo[] | undefined {
+    const key = name.toLowerCase();
+    return this.overflowed.has(key) ? undefined : this.cursors.get(key);
+  }
+
   clear(): void {
     this.names.clear();
+    this.cursors.clear();
     this.overflowed = new Set();
   }
 }

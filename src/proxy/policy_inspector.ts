@@ -131,20 +131,43 @@ export class PolicyInspector {
    * A Bind of a statement whose text is `text`: judged again only when the policies changed
    * since its Parse (a statement prepared before a policy applied must not run past it).
    */
-  judgeBind(text: string | undefined): Judgement | undefined {
+  judgeBind(text: string | undefined, statement: string): Judgement | undefined {
     const set = this.set;
-    if (set === NO_POLICIES || text === undefined) return undefined;
+    if (set === NO_POLICIES) return undefined;
+    // No protocol-level statement of that name: a Bind may name a SQL-level PREPARE.
+    if (text === undefined) return this.judgeInfos(set, { execute: statement });
     const seen = this.judged.get(text);
     if (seen?.set === set) return seen.judgement.refusal ? seen.judgement : undefined;
     return this.judgeParse(text);
   }
 
-  /** The audit decision of an Execute of `text`. */
-  decisionOf(text: string | undefined): AuditDecision | undefined {
+  /**
+   * An Execute of a portal running `text`: judged again when the policies changed since (a
+   * portal bound before a policy applied must not run past it); its decision goes to the audit.
+   */
+  judgeExecute(text: string | undefined): Judgement | undefined {
     const set = this.set;
     if (set === NO_POLICIES || text === undefined) return undefined;
     const seen = this.judged.get(text);
-    return (seen?.set === set ? seen.judgement : this.judgeParse(text))?.decision;
+    return seen?.set === set ? seen.judgement : this.judgeParse(text);
+  }
+
+  /** A Bind of a SQL-level prepared statement, judged by what it was prepared with. */
+  private judgeInfos(set: PolicySet, what: { execute: string }): Judgement {
+    if (!judgesStatements(set)) return { decision: allowedBy(set) };
+    const execute: StatementInfo = {
+      class: 'utility',
+      command: 'EXECUTE',
+      tables: [],
+      functions: [],
+      changesRole: false,
+      writeWithoutWhere: false,
+      settings: [],
+      readWrite: false,
+      lockingRead: false,
+      execute: { name: what.execute },
+    };
+    return judgementOf(set, decide(set, [execute], this.prepares));
   }
 
   /** A FunctionCall of an allowed large-object function, judged as a call of it in a SELECT. */
@@ -181,7 +204,7 @@ export class PolicyInspector {
       };
     }
     if (query && set.rowLimit && c.statements.length > 1) return multiUnderLimit(set.rowLimit);
-    const d = decide(set, c.statements, (name) => this.prepares.resolve(name));
+    const d = decide(set, c.statements, this.prepares);
     if (!d.refusal) this.prepares.track(c.statements);
     return judgementOf(set, d);
   }

@@ -329,7 +329,7 @@ export class Relay {
         const cap = this.prepared.checkBind(portal);
         if (cap) return this.refuseExtended(capRefusal(cap), text ?? '');
         // Prepared before the policies changed: judged again by the ones that apply now.
-        const judgement = this.o.policy.judgeBind(text);
+        const judgement = this.o.policy.judgeBind(text, statement);
         if (judgement?.refusal) return this.refuseExtended(judgement.refusal, text ?? '', judgement.decision);
         this.prepared.bind(portal, statement);
         return 'forward';
@@ -337,12 +337,10 @@ export class Relay {
       case FE.EXECUTE: {
         if (this.skipping) return 'drop';
         const text = this.prepared.portal(decode.executePortal(message));
-        this.o.tracker.request(
-          'extended',
-          text ?? '(portal does not exist)',
-          false,
-          this.o.policy.decisionOf(text),
-        );
+        // A portal bound before the policies changed is judged again by the ones now.
+        const judgement = this.o.policy.judgeExecute(text);
+        if (judgement?.refusal) return this.refuseExtended(judgement.refusal, text ?? '', judgement.decision);
+        this.o.tracker.request('extended', text ?? '(portal does not exist)', false, judgement?.decision);
         this.countResult(false);
         return 'forward';
       }
