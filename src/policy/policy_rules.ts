@@ -198,7 +198,8 @@ export function decide(
 ): PolicyDecision {
   const outcomes: PolicyOutcome[] = [];
   let refusal: Refusal | undefined;
-  const runs = statements.flatMap((s) => expand(s, session));
+  // Most statements make nothing else run: no copy of the list then.
+  const runs = statements.some(expands) ? statements.flatMap((s) => expand(s, session)) : statements;
   for (const p of set.policies) {
     let why: { rule: CompiledRule; reason: string } | undefined;
     if (p.multiStatement && statements.length > 1) {
@@ -264,6 +265,10 @@ function policyRefusal(
     hint,
     rule: `${policy} ${rule.path}`,
   };
+}
+
+function expands(s: StatementInfo): boolean {
+  return s.prepare !== undefined || s.execute !== undefined || s.nested !== undefined || s.fetch !== undefined;
 }
 
 /**

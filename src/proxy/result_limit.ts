@@ -24,7 +24,9 @@ export class LimitedResult {
      */
     public endsAtReady: boolean,
   ) {
-    this.observeAt = Math.min(...observed.map((l) => l.rows));
+    let at = Number.POSITIVE_INFINITY;
+    for (const l of observed) if (l.rows < at) at = l.rows;
+    this.observeAt = at;
   }
 
   /** One row (a DataRow, or a CopyData of COPY TO STDOUT): true when it may reach the client. */
