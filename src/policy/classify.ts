@@ -318,7 +318,8 @@ export function mergeInto(outer: StatementInfo, innerInfo: StatementInfo, uses: 
   // A PREPARE in a body counts as what it prepares; it and EXECUTEs are kept for the session.
   const inner = innerInfo.prepare ? innerInfo.prepare.statement : innerInfo;
   if (innerInfo.prepare || innerInfo.execute || innerInfo.nested) {
-    const nested = (outer.nested ??= { prepares: [], executes: [] });
+    if (outer.nested === undefined) outer.nested = { prepares: [], executes: [] };
+    const nested = outer.nested;
     if (innerInfo.prepare) nested.prepares.push(innerInfo.prepare);
     if (innerInfo.execute) nested.executes.push(innerInfo.execute.name);
     if (innerInfo.nested) {

@@ -268,7 +268,9 @@ function policyRefusal(
 }
 
 function expands(s: StatementInfo): boolean {
-  return s.prepare !== undefined || s.execute !== undefined || s.nested !== undefined || s.fetch !== undefined;
+  return (
+    s.prepare !== undefined || s.execute !== undefined || s.nested !== undefined || s.fetch !== undefined
+  );
 }
 
 /**
