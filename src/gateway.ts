@@ -244,7 +244,7 @@ export async function startGateway(opts: GatewayOptions): Promise<Gateway> {
       config: proxyConfig,
       log: log.child({ component: 'proxy' }),
       tls,
-      authenticate: (token) => auth.authenticate(token),
+      authenticate: (token, username) => auth.authenticateLogin(token, username),
       connections,
       provisioner,
       pool,

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { generate } from 'selfsigned';
 import { stringify } from 'yaml';
-import { providerSchema } from '../src/config/schema.js';
+import { configSchema, providerSchema } from '../src/config/schema.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
 import { call, type Grant } from './support/api.js';
 import { runCli } from './support/cli.js';
@@ -75,7 +75,12 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
       file,
       stringify({
         providers: [
-          { ...base, name: 'corp-ldap', ldap: ldap({}), mappings: { groups: { engineering: ['viewer'] } } },
+          {
+            ...base,
+            name: 'corp-ldap',
+            ldap: ldap({ wirePassword: true }),
+            mappings: { groups: { engineering: ['viewer'] } },
+          },
           { ...base, name: 'corp-ad', ldap: ldap({ nestedGroups: 'ad' }) },
           { ...base, name: 'bad-ca', ldap: ldap({ ca: other.cert }) },
         ],
@@ -219,6 +224,54 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
     assert.equal(res.status, 502, JSON.stringify(res.body));
     assert.equal(res.body['code' as never], 'IDP_UNREACHABLE');
     assert.equal(directory.binds.length, before, 'nothing was bound');
+  });
+
+  it("takes the directory password on the wire, as PostgreSQL's ldap method does; a JWT stays a token", async () => {
+    // The startup user name is the LDAP one; the password the directory's.
+    const client = await t.client('alice', { password: 'alice-pw' });
+    const row = (await client.query('select current_user, session_user')).rows[0];
+    assert.ok(row.current_user.length > 0);
+    await client.end();
+    const wrong = await t.refusal('alice', { password: 'not-alices' });
+    assert.equal(wrong.code, '28P01');
+    const nobody = await t.refusal('nobody', { password: 'whatever' });
+    assert.equal(nobody.code, '28P01');
+    // A token is still a token: alice signed in through the API connects with it as her email.
+    const res = await signIn('alice', 'alice-pw');
+    const withToken = await t.client('alice@corp.example', { password: res.body.access_token });
+    await withToken.end();
+    // And the session is audited under the person the directory knows.
+    await t.stack.gateway.audit.flush();
+    const { rows } = await t
+      .store()
+      .query(
+        "select email, provider from pgward.session where email = 'alice@corp.example' and provider = 'corp-ldap'",
+      );
+    assert.ok(rows.length >= 2);
+  });
+
+  it('refuses wire passwords where a password could not be told from a token', () => {
+    const ldapProvider = (name: string, wirePassword: boolean) => ({
+      name,
+      type: 'ldap',
+      clientId: SERVICE,
+      clientSecret: 'x',
+      ldap: { url: 'ldaps://dc1.corp.example', userBase: 'dc=corp', wirePassword },
+    });
+    const two = configSchema.safeParse({ providers: [ldapProvider('a', true), ldapProvider('b', true)] });
+    assert.ok(!two.success);
+    assert.deepEqual(two.error.issues[0]?.path, ['providers', 1, 'ldap', 'wirePassword']);
+    const opaque = configSchema.safeParse({
+      providers: [
+        ldapProvider('a', true),
+        { name: 'okta', issuer: 'https://corp.okta.example', clientId: 'x', validation: 'userinfo' },
+      ],
+    });
+    assert.ok(!opaque.success);
+    assert.match(opaque.error.issues[0]!.message, /opaque tokens/);
+    assert.ok(
+      configSchema.safeParse({ providers: [ldapProvider('a', true), ldapProvider('b', false)] }).success,
+    );
   });
 
   it('signs in at the console with the gateway form, refusing a form posted from elsewhere', async () => {

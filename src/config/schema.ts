@@ -345,6 +345,13 @@ export const configSchema = z
           }
           seen.add(provider.name);
         });
+        const problem = wirePasswordProblem(providers);
+        if (problem)
+          ctx.addIssue({
+            code: 'custom',
+            path: [problem.index, 'ldap', 'wirePassword'],
+            message: problem.message,
+          });
       }),
   })
   .refine((config) => !config.http.tls || config.tls.certFile !== undefined, {
@@ -355,3 +362,35 @@ export const configSchema = z
 
 export type Config = z.output<typeof configSchema>;
 export type ConfigInput = z.input<typeof configSchema>;
+
+/**
+ * Why LDAP passwords cannot be taken on the wire with these providers, if they cannot. pgward
+ * tells a password from a token by shape: tokens of pgward and of OpenID providers are JWTs. A
+ * provider whose tokens are opaque (validated at userinfo, GitHub's) would make that guess
+ * unsafe: a token would be sent to the directory as a password, or a password to an IdP.
+ */
+export function wirePasswordProblem(
+  providers: readonly {
+    name: string;
+    type?: string | undefined;
+    validation?: string;
+    ldap?: { wirePassword: boolean } | undefined;
+  }[],
+): { index: number; message: string } | undefined {
+  const wire = providers.map((p, i) => ({ p, i })).filter(({ p }) => p.ldap?.wirePassword === true);
+  if (wire.length === 0) return undefined;
+  if (wire.length > 1) {
+    return { index: wire[1]!.i, message: 'only one LDAP provider may take passwords on the wire' };
+  }
+  // LDAP and SAML sign-ins end in pgward's own tokens (JWTs): only OpenID and GitHub tokens count.
+  const opaque = providers.find(
+    (p) => p.type === 'github' || (p.type !== 'ldap' && p.type !== 'saml' && p.validation === 'userinfo'),
+  );
+  if (opaque) {
+    return {
+      index: wire[0]!.i,
+      message: `cannot take LDAP passwords on the wire while provider "${opaque.name}" uses opaque tokens: pgward could not tell a password from a token`,
+    };
+  }
+  return undefined;
+}

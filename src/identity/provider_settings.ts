@@ -150,6 +150,12 @@ export const ldapSettings = z.strictObject({
   emailAttribute: z.string().min(1).default('mail'),
   nameAttribute: z.string().min(1).default('displayName'),
   timeoutSeconds: z.number().min(1).max(60).default(5),
+  /**
+   * Also accept the directory password on the PostgreSQL endpoint, as PostgreSQL's own `ldap`
+   * method does: the startup user name and password are proved by a bind (with the lockout).
+   * At most one provider; not with providers whose tokens are opaque (see wirePasswordProblem).
+   */
+  wirePassword: z.boolean().default(false),
   /** Failed passwords per user name before it is locked, and for how long. */
   lockout: z
     .strictObject({

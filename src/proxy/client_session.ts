@@ -255,7 +255,7 @@ export class ClientSession implements Cancellable {
         hint: 'use a token from `pgward login` as the password',
       });
     }
-    const signedIn = await this.ctx.authenticate(token);
+    const signedIn = await this.ctx.authenticate(token, startup.params.get('user') ?? '');
     const { email } = signedIn.person;
     const user = (startup.params.get('user') ?? '').toLowerCase();
     if (user !== email && user !== signedIn.preferredUsername?.toLowerCase()) {

@@ -29,7 +29,7 @@ export interface ProxyContext {
   /** TLS for clients; without it SSLRequest is answered "N". */
   tls: SecureContext | undefined;
   /** Who the token (the password) proves; throws a PgwardError to refuse. */
-  authenticate(token: string): Promise<SignedIn>;
+  authenticate(token: string, username: string): Promise<SignedIn>;
   connections: ConnectionRepository;
   provisioner: RoleProvisioner;
   pool: UpstreamPool;

@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ProviderConfig } from '../config/schema.js';
+import { wirePasswordProblem } from '../config/schema.js';
 import type { AccessEvent, AccessEvents } from '../directory/access_events.js';
 import { assertNotRevoked, type Directory, type Person } from '../directory/directory.js';
 import { PgwardError } from '../errors.js';
@@ -113,6 +114,28 @@ export class Authenticator {
       );
     }
     return provider;
+  }
+
+  /**
+   * The password of a PostgreSQL login: a token, or (where an LDAP provider takes passwords on
+   * the wire) the directory password of the startup user name. A JWT is always a token.
+   */
+  async authenticateLogin(password: string, username: string): Promise<SignedIn> {
+    if (looksLikeJwt(password)) return this.authenticate(password);
+    const providers = this.parts.providers();
+    const ldap = providers.find((p) => p.type === 'ldap' && p.ldap?.wirePassword === true);
+    // A provider added at run time may make the shapes ambiguous: then passwords are not taken.
+    if (!ldap || wirePasswordProblem(providers)) return this.authenticate(password);
+    const { identity } = await this.parts.idp.passwordSignIn(ldap, username, password);
+    const now = new Date();
+    const verified = {
+      ...identity,
+      provider: ldap,
+      expiresAt: new Date(now.getTime() + this.parts.tokens.lifetimeMs),
+      issuedAt: now,
+    };
+    const person = await this.parts.directory.signIn(verified);
+    return { person, expiresAt: verified.expiresAt, issuedAt: now, preferredUsername: username };
   }
 
   /** Verifies a token of an IdP or of pgward; throws a TOKEN_* error, NOT_ALLOWED or IDP_UNREACHABLE. */
