@@ -5,8 +5,10 @@
  * or observed: what an observe-mode policy would have refused).
  */
 import type { Refusal, StatementClass, StatementInfo, TableUse } from './classification.js';
+import { baseInfo } from './classify.js';
 import { describeRule, type PolicyDocument, type PolicyRule } from './policy_document.js';
 import type { SessionStatements } from './sql_prepares.js';
+import { emptyUses } from './tree_walk.js';
 
 export const POLICY_DENIED = 'POLICY_DENIED';
 const INSUFFICIENT_PRIVILEGE = '42501';
@@ -317,15 +319,7 @@ const UNKNOWN_PREPARED = new WeakSet<StatementInfo>();
 
 function unknownPrepared(name: string, what: 'prepared statement' | 'cursor'): StatementInfo {
   const info: StatementInfo = {
-    class: 'unknown',
-    command: what === 'cursor' ? 'FETCH' : 'EXECUTE',
-    tables: [],
-    functions: [],
-    changesRole: false,
-    writeWithoutWhere: false,
-    settings: [],
-    readWrite: false,
-    lockingRead: false,
+    ...baseInfo('unknown', what === 'cursor' ? 'FETCH' : 'EXECUTE', emptyUses()),
     unknownReason:
       what === 'cursor'
         ? `cursor "${name}" was not declared through pgward while this policy applied; DECLARE it again`

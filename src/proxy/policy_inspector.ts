@@ -8,7 +8,7 @@
 import type { AuditDecision, Judgement } from '../policy/builtin_rules.js';
 import { parseFailure } from '../policy/builtin_rules.js';
 import type { Classification, StatementInfo } from '../policy/classification.js';
-import { classify } from '../policy/classify.js';
+import { baseInfo, classify } from '../policy/classify.js';
 import { DecisionCache } from '../policy/decision_cache.js';
 import { numberShape } from '../policy/first_look.js';
 import {
@@ -20,6 +20,7 @@ import {
   type RowLimit,
 } from '../policy/policy_rules.js';
 import { SqlPrepares } from '../policy/sql_prepares.js';
+import { emptyUses } from '../policy/tree_walk.js';
 import type { FastPathFunction } from './fast_path.js';
 
 const classifications = new DecisionCache<Classification>(10_000, 64 * 1024 * 1024);
@@ -156,15 +157,7 @@ export class PolicyInspector {
   private judgeInfos(set: PolicySet, what: { execute: string }): Judgement {
     if (!judgesStatements(set)) return { decision: allowedBy(set) };
     const execute: StatementInfo = {
-      class: 'utility',
-      command: 'EXECUTE',
-      tables: [],
-      functions: [],
-      changesRole: false,
-      writeWithoutWhere: false,
-      settings: [],
-      readWrite: false,
-      lockingRead: false,
+      ...baseInfo('utility', 'EXECUTE', emptyUses()),
       execute: { name: what.execute },
     };
     return judgementOf(set, decide(set, [execute], this.prepares));
@@ -175,15 +168,8 @@ export class PolicyInspector {
     const set = this.set;
     if (set === NO_POLICIES) return undefined;
     const info: StatementInfo = {
-      class: fn.writes ? 'write' : 'read',
-      command: 'FunctionCall',
-      tables: [],
+      ...baseInfo(fn.writes ? 'write' : 'read', 'FunctionCall', emptyUses()),
       functions: [fn.name],
-      changesRole: false,
-      writeWithoutWhere: false,
-      settings: [],
-      readWrite: false,
-      lockingRead: false,
     };
     return judgementOf(set, decide(set, [info]));
   }
