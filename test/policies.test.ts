@@ -13,33 +13,16 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { PolicyCatalog } from '../src/policy/policy_catalog.js';
 import { validatePolicy } from '../src/policy/policy_document.js';
-import { call } from './support/api.js';
 import { runCli } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
-import { eventually } from './support/eventually.js';
+import { passesSoon } from './support/eventually.js';
+import { failure, policyAdmin } from './support/policy_admin.js';
 import { quietLog } from './support/quiet_log.js';
 import { msg, RawSession, shape } from './support/raw_session.js';
 import { tempDir } from './support/temp_dir.js';
 
 const ADMIN = 'admin@example.com';
 const VIEWER = 'viewer@example.com';
-
-/** Retries `check` until it passes (a policy change reaches sessions within moments). */
-async function soon(check: () => Promise<unknown>, what: string): Promise<void> {
-  let last: unknown;
-  await eventually(
-    async () => {
-      try {
-        await check();
-        return true;
-      } catch (err) {
-        last = err;
-        return undefined;
-      }
-    },
-    `${what} (last: ${(last as Error | undefined)?.message})`,
-  );
-}
 
 describe('policies on the wire', () => {
   let t: TestStack;
@@ -63,27 +46,16 @@ describe('policies on the wire', () => {
     await t?.close();
   });
 
-  const api = (method: string, route: string, body?: unknown, token = adminToken) =>
-    call(t.stack.info.http, method, route, { token, body });
-  const putPolicy = async (doc: Record<string, unknown>) => {
-    const answer = await api('PUT', `/api/v1/policies/${doc['name']}`, doc);
-    assert.equal(answer.status, 200, JSON.stringify(answer.body));
-    return answer;
-  };
-  const dropPolicy = async (name: string) => {
-    const answer = await api('DELETE', `/api/v1/policies/${name}`);
-    assert.equal(answer.status, 204, JSON.stringify(answer.body));
-  };
+  const {
+    api,
+    put: putPolicy,
+    drop: dropPolicy,
+  } = policyAdmin(
+    () => t,
+    () => adminToken,
+  );
   const probeCount = async () =>
     Number((await target.query('select count(*) from public.policy_probe')).rows[0].count);
-  const failure = async (client: pg.Client, text: string, values?: unknown[]) => {
-    try {
-      await client.query(values ? { text, values } : text);
-    } catch (err) {
-      return err as { code: string; message: string; detail?: string; hint?: string };
-    }
-    throw new Error(`${text} was not refused`);
-  };
   const raw = async (email = ADMIN) =>
     RawSession.open({
       host: t.stack.info.pg.host,
@@ -267,7 +239,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       await admin.query({ name: 'ins2', text: "insert into public.policy_probe (note) values ('named')" });
       await putPolicy({ name: 'no-writes', connections: ['demo'], rules: [{ deny: ['write'] }] });
       const before = await probeCount();
-      await soon(async () => {
+      await passesSoon(async () => {
         assert.equal((await failure(admin, 'execute ins')).code, '42501');
       }, 'the new policy refusing EXECUTE');
       try {
@@ -283,7 +255,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       assert.equal((await failure(admin, 'execute never_prepared')).code, '42501');
       assert.equal(await probeCount(), before);
       await dropPolicy('no-writes');
-      await soon(() => admin.query('execute ins'), 'EXECUTE allowed again');
+      await passesSoon(() => admin.query('execute ins'), 'EXECUTE allowed again');
       await admin.end();
     });
 
@@ -291,11 +263,11 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       const admin = await t.client(ADMIN);
       await admin.query('create table public.live_change (a int)');
       await putPolicy({ name: 'live', connections: ['demo'], rules: [{ deny: 'ddl' }] });
-      await soon(async () => {
+      await passesSoon(async () => {
         assert.equal((await failure(admin, 'create table public.live_change2 (a int)')).code, '42501');
       }, 'the new policy refusing DDL');
       await dropPolicy('live');
-      await soon(() => admin.query('create table public.live_change3 (a int)'), 'DDL allowed again');
+      await passesSoon(() => admin.query('create table public.live_change3 (a int)'), 'DDL allowed again');
       await admin.end();
       await target.query('drop table public.live_change, public.live_change3');
     });
@@ -464,17 +436,11 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
     });
 
     it('COPY FROM STDIN is not held up by the limit (the target waits for the data), simple and extended', async () => {
-      const frame = (type: string, body: Buffer) => {
-        const head = Buffer.alloc(5);
-        head.write(type, 0, 'latin1');
-        head.writeInt32BE(body.length + 4, 1);
-        return Buffer.concat([head, body]);
-      };
       const s = await raw();
       const before = await probeCount();
       s.send(msg.query('copy public.policy_probe (note) from stdin'));
       assert.equal(shape(await s.untilCopy()), 'G');
-      s.send(frame('d', Buffer.from('copied 1\ncopied 2\n')), frame('c', Buffer.alloc(0)));
+      s.send(msg.copyData('copied 1\ncopied 2\n'), msg.copyDone());
       assert.equal(shape(await s.untilReady()), 'CZ');
       s.send(
         msg.parse('', 'copy public.policy_probe (note) from stdin'),
@@ -484,7 +450,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       );
       assert.equal(shape(await s.untilCopy()), '12G');
       // As libpq does: the Sync sent with the Execute is ignored in copy-in mode; one follows CopyDone.
-      s.send(frame('d', Buffer.from('copied 3\n')), frame('c', Buffer.alloc(0)), msg.sync());
+      s.send(msg.copyData('copied 3\n'), msg.copyDone(), msg.sync());
       assert.equal(shape(await s.untilReady()), 'CZ');
       assert.equal(await probeCount(), before + 3);
       s.close();
@@ -511,12 +477,6 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
 
   describe('COPY FROM STDIN in the extended protocol', () => {
     it('the Syncs the target ignores in copy-in mode end no batch: statements and the audit stay in step', async () => {
-      const frame = (type: string, body: Buffer) => {
-        const head = Buffer.alloc(5);
-        head.write(type, 0, 'latin1');
-        head.writeInt32BE(body.length + 4, 1);
-        return Buffer.concat([head, body]);
-      };
       const s = await raw();
       s.send(
         msg.parse('', 'copy public.policy_probe (note) from stdin'),
@@ -525,7 +485,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
         msg.sync(),
       );
       assert.equal(shape(await s.untilCopy()), '12G');
-      s.send(frame('d', Buffer.from('in step 1\n')), frame('c', Buffer.alloc(0)), msg.sync());
+      s.send(msg.copyData('in step 1\n'), msg.copyDone(), msg.sync());
       assert.equal(shape(await s.untilReady()), 'CZ');
       // A Parse that fails, then one that works, in batches of their own: pgward must see the
       // same outcome as the target, batch by batch.
@@ -548,7 +508,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
     it('records what it would refuse, and refuses nothing', async () => {
       await putPolicy({ name: 'watch', connections: ['demo'], mode: 'observe', rules: [{ deny: 'ddl' }] });
       const admin = await t.client(ADMIN);
-      await soon(async () => {
+      await passesSoon(async () => {
         await admin.query('create table if not exists public.observed_t (a int)');
         const rows = await statements('create table if not exists public.observed_t%');
         assert.equal(rows.at(-1)?.decision, 'observed');
@@ -664,7 +624,7 @@ cur.execute("select %s::int", (5,)); print(cur.fetchone()[0])
       assert.notEqual(bad.code, 0);
       assert.match(bad.stderr, /rules\[0\]\.deny\[0\]/);
       const viewer = await t.client(VIEWER);
-      await soon(async () => {
+      await passesSoon(async () => {
         assert.match(
           (await failure(viewer, 'create table public.cli_refused (a int)')).message,
           /no ddl here/,

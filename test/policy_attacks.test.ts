@@ -8,31 +8,12 @@
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { call } from './support/api.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
-import { eventually } from './support/eventually.js';
+import { passesSoon } from './support/eventually.js';
+import { failure, type PgError, policyAdmin } from './support/policy_admin.js';
 import { type Answer, msg, RawSession, shape } from './support/raw_session.js';
 
 const ADMIN = 'admin@example.com';
-
-type PgError = { code: string; message: string; detail?: string };
-
-/** Retries `check` until it passes (a policy change reaches sessions within moments). */
-async function soon(check: () => Promise<unknown>, what: string): Promise<void> {
-  let last: unknown;
-  await eventually(
-    async () => {
-      try {
-        await check();
-        return true;
-      } catch (err) {
-        last = err;
-        return undefined;
-      }
-    },
-    `${what} (last: ${(last as Error | undefined)?.message})`,
-  );
-}
 
 const errorOf = (answers: Answer[]) => answers.find((a) => a.type === 'E')?.fields;
 
@@ -60,16 +41,10 @@ describe('policy attacks', () => {
     await t?.close();
   });
 
-  const api = (method: string, route: string, body?: unknown) =>
-    call(t.stack.info.http, method, route, { token: adminToken, body });
-  const putPolicy = async (doc: Record<string, unknown>) => {
-    const answer = await api('PUT', `/api/v1/policies/${doc['name']}`, doc);
-    assert.equal(answer.status, 200, JSON.stringify(answer.body));
-  };
-  const dropPolicy = async (name: string) => {
-    const answer = await api('DELETE', `/api/v1/policies/${name}`);
-    assert.equal(answer.status, 204, JSON.stringify(answer.body));
-  };
+  const { put: putPolicy, drop: dropPolicy } = policyAdmin(
+    () => t,
+    () => adminToken,
+  );
   const probeCount = async () =>
     Number((await target.query('select count(*) from public.attack_probe')).rows[0].count);
   // A bypass that emptied the table must not make later tests pass for want of rows.
@@ -78,14 +53,6 @@ describe('policy attacks', () => {
       "insert into public.attack_probe (note) select 'refill' from generate_series(1, greatest(0, 20 - (select count(*) from public.attack_probe)::int))",
     );
   });
-  const failure = async (client: pg.Client, text: string): Promise<PgError> => {
-    try {
-      await client.query(text);
-    } catch (err) {
-      return err as PgError;
-    }
-    throw new Error(`${text} was not refused`);
-  };
   /** The statement is refused by pgward (not by the target: its errors carry no pgward detail). */
   const refused = async (client: pg.Client, text: string, code = '42501') => {
     const err = await failure(client, text);
@@ -502,7 +469,7 @@ describe('policy attacks', () => {
         rules: [{ deny: 'write-without-where' }],
       });
       try {
-        await soon(async () => {
+        await passesSoon(async () => {
           assert.equal((await failure(admin, 'execute attack_old_del')).code, '42501');
         }, 'the new policy refusing EXECUTE');
         const before = await probeCount();
@@ -525,7 +492,7 @@ describe('policy attacks', () => {
         rules: [{ deny: { tables: ['public.sensitive_data'] } }],
       });
       try {
-        await soon(async () => {
+        await passesSoon(async () => {
           assert.equal((await failure(admin, 'execute attack_old_read')).code, '42501');
         }, 'the new policy refusing EXECUTE');
         await refused(admin, 'create table public.attack_ctas as execute attack_old_read');
@@ -545,7 +512,7 @@ describe('policy attacks', () => {
         rules: [{ deny: { tables: ['public.sensitive_data'], access: 'read' } }],
       });
       try {
-        await soon(async () => {
+        await passesSoon(async () => {
           assert.equal((await failure(admin, 'select data from public.sensitive_data')).code, '42501');
         }, 'the new policy refusing reads of the table');
         await refused(admin, 'fetch all from attack_hold');
@@ -576,7 +543,7 @@ describe('policy attacks', () => {
       let n = 0;
       try {
         // A PREPARE is refused once the policy applies (and harmless before: it runs nothing).
-        await soon(async () => {
+        await passesSoon(async () => {
           n++;
           assert.equal(
             (await failure(other, `prepare attack_poll_${n} as delete from public.attack_probe`)).code,
@@ -616,7 +583,7 @@ describe('policy attacks', () => {
         rules: [{ deny: 'write-without-where' }],
       });
       try {
-        await soon(async () => {
+        await passesSoon(async () => {
           s.send(msg.query('execute attack_old_bind'));
           assert.equal(errorOf(await s.untilReady())?.get('C'), '42501');
         }, 'the new policy refusing EXECUTE');
@@ -643,7 +610,7 @@ describe('policy attacks', () => {
         rules: [{ readOnly: true }],
       });
       try {
-        await soon(async () => {
+        await passesSoon(async () => {
           assert.equal(
             (await failure(admin, "insert into public.attack_probe (note) values ('late ro')")).code,
             '42501',
@@ -673,7 +640,7 @@ describe('policy attacks', () => {
         rules: [{ readOnly: true }],
       });
       try {
-        await soon(async () => {
+        await passesSoon(async () => {
           assert.equal(
             (await failure(admin, "insert into public.attack_probe (note) values ('late ro')")).code,
             '42501',
@@ -1027,7 +994,7 @@ describe('policy attacks', () => {
       assert.ok(rows.length <= 5, `${rows.length} rows reached the client`);
       assert.ok(result && typeof result === 'object' && 'code' in result);
       // The session goes on, still held to the limit.
-      await soon(() => admin.query('select 1'), 'the session answering after the cancel');
+      await passesSoon(() => admin.query('select 1'), 'the session answering after the cancel');
       await refused(admin, 'select generate_series(1, 10)', '54000');
       await admin.end();
     });

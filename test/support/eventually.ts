@@ -36,3 +36,16 @@ export async function eventually<T>(
     await new Promise((resolve) => setTimeout(resolve, opts.everyMs ?? 100));
   }
 }
+
+/** Runs `check` until it passes (an assertion that holds within moments), naming its last failure. */
+export async function passesSoon(check: () => Promise<unknown>, what: string, ms = 10_000): Promise<void> {
+  await eventually(
+    async () => {
+      await check();
+      return true;
+    },
+    what,
+    ms,
+    { retryErrors: true },
+  );
+}

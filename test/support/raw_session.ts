@@ -57,6 +57,8 @@ export const msg = {
   sync: () => encode.sync(),
   flush: () => frame('H'),
   closeStatement: (name: string) => frame('C', Buffer.from('S'), cstr(name)),
+  copyData: (data: string) => frame('d', Buffer.from(data)),
+  copyDone: () => frame('c'),
   /** FunctionCall with text arguments and a text result. */
   functionCall: (oid: number, args: string[]) =>
     frame(
