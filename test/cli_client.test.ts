@@ -4,10 +4,9 @@ import { connect } from 'node:net';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { IdpPageWalker } from '../src/dev/dev_login.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
 import { cancelRequest } from '../src/wire/encode.js';
-import { runCli, runProgram, startCli, stopProcess } from './support/cli.js';
+import { deviceLogin, runCli, runProgram, startCli, stopProcess } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { tempDir } from './support/temp_dir.js';
 
@@ -26,25 +25,7 @@ describe('the pgward CLI against a gateway', () => {
   /** `pgward login`, with the device code confirmed on the dev IdP's pages as `who`. */
   async function login(who: string): Promise<string> {
     homes[who] = tempDir(`cli-${who}`);
-    const child = startCli(['login'], env(who));
-    try {
-      let url: string | undefined;
-      for (let i = 0; i < 100 && !url; i++) {
-        url = /open (\S+)/.exec(child.output())?.[1];
-        if (!url) await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.ok(url, child.output());
-      await new IdpPageWalker(t.stack.info.idp).walk(
-        url,
-        { email: `${who}@example.com`, password: 'password' },
-        () => false,
-      );
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      assert.equal(code, 0, child.output());
-      return child.output();
-    } finally {
-      await stopProcess(child);
-    }
+    return deviceLogin(t.stack.info.idp, env(who), `${who}@example.com`);
   }
 
   before(async () => {

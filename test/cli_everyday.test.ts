@@ -8,9 +8,8 @@ import { certificateCheck, clockCheck } from '../src/cli/doctor_verdicts.js';
 import { connectionRows } from '../src/cli/everyday_commands.js';
 import { render } from '../src/cli/output.js';
 import { serviceSection, upsertSection } from '../src/cli/service_file.js';
-import { IdpPageWalker } from '../src/dev/dev_login.js';
 import { PACKAGE_ROOT } from '../src/package_root.js';
-import { PGWARD_BIN, runCli, runProgram, startCli, stopProcess } from './support/cli.js';
+import { deviceLogin, PGWARD_BIN, runCli, runProgram } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { tempDir } from './support/temp_dir.js';
 
@@ -137,26 +136,9 @@ describe('the everyday pgward commands', () => {
     };
 
   /** `pgward login`, with the device code confirmed on the dev IdP's pages as `who`. */
-  async function login(who: string): Promise<void> {
+  async function login(who: string): Promise<string> {
     homes[who] = tempDir(`cli-${who}`);
-    const child = startCli(['login'], env(who));
-    try {
-      let url: string | undefined;
-      for (let i = 0; i < 100 && !url; i++) {
-        url = /open (\S+)/.exec(child.output())?.[1];
-        if (!url) await new Promise((r) => setTimeout(r, 100));
-      }
-      assert.ok(url, child.output());
-      await new IdpPageWalker(t.stack.info.idp).walk(
-        url,
-        { email: `${who}@example.com`, password: 'password' },
-        () => false,
-      );
-      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
-      assert.equal(code, 0, child.output());
-    } finally {
-      await stopProcess(child);
-    }
+    return deviceLogin(t.stack.info.idp, env(who), `${who}@example.com`);
   }
 
   before(async () => {

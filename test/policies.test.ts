@@ -18,7 +18,7 @@ import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { passesSoon } from './support/eventually.js';
 import { failure, policyAdmin } from './support/policy_admin.js';
 import { quietLog } from './support/quiet_log.js';
-import { msg, RawSession, shape } from './support/raw_session.js';
+import { msg, shape } from './support/raw_session.js';
 import { tempDir } from './support/temp_dir.js';
 
 const ADMIN = 'admin@example.com';
@@ -56,14 +56,7 @@ describe('policies on the wire', () => {
   );
   const probeCount = async () =>
     Number((await target.query('select count(*) from public.policy_probe')).rows[0].count);
-  const raw = async (email = ADMIN) =>
-    RawSession.open({
-      host: t.stack.info.pg.host,
-      port: t.stack.info.pg.port,
-      user: email,
-      database: 'demo',
-      password: await t.token(email),
-    });
+  const raw = (email = ADMIN) => t.raw(email);
   const statements = async (like: string) => {
     await t.stack.gateway.audit.flush();
     const { rows } = await t

@@ -11,7 +11,7 @@ import pg from 'pg';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
 import { passesSoon } from './support/eventually.js';
 import { failure, type PgError, policyAdmin } from './support/policy_admin.js';
-import { type Answer, msg, RawSession, shape } from './support/raw_session.js';
+import { type Answer, msg, shape } from './support/raw_session.js';
 
 const ADMIN = 'admin@example.com';
 
@@ -63,14 +63,7 @@ describe('policy attacks', () => {
       `${text}: refused by the target, not pgward: ${err.message}`,
     );
   };
-  const raw = async () =>
-    RawSession.open({
-      host: t.stack.info.pg.host,
-      port: t.stack.info.pg.port,
-      user: ADMIN,
-      database: 'demo',
-      password: adminToken,
-    });
+  const raw = () => t.raw(ADMIN, { password: adminToken });
   const connectWith = async (options: string) => {
     const client = new pg.Client({
       host: t.stack.info.pg.host,

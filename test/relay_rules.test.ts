@@ -26,14 +26,7 @@ describe('relay: built-in rules and caps on every protocol path', () => {
     await t?.close();
   });
 
-  const raw = async (email = 'viewer@example.com') =>
-    RawSession.open({
-      host: t.stack.info.pg.host,
-      port: t.stack.info.pg.port,
-      user: email,
-      database: 'demo',
-      password: await t.token(email),
-    });
+  const raw = (email = 'viewer@example.com') => t.raw(email);
   /** The demo target as its superuser, spoken byte by byte (what PostgreSQL itself answers). */
   const direct = async () => {
     const url = new URL(t.stack.info.target);

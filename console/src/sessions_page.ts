@@ -3,37 +3,16 @@
  * session's statements as a timeline to play back: each statement in its order and at its pace
  * (gaps shortened), with duration, rows, error and the policy decision when the audit has one.
  */
+import type {
+  SessionRecord as AuditSession,
+  StatementRecord as AuditStatement,
+  OverJson,
+} from '../../src/audit/audit_records.js';
 import { api, type Me } from './api.js';
 import { field, h, mount, when } from './dom.js';
 
-interface SessionRecord {
-  sessionId: string;
-  email: string | null;
-  connection: string | null;
-  loginRole: string | null;
-  clientAddr: string | null;
-  applicationName: string | null;
-  startedAt: string;
-  endedAt: string | null;
-  endReason: string | null;
-}
-
-export interface StatementRecord {
-  sessionId: string;
-  seq: number;
-  kind: string;
-  text: string;
-  startedAt: string;
-  durationMs: number | null;
-  rows: number | null;
-  sqlstate: string | null;
-  commandTag: string | null;
-  connection: string | null;
-  /** allowed, refused or observed by a policy (or refused by a built-in rule); null when none applied. */
-  decision?: string | null;
-  /** The outcomes behind `decision`. */
-  decidedBy?: { policy: string; rule: string; outcome: string; message?: string }[] | null;
-}
+type SessionRecord = OverJson<AuditSession>;
+export type StatementRecord = OverJson<AuditStatement>;
 
 /** "refused by editors-safe · rule 0: schema changes go through migrations". */
 export function decisionText(s: StatementRecord): string {

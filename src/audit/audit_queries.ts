@@ -3,6 +3,7 @@
  * statement text, newest first and always bounded.
  */
 import type pg from 'pg';
+import type { SessionRecord, StatementRecord } from './audit_records.js';
 
 export interface AuditFilter {
   userId?: string | undefined;
@@ -16,40 +17,6 @@ export interface AuditFilter {
   /** What policies made of it (statements only). */
   decision?: 'allowed' | 'refused' | 'observed' | undefined;
   limit: number;
-}
-
-export interface SessionRecord {
-  sessionId: string;
-  userId: string | null;
-  email: string | null;
-  provider: string | null;
-  connection: string | null;
-  loginRole: string | null;
-  clientAddr: string | null;
-  applicationName: string | null;
-  startedAt: Date;
-  endedAt: Date | null;
-  bytesIn: number;
-  bytesOut: number;
-  endReason: string | null;
-}
-
-export interface StatementRecord {
-  sessionId: string;
-  seq: number;
-  kind: string;
-  text: string;
-  startedAt: Date;
-  durationMs: number | null;
-  commandTag: string | null;
-  rows: number | null;
-  sqlstate: string | null;
-  /** allowed, refused or observed by a policy (or refused by a built-in rule); null when none applied. */
-  decision: string | null;
-  /** The outcomes behind `decision`: policy, rule, outcome, message. */
-  decidedBy: { policy: string; rule: string; outcome: string; message?: string }[] | null;
-  email: string | null;
-  connection: string | null;
 }
 
 /** How far back a listing of statements looks, widening step by step (then without bound). */

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import { IdpPageWalker } from '../../src/dev/dev_login.js';
 import { PACKAGE_ROOT } from '../../src/package_root.js';
 import { eventually } from './eventually.js';
 
@@ -104,6 +105,23 @@ export async function startDev(opts: {
     throw Object.assign(err as Error, { message: `${(err as Error).message}\n${child.output()}` });
   }
   return child;
+}
+
+/**
+ * `pgward login` in `env`, with the device code confirmed on the dev IdP's pages (at `idp`) as
+ * `email`; resolves with the command's output once it exited 0.
+ */
+export async function deviceLogin(idp: string, env: Record<string, string>, email: string): Promise<string> {
+  const child = startCli(['login'], env);
+  try {
+    const url = await eventually(() => /open (\S+)/.exec(child.output())?.[1], 'the device login URL');
+    await new IdpPageWalker(idp).walk(url, { email, password: 'password' }, () => false);
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    assert.equal(code, 0, child.output());
+    return child.output();
+  } finally {
+    await stopProcess(child);
+  }
 }
 
 /** Sends `signal` and waits for the process to exit; returns its exit code. */

@@ -9,6 +9,7 @@ import { freePort } from '../../src/store/free_port.js';
 import { cancelRequest } from '../../src/wire/encode.js';
 import { runProgram } from './cli.js';
 import { quietLog } from './quiet_log.js';
+import { RawSession } from './raw_session.js';
 import { removeTempDir, tempDir } from './temp_dir.js';
 
 export interface TestStack {
@@ -29,6 +30,8 @@ export interface TestStack {
       onParameter?: (name: string, value: string) => void;
     },
   ): Promise<pg.Client>;
+  /** A session through the gateway spoken message by message, signed in with `email`'s token. */
+  raw(email: string, opts?: { database?: string; password?: string }): Promise<RawSession>;
   /** The error the gateway answers a connection attempt with (fails the test if it connects). */
   refusal(
     email: string,
@@ -102,6 +105,15 @@ export async function startTestStack(
     token,
     url,
     client,
+    async raw(email, opts = {}) {
+      return RawSession.open({
+        host: stack.info.pg.host,
+        port: stack.info.pg.port,
+        user: email,
+        database: opts.database ?? 'demo',
+        password: opts.password ?? (await token(email)),
+      });
+    },
     async refusal(email, opts) {
       try {
         const connected = await client(email, opts);
