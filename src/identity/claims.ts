@@ -58,6 +58,21 @@ function stringList(value: unknown, what: string): string[] {
   return [...new Set(list as string[])];
 }
 
+/**
+ * The form of an email pgward stores and compares: ASCII letters in lower case, everything else
+ * as sent. Unicode case mapping would make other addresses equal to ASCII ones (the Kelvin sign
+ * K lower-cases to "k"), so a verified `\u212Aate@example.com` would become kate@example.com.
+ */
+export function emailKey(email: string): string {
+  return email.replace(/[A-Z]+/g, (letters) => letters.toLowerCase());
+}
+
+/** Whether the email is read from the standard `email` claim, the one `email_verified` speaks of. */
+function standardEmail(provider: ProviderConfig): boolean {
+  const path = provider.claims.email;
+  return path.length === 1 && path[0] === 'email';
+}
+
 /** Reads and validates the claims pgward uses; throws TOKEN_CLAIMS naming the bad claim. */
 export function mapClaims(provider: ProviderConfig, claims: Record<string, unknown>): MappedClaims {
   checkOrganization(provider, claims);
@@ -69,8 +84,10 @@ export function mapClaims(provider: ProviderConfig, claims: Record<string, unkno
   }
   return {
     subject,
-    email: email.toLowerCase(),
-    emailVerified: claims['email_verified'] === true,
+    email: emailKey(email),
+    // email_verified vouches for the `email` claim only; an email read from another claim is
+    // whatever that claim holds, verified by nobody.
+    emailVerified: claims['email_verified'] === true && standardEmail(provider),
     name: optionalString(readClaim(claims, provider.claims.name), 'name', MAX_ITEM),
     preferredUsername: optionalString(claims['preferred_username'], 'preferred_username', MAX_EMAIL),
     groups: provider.claims.groups

@@ -8,7 +8,7 @@
  */
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
-import type { MappedClaims } from './claims.js';
+import { emailKey, type MappedClaims } from './claims.js';
 import { fetchJson } from './http_json.js';
 import { githubApiUrl } from './provider_presets.js';
 
@@ -36,13 +36,17 @@ function settings(provider: ProviderConfig) {
   return { web: provider.issuer, api: githubApiUrl(g), orgs: g.allowedOrganizations };
 }
 
+const API_HEADERS = {
+  accept: 'application/vnd.github+json',
+  'user-agent': 'pgward',
+  'x-github-api-version': '2022-11-28',
+};
+
 async function api<T>(provider: ProviderConfig, token: string, path: string): Promise<T> {
   try {
     return (await fetchJson(`${settings(provider).api}${path}`, TIMEOUT_MS, {
-      accept: 'application/vnd.github+json',
+      ...API_HEADERS,
       authorization: `Bearer ${token}`,
-      'user-agent': 'pgward',
-      'x-github-api-version': '2022-11-28',
     })) as T;
   } catch (err) {
     if (err instanceof PgwardError && err.detail === '401') {
@@ -72,9 +76,60 @@ const text = (value: unknown, max: number): string | undefined =>
     ? value
     : undefined;
 
-/** Who holds `token` at GitHub, with their groups in the allowed organisations. */
-export async function githubIdentity(provider: ProviderConfig, token: string): Promise<MappedClaims> {
+/**
+ * Refuses a token that GitHub did not issue to this provider's OAuth app ("check a token",
+ * `POST /applications/CLIENT_ID/token`, which only the app itself may call). Any app the person
+ * authorised holds a token that /user answers for, and must not be able to sign in as them here.
+ */
+async function assertIssuedToThisApp(provider: ProviderConfig, token: string): Promise<void> {
+  if (!provider.clientSecret) {
+    throw new PgwardError(
+      'TOKEN_INVALID',
+      `${provider.name} cannot check that a GitHub token was issued to pgward: it has no clientSecret`,
+      { hint: "set the OAuth app's clientSecret, or use pgward's own tokens (pgward login)" },
+    );
+  }
+  const basic = Buffer.from(`${provider.clientId}:${provider.clientSecret}`).toString('base64');
+  let answer: { app?: { client_id?: unknown } };
+  try {
+    answer = (await fetchJson(
+      `${settings(provider).api}/applications/${encodeURIComponent(provider.clientId)}/token`,
+      TIMEOUT_MS,
+      { ...API_HEADERS, authorization: `Basic ${basic}` },
+      { access_token: token },
+    )) as typeof answer;
+  } catch (err) {
+    // 404: not a token of this app (or revoked); 422: not a token at all.
+    if (err instanceof PgwardError && (err.detail === '404' || err.detail === '422')) answer = {};
+    else if (err instanceof PgwardError && err.detail === '401')
+      throw new PgwardError(
+        'IDP_UNREACHABLE',
+        `GitHub does not accept the client id and secret of ${provider.name}`,
+      );
+    else throw err;
+  }
+  if (answer.app?.client_id !== provider.clientId) {
+    throw new PgwardError(
+      'TOKEN_INVALID',
+      'this GitHub token was issued to another application, not pgward',
+      {
+        hint: 'run `pgward login` for a token of pgward',
+      },
+    );
+  }
+}
+
+/**
+ * Who holds `token` at GitHub, with their groups in the allowed organisations. A token that
+ * pgward did not obtain itself (`presented`, the default) must have been issued to its OAuth app.
+ */
+export async function githubIdentity(
+  provider: ProviderConfig,
+  token: string,
+  source: 'presented' | 'login' = 'presented',
+): Promise<MappedClaims> {
   const { orgs: allowed } = settings(provider);
+  if (source === 'presented' || provider.clientSecret) await assertIssuedToThisApp(provider, token);
   const user = await api<{ id?: unknown; login?: unknown; name?: unknown; email?: unknown }>(
     provider,
     token,
@@ -115,7 +170,7 @@ export async function githubIdentity(provider: ProviderConfig, token: string): P
   }
   return {
     subject: String(user.id),
-    email: email.toLowerCase(),
+    email: emailKey(email),
     emailVerified: primary?.verified === true && primary.email === email,
     name: text(user.name, 256) ?? login,
     preferredUsername: login,

@@ -1,6 +1,6 @@
 /**
- * GETs a JSON document from an IdP (or POSTs a form, with `form`) with a timeout and a size cap;
- * failures are IDP_UNREACHABLE.
+ * GETs a JSON document from an IdP (or POSTs `form`: a form, or any other value as JSON) with a
+ * timeout and a size cap; failures are IDP_UNREACHABLE.
  */
 import { PgwardError } from '../errors.js';
 
@@ -10,14 +10,16 @@ export async function fetchJson(
   url: string,
   timeoutMs: number,
   headers: Record<string, string> = {},
-  form?: URLSearchParams,
+  form?: URLSearchParams | Record<string, unknown>,
 ): Promise<unknown> {
+  const body = form === undefined || form instanceof URLSearchParams ? form : JSON.stringify(form);
+  const type: Record<string, string> = typeof body === 'string' ? { 'content-type': 'application/json' } : {};
   let res: Response;
   try {
     res = await fetch(url, {
-      headers: { accept: 'application/json', ...headers },
+      headers: { accept: 'application/json', ...type, ...headers },
       signal: AbortSignal.timeout(timeoutMs),
-      ...(form ? { method: 'POST', body: form } : {}),
+      ...(body ? { method: 'POST', body } : {}),
     });
   } catch (err) {
     throw new PgwardError(

@@ -257,7 +257,7 @@ export class IdpClient {
       // GitHub's OAuth tokens do not expire: a refresh asks GitHub again who holds the token, so
       // a person who left the organisation, or revoked pgward, loses the sign-in.
       try {
-        return { identity: await githubIdentity(provider, refreshToken), refreshToken };
+        return { identity: await githubIdentity(provider, refreshToken, 'login'), refreshToken };
       } catch (err) {
         if (err instanceof PgwardError && (err.code === 'TOKEN_INVALID' || err.code === 'TOKEN_ORGANIZATION'))
           throw new PgwardError('LOGIN_FAILED', err.message, { cause: err });
@@ -285,7 +285,7 @@ export class IdpClient {
     const answer = await githubToken(provider, grant);
     if ('pending' in answer) throw new LoginPending(answer.pending);
     // The GitHub token is kept (sealed) as the sign-in's refresh credential.
-    return { identity: await githubIdentity(provider, answer.token), refreshToken: answer.token };
+    return { identity: await githubIdentity(provider, answer.token, 'login'), refreshToken: answer.token };
   }
 
   private async identity(

@@ -25,8 +25,8 @@ export interface FakeGithub {
   signIn(user: GithubUser): void;
   /** Confirms every pending device code as the signed-in person. */
   confirmDevices(): void;
-  /** A token for `user`, as if issued by an earlier login. */
-  issue(user: GithubUser): string;
+  /** A token for `user`, as if issued by an earlier login (of another OAuth app with `app`). */
+  issue(user: GithubUser, app?: string): string;
   revoke(token: string): void;
   /** Requests to each API path, to see that tokens are checked at GitHub. */
   hits: Map<string, number>;
@@ -38,14 +38,17 @@ export async function startFakeGithub(client: { id: string; secret: string }): P
   const url = `http://127.0.0.1:${port}`;
   let current: GithubUser | undefined;
   const tokens = new Map<string, GithubUser>();
+  /** The OAuth app each token was issued to. */
+  const apps = new Map<string, string>();
   const devices = new Map<string, GithubUser | undefined>();
   const codes = new Map<string, { user: GithubUser; challenge: string; redirectUri: string }>();
   const hits = new Map<string, number>();
-  const issue = (user: GithubUser) => {
+  const issue = (user: GithubUser, app = client.id) => {
     const token = `gho_${randomBytes(18)
       .toString('base64url')
       .replace(/[^A-Za-z0-9]/g, 'x')}`;
     tokens.set(token, user);
+    apps.set(token, app);
     return token;
   };
   const json = (res: ServerResponse, status: number, body: unknown) => {
@@ -121,6 +124,19 @@ export async function startFakeGithub(client: { id: string; secret: string }): P
       }
       return json(res, 200, { access_token: issue(grant.user), token_type: 'bearer', scope: 'read:org' });
     }
+    // "Check a token": only the app's own client id and secret may ask, and only of its tokens.
+    const check = /^\/api\/v3\/applications\/([^/]+)\/token$/.exec(u.pathname);
+    if (req.method === 'POST' && check) {
+      const basic = `Basic ${Buffer.from(`${client.id}:${client.secret}`).toString('base64')}`;
+      if (decodeURIComponent(check[1]!) !== client.id || req.headers.authorization !== basic)
+        return json(res, 401, { message: 'Bad credentials' });
+      let body = '';
+      for await (const chunk of req) body += chunk;
+      const token = (JSON.parse(body || '{}') as { access_token?: string }).access_token ?? '';
+      const user = tokens.get(token);
+      if (!user || apps.get(token) !== client.id) return json(res, 404, { message: 'Not Found' });
+      return json(res, 200, { app: { client_id: client.id }, user: { id: user.id, login: user.login } });
+    }
     if (u.pathname.startsWith('/api/v3/')) {
       const path = u.pathname.slice('/api/v3'.length);
       hits.set(path, (hits.get(path) ?? 0) + 1);
@@ -130,7 +146,8 @@ export async function startFakeGithub(client: { id: string; secret: string }): P
       const user = token ? tokens.get(token) : undefined;
       if (!user) return json(res, 401, { message: 'Bad credentials' });
       const page = Number(u.searchParams.get('page') ?? '1');
-      const paged = <T>(items: T[]) => (page === 1 ? items : []);
+      const perPage = Number(u.searchParams.get('per_page') ?? '30');
+      const paged = <T>(items: T[]) => items.slice((page - 1) * perPage, page * perPage);
       switch (path) {
         case '/user':
           return json(res, 200, { id: user.id, login: user.login, name: user.name, email: null });
