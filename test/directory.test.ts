@@ -151,6 +151,30 @@ describe('directory (seed 004) on a real store', () => {
     assert.notEqual(viaDex.userId, person.userId);
   });
 
+  it('regression: on a store with a linguistic collation, a look-alike email does not link to a person', async () => {
+    // lower() under ICU folds the Kelvin sign (U+212A) to "k"; emails must match by ASCII case only.
+    const icu = createPool(await createDatabase(cluster, { icu: true }));
+    try {
+      await migrate(icu, quietLog);
+      const onIcu = new Directory(icu);
+      await onIcu.syncProviders([okta, google, dex]);
+      const kate = await onIcu.signIn(identity(okta, { subject: 'o-k', email: 'kate@example.com' }));
+      const lookAlike = await onIcu.signIn(
+        identity(google, { subject: 'g-k', email: '\u212Aate@example.com' }),
+      );
+      assert.notEqual(lookAlike.userId, kate.userId);
+      assert.equal(lookAlike.email, '\u212Aate@example.com');
+      const { rows } = await icu.query(`select lower(E'\\u212A') = 'k' as folds`);
+      assert.equal(
+        rows[0].folds,
+        true,
+        'the database does fold the look-alike (else this test proves nothing)',
+      );
+    } finally {
+      await icu.end();
+    }
+  });
+
   it('refuses inactive people and inactive identities with a clear message', async () => {
     const person = await directory.signIn(identity(okta));
     await pool.query('update pgward.user_info set is_active = false where user_id = $1', [person.userId]);

@@ -52,7 +52,7 @@ export class AuditQueries {
               started_at AS "startedAt", ended_at AS "endedAt", bytes_in::float8 AS "bytesIn",
               bytes_out::float8 AS "bytesOut", end_reason AS "endReason"
          FROM pgward.session
-        WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR lower(email) = lower($2))
+        WHERE ($1::uuid IS NULL OR user_id = $1) AND ($2::text IS NULL OR lower(email COLLATE "C") = lower($2 COLLATE "C"))
           AND ($3::text IS NULL OR connection_name = $3) AND ($4::uuid IS NULL OR session_id = $4)
           AND ($5::timestamptz IS NULL OR started_at >= $5) AND ($6::timestamptz IS NULL OR started_at < $6)
         ORDER BY started_at DESC LIMIT $7`,
@@ -96,7 +96,7 @@ export class AuditQueries {
               st.duration_ms AS "durationMs", st.command_tag AS "commandTag", st.rows::float8 AS rows,
               st.sqlstate, st.decision, st.decided_by::jsonb AS "decidedBy", s.email, s.connection_name AS connection
          FROM pgward.statement st LEFT JOIN pgward.session s USING (session_id)
-        WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email) = lower($2))
+        WHERE ($1::uuid IS NULL OR s.user_id = $1) AND ($2::text IS NULL OR lower(s.email COLLATE "C") = lower($2 COLLATE "C"))
           AND ($3::text IS NULL OR s.connection_name = $3) AND ($4::uuid IS NULL OR st.session_id = $4)
           AND ($5::timestamptz IS NULL OR st.started_at >= $5) AND ($6::timestamptz IS NULL OR st.started_at < $6)
           AND ($7::text IS NULL OR st.text ILIKE $7) AND ($9::text IS NULL OR st.decision = $9)

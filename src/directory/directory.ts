@@ -338,7 +338,7 @@ export class Directory {
     if (!identity.provider.linkByEmail || !identity.emailVerified) return undefined;
     const { rows } = await client.query<{ user_id: string }>(
       `SELECT DISTINCT u.user_id FROM pgward.user_info u JOIN pgward.user_identity i USING (user_id)
-       WHERE lower(u.email) = lower($1) AND u.is_active AND i.is_active
+       WHERE lower(u.email COLLATE "C") = lower($1 COLLATE "C") AND u.is_active AND i.is_active
          AND i.provider_id <> $2 AND (i.provider_data->>'email_verified')::boolean`,
       [identity.email, await this.providerId(identity.provider.name)],
     );
@@ -350,9 +350,10 @@ export class Directory {
   private async signUp(client: pg.PoolClient, identity: VerifiedIdentity): Promise<string> {
     if (!identity.emailVerified) {
       // An unverified email may be anyone's: it never takes the address of someone already here.
-      const taken = await client.query('SELECT 1 FROM pgward.user_info WHERE lower(email) = lower($1)', [
-        identity.email,
-      ]);
+      const taken = await client.query(
+        'SELECT 1 FROM pgward.user_info WHERE lower(email COLLATE "C") = lower($1 COLLATE "C")',
+        [identity.email],
+      );
       if ((taken.rowCount ?? 0) > 0) {
         throw new PgwardError(
           'NOT_ALLOWED',

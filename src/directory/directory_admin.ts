@@ -81,7 +81,7 @@ export class DirectoryAdmin {
       `SELECT u.user_id AS "userId", u.email, u.name, t.code AS tenant, u.is_active AS "isActive",
               u.is_admin AS "isAdmin", u.created_at AS "createdAt"
          FROM pgward.user_info u JOIN pgward.tenant t USING (tenant_id)
-        WHERE $1::text IS NULL OR lower(u.email) = lower($1)
+        WHERE $1::text IS NULL OR lower(u.email COLLATE "C") = lower($1 COLLATE "C")
         ORDER BY u.email LIMIT 1000`,
       [filter.email ?? null],
     );
@@ -94,7 +94,7 @@ export class DirectoryAdmin {
       `SELECT u.user_id AS "userId", u.email, u.name, t.code AS tenant, u.is_active AS "isActive",
               u.is_admin AS "isAdmin", u.created_at AS "createdAt"
          FROM pgward.user_info u JOIN pgward.tenant t USING (tenant_id)
-        WHERE ${UUID.test(idOrEmail) ? 'u.user_id = $1::uuid' : 'lower(u.email) = lower($1)'}
+        WHERE ${UUID.test(idOrEmail) ? 'u.user_id = $1::uuid' : 'lower(u.email COLLATE "C") = lower($1 COLLATE "C")'}
         ORDER BY u.created_at LIMIT 2`,
       [idOrEmail],
     );

@@ -19,13 +19,20 @@ export async function startTestPostgres(): Promise<EmbeddedCluster> {
   };
 }
 
-/** Creates an empty database and returns its superuser URL. */
-export async function createDatabase(cluster: EmbeddedCluster): Promise<string> {
+/** A fresh database; `icu` gives it a linguistic default collation (the test cluster's is C). */
+export async function createDatabase(
+  cluster: EmbeddedCluster,
+  opts: { icu?: boolean } = {},
+): Promise<string> {
   const name = `t_${randomBytes(6).toString('hex')}`;
   const client = new pg.Client({ connectionString: cluster.url });
   await client.connect();
   try {
-    await client.query(`CREATE DATABASE ${name}`);
+    await client.query(
+      opts.icu
+        ? `CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'und' LOCALE 'C'`
+        : `CREATE DATABASE ${name}`,
+    );
   } finally {
     await client.end();
   }
