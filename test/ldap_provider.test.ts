@@ -9,66 +9,119 @@ import { PACKAGE_ROOT } from '../src/package_root.js';
 import { call, type Grant } from './support/api.js';
 import { runCli } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
+import { type FakeDomainController, startFakeDomainController } from './support/fake_domain_controller.js';
 import { type LdapEntry, startTestLdap, type TestLdap } from './support/ldap_server.js';
+import { type RecordingRelay, startRecordingRelay } from './support/recording_relay.js';
 import { tempDir } from './support/temp_dir.js';
 
-const SERVICE = 'cn=pgward,ou=services,dc=corp,dc=example';
+const SUFFIX = 'dc=corp,dc=example';
+const SERVICE = `cn=pgward,ou=services,${SUFFIX}`;
 const person = (uid: string, extra: Record<string, string> = {}): LdapEntry => ({
-  dn: `uid=${uid},ou=people,dc=corp,dc=example`,
+  dn: `uid=${uid},ou=people,${SUFFIX}`,
   password: `${uid}-pw`,
   attributes: {
     objectClass: ['inetOrgPerson'],
     uid,
+    cn: uid,
+    sn: uid,
     mail: `${uid}@corp.example`,
     displayName: uid.toUpperCase(),
-    entryUUID: `00000000-0000-4000-8000-${uid.padStart(12, '0')}`,
+    entryUUID: `00000000-0000-4000-8000-${Buffer.from(uid).toString('hex').padStart(12, '0')}`,
     ...extra,
   },
 });
 const group = (cn: string, members: string[]): LdapEntry => ({
-  dn: `cn=${cn},ou=groups,dc=corp,dc=example`,
+  dn: `cn=${cn},ou=groups,${SUFFIX}`,
   attributes: { objectClass: ['groupOfNames'], cn, member: members },
 });
 const dn = (kind: 'uid' | 'cn', name: string) =>
-  kind === 'uid' ? `uid=${name},ou=people,dc=corp,dc=example` : `cn=${name},ou=groups,dc=corp,dc=example`;
+  kind === 'uid' ? `uid=${name},ou=people,${SUFFIX}` : `cn=${name},ou=groups,${SUFFIX}`;
+const service: LdapEntry = {
+  dn: SERVICE,
+  password: 'svc-secret',
+  attributes: { objectClass: ['applicationProcess', 'simpleSecurityObject'], cn: 'pgward' },
+};
 
-describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', () => {
+/** An Active Directory domain, emulated (slapd has neither IN_CHAIN nor userAccountControl). */
+const AD = 'dc=ad,dc=example';
+const AD_SERVICE = `cn=pgward,ou=service accounts,${AD}`;
+const adUser = (name: string, userAccountControl: string): LdapEntry => ({
+  dn: `cn=${name},ou=people,${AD}`,
+  password: `${name}-pw`,
+  attributes: {
+    objectClass: ['user'],
+    sAMAccountName: name,
+    mail: `${name}@ad.example`,
+    displayName: name.toUpperCase(),
+    userAccountControl,
+  },
+});
+const adGroup = (cn: string, members: string[]): LdapEntry => ({
+  dn: `cn=${cn},ou=groups,${AD}`,
+  attributes: { objectClass: ['group'], cn, member: members },
+});
+
+describe('LDAP sign-in against OpenLDAP (slapd), over LDAPS and StartTLS', () => {
   let directory: TestLdap;
+  /** A directory without a certificate: it answers StartTLS with an error. */
+  let clearOnly: TestLdap;
+  let dc: FakeDomainController;
+  /** Between pgward and slapd's ldap:// listener, recording what pgward sends. */
+  let startTlsRelay: RecordingRelay;
+  let plainRelay: RecordingRelay;
   let t: TestStack;
   let http: string;
   const entries: LdapEntry[] = [
-    {
-      dn: SERVICE,
-      password: 'svc-secret',
-      attributes: { objectClass: ['applicationProcess'], cn: 'pgward' },
-    },
+    service,
     person('alice'),
     person('bob'),
-    person('carol', { userAccountControl: '514' }),
-    // Signs in only through corp-ad (one person per verified email: LDAP emails are unverified).
-    person('dave'),
     // Signs in with `pgward login --browser` (the test browser types the password "password").
     { ...person('erin'), password: 'password' },
-    group('dba', [dn('uid', 'alice'), dn('uid', 'dave')]),
+    // Each signs in through one StartTLS or relayed provider only (LDAP emails are unverified, so
+    // a second provider's identity with the same email is not signed up).
+    person('frank'),
+    { ...person('grace'), password: 'grace-Unm1stakable-pw' },
+    { ...person('heidi'), password: 'heidi-Unm1stakable-pw' },
+    group('dba', [dn('uid', 'alice'), dn('uid', 'frank')]),
     group('engineering', [dn('cn', 'dba')]),
     group('everyone', [dn('cn', 'engineering'), dn('uid', 'bob')]),
     // A cycle of groups ends.
     group('loop-a', [dn('cn', 'loop-b')]),
     group('loop-b', [dn('cn', 'loop-a'), dn('uid', 'alice')]),
   ];
+  const adEntries: LdapEntry[] = [
+    {
+      dn: AD_SERVICE,
+      password: 'ad-secret',
+      attributes: { objectClass: ['user'], cn: 'pgward' },
+    },
+    adUser('dave', '512'),
+    // ACCOUNTDISABLE (2) in userAccountControl.
+    adUser('carol', '514'),
+    adGroup('dba', [`cn=dave,ou=people,${AD}`]),
+    adGroup('engineering', [`cn=dba,ou=groups,${AD}`]),
+    adGroup('everyone', [`cn=engineering,ou=groups,${AD}`]),
+  ];
 
   before(async () => {
-    directory = await startTestLdap(entries, SERVICE);
+    directory = await startTestLdap({ suffix: SUFFIX, entries, serviceDn: SERVICE });
+    clearOnly = await startTestLdap({ suffix: SUFFIX, entries, serviceDn: SERVICE, tls: false });
+    dc = await startFakeDomainController(adEntries, AD_SERVICE);
+    const slapdPlainPort = Number(new URL(directory.startTlsUrl.replace('ldap:', 'http:')).port);
+    startTlsRelay = await startRecordingRelay(slapdPlainPort);
+    plainRelay = await startRecordingRelay(slapdPlainPort);
     const other = await generate([{ name: 'commonName', value: 'not the directory' }], { keySize: 2048 });
     const ldap = (extra: Record<string, unknown>) => ({
       url: directory.url,
       ca: directory.ca,
-      userBase: 'ou=people,dc=corp,dc=example',
-      groupBase: 'ou=groups,dc=corp,dc=example',
+      userBase: `ou=people,${SUFFIX}`,
+      groupBase: `ou=groups,${SUFFIX}`,
       userFilter: '(uid={username})',
       lockout: { maxFailures: 3, minutes: 1 },
       ...extra,
     });
+    const startTls = (url: string, extra: Record<string, unknown> = {}) =>
+      ldap({ url, startTls: true, ...extra });
     const base = { type: 'ldap', clientId: SERVICE, clientSecret: 'svc-secret' };
     const file = path.join(tempDir('ldap-stack'), 'pgward.yaml');
     writeFileSync(
@@ -81,16 +134,47 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
             ldap: ldap({ wirePassword: true }),
             mappings: { groups: { engineering: ['viewer'] } },
           },
-          { ...base, name: 'corp-ad', ldap: ldap({ nestedGroups: 'ad' }) },
+          {
+            type: 'ldap',
+            clientId: AD_SERVICE,
+            clientSecret: 'ad-secret',
+            name: 'corp-ad',
+            ldap: {
+              url: dc.url,
+              ca: dc.ca,
+              userBase: `ou=people,${AD}`,
+              groupBase: `ou=groups,${AD}`,
+              userFilter: '(sAMAccountName={username})',
+              nestedGroups: 'ad',
+              idAttribute: 'dn',
+            },
+          },
           { ...base, name: 'bad-ca', ldap: ldap({ ca: other.cert }) },
+          { ...base, name: 'corp-starttls', ldap: startTls(directory.startTlsUrl) },
+          { ...base, name: 'starttls-bad-ca', ldap: startTls(directory.startTlsUrl, { ca: other.cert }) },
+          // The certificate names 127.0.0.1 only.
+          {
+            ...base,
+            name: 'starttls-wrong-host',
+            ldap: startTls(directory.startTlsUrl.replace('127.0.0.1', 'localhost')),
+          },
+          { ...base, name: 'no-starttls', ldap: startTls(clearOnly.startTlsUrl) },
+          { ...base, name: 'relay-starttls', ldap: startTls(`ldap://127.0.0.1:${startTlsRelay.port}`) },
+          // Plain ldap:// is allowed on loopback: what a clear bind looks like on the relay.
+          { ...base, name: 'relay-plain', ldap: ldap({ url: `ldap://127.0.0.1:${plainRelay.port}` }) },
         ],
       }),
     );
-    t = await startTestStack({ PGWARD_CONFIG: file });
+    // More sign-ins than the default per-address rate limit allows in a minute.
+    t = await startTestStack({ PGWARD_CONFIG: file, PGWARD_LOGIN_RATE_LIMIT: '1000' });
     http = t.stack.info.http;
   });
   after(async () => {
     await t?.close();
+    await startTlsRelay?.close();
+    await plainRelay?.close();
+    await dc?.close();
+    await clearOnly?.close();
     await directory?.close();
   });
 
@@ -138,15 +222,15 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
       'viewer',
     ]);
     assert.ok(
-      directory.binds.some((b) => b.dn === dn('uid', 'alice') && b.ok),
-      'the password was checked by a bind',
+      (await directory.binds()).some((b) => b.dn === dn('uid', 'alice') && b.ok && b.tls),
+      'the password was checked by a bind over TLS',
     );
     const client = await t.client('alice@corp.example', { password: res.body.access_token });
     assert.equal((await client.query('select current_user')).rows[0].current_user, 'alice@corp.example');
     await client.end();
   });
 
-  it("reads Active Directory's nested groups with LDAP_MATCHING_RULE_IN_CHAIN", async () => {
+  it("reads Active Directory's nested groups with LDAP_MATCHING_RULE_IN_CHAIN (emulated domain controller)", async () => {
     const res = await signIn('dave', 'dave-pw', 'corp-ad');
     assert.equal(res.status, 200, JSON.stringify(res.body));
     assert.deepEqual(res.body.person.groups.sort(), [
@@ -154,6 +238,15 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
       'corp-ad:engineering',
       'corp-ad:everyone',
     ]);
+    // One question to the domain controller, not one per level of nesting.
+    const groupSearches = dc.filters.filter((f) => /member/i.test(f));
+    assert.deepEqual(groupSearches, [`(member:1.2.840.113556.1.4.1941:=cn=dave,ou=people,${AD})`]);
+  });
+
+  it('refuses a disabled Active Directory account (emulated domain controller)', async () => {
+    const res = await signIn('carol', 'carol-pw', 'corp-ad');
+    assert.equal(res.status, 403, JSON.stringify(res.body));
+    assert.match(String(res.body['detail' as never]), /disabled/);
   });
 
   it('keeps the directory server and the service account out of the public discovery document', async () => {
@@ -162,9 +255,19 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
     };
     assert.deepEqual(
       doc.providers.filter((p) => p.type === 'ldap').map((p) => p.name),
-      ['corp-ldap', 'corp-ad', 'bad-ca'],
+      [
+        'corp-ldap',
+        'corp-ad',
+        'bad-ca',
+        'corp-starttls',
+        'starttls-bad-ca',
+        'starttls-wrong-host',
+        'no-starttls',
+        'relay-starttls',
+        'relay-plain',
+      ],
     );
-    assert.doesNotMatch(JSON.stringify(doc), /ldaps:|cn=pgward/i);
+    assert.doesNotMatch(JSON.stringify(doc), /ldaps?:|cn=pgward/i);
   });
 
   it('refuses a wrong password, an unknown user and filter injection alike', async () => {
@@ -186,24 +289,16 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
     );
   });
 
-  it('refuses a disabled Active Directory account', async () => {
-    const res = await signIn('carol', 'carol-pw');
-    assert.equal(res.status, 403, JSON.stringify(res.body));
-    assert.match(String(res.body['detail' as never]), /disabled/);
-  });
-
   it('locks a user name after repeated wrong passwords, not other people', async () => {
     for (let i = 0; i < 3; i++) assert.equal((await signIn('bob', `guess-${i}`)).status, 401);
     const locked = await signIn('bob', 'bob-pw');
     assert.equal(locked.status, 429, JSON.stringify(locked.body));
     assert.match(String(locked.body['detail' as never]), /too many wrong passwords/);
-    const binds = directory.binds.filter((b) => b.dn === dn('uid', 'bob')).length;
+    const bobs = async () => (await directory.binds()).filter((b) => b.dn === dn('uid', 'bob')).length;
+    const binds = await bobs();
+    assert.equal(binds, 3, 'each wrong password was a bind');
     await signIn('bob', 'bob-pw');
-    assert.equal(
-      directory.binds.filter((b) => b.dn === dn('uid', 'bob')).length,
-      binds,
-      'no bind while locked',
-    );
+    assert.equal(await bobs(), binds, 'no bind while locked');
     // Kept in the store, for every gateway on it, under a hash of the name.
     const { rows } = await t
       .store()
@@ -218,12 +313,63 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
     assert.equal((await signIn('alice', 'alice-pw')).status, 200);
   });
 
-  it('refuses a server whose certificate the configured CA did not sign, before sending the password', async () => {
-    const before = directory.binds.length;
-    const res = await signIn('alice', 'alice-pw', 'bad-ca');
+  it('refuses a server whose certificate the CA did not sign or names another host, before any bind (LDAPS, StartTLS)', async () => {
+    for (const provider of ['bad-ca', 'starttls-bad-ca', 'starttls-wrong-host']) {
+      const before = (await directory.binds()).length;
+      const res = await signIn('alice', 'alice-pw', provider);
+      assert.equal(res.status, 502, `${provider}: ${JSON.stringify(res.body)}`);
+      assert.equal(res.body['code' as never], 'IDP_UNREACHABLE');
+      assert.match(
+        String(res.body['detail' as never]),
+        /has a certificate that is not trusted or not for its host name/,
+        provider,
+      );
+      assert.equal((await directory.binds()).length, before, `${provider}: nothing was bound`);
+    }
+  });
+
+  it('signs in over ldap:// with StartTLS, binding only once TLS is up', async () => {
+    const before = (await directory.binds()).length;
+    const res = await signIn('frank', 'frank-pw', 'corp-starttls');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    assert.equal(res.body.person.email, 'frank@corp.example');
+    assert.deepEqual(res.body.person.groups.sort(), [
+      'corp-starttls:dba',
+      'corp-starttls:engineering',
+      'corp-starttls:everyone',
+    ]);
+    const binds = (await directory.binds()).slice(before);
+    assert.deepEqual(
+      binds.map((b) => b.dn),
+      [SERVICE, dn('uid', 'frank')],
+    );
+    assert.ok(
+      binds.every((b) => b.ok && b.tls),
+      'slapd saw both binds on connections where TLS was established',
+    );
+  });
+
+  it('fails closed, before any bind, when the server does not offer StartTLS', async () => {
+    const res = await signIn('alice', 'alice-pw', 'no-starttls');
     assert.equal(res.status, 502, JSON.stringify(res.body));
     assert.equal(res.body['code' as never], 'IDP_UNREACHABLE');
-    assert.equal(directory.binds.length, before, 'nothing was bound');
+    assert.match(String(res.body['detail' as never]), /the LDAP server of no-starttls refused StartTLS/);
+    assert.deepEqual(await clearOnly.binds(), [], 'not even the service account was bound');
+  });
+
+  it('never sends a password in the clear with StartTLS (what an observer on the network sees)', async () => {
+    const grace = 'grace-Unm1stakable-pw';
+    const res = await signIn('grace', grace, 'relay-starttls');
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const sent = startTlsRelay.sent();
+    assert.ok(sent.includes('1.3.6.1.4.1.1466.20037'), 'the StartTLS request went through the relay');
+    assert.ok(!sent.includes(grace), "the person's password is not in the clear");
+    assert.ok(!sent.includes('svc-secret'), "the service account's password is not in the clear");
+    assert.ok(!sent.includes('uid=grace'), 'nor is their DN');
+    // The relay does see a bind without TLS (allowed on loopback only).
+    const heidi = 'heidi-Unm1stakable-pw';
+    assert.equal((await signIn('heidi', heidi, 'relay-plain')).status, 200);
+    assert.ok(plainRelay.sent().includes(heidi));
   });
 
   it("takes the directory password on the wire, as PostgreSQL's ldap method does; a JWT stays a token", async () => {
@@ -333,9 +479,7 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
 
   it('reads the person again at refresh: a group removed in the directory is gone', async () => {
     const grant = await signIn('alice', 'alice-pw');
-    const dba = entries.find((e) => e.dn === dn('cn', 'dba'))!;
-    const members = dba.attributes['member'];
-    dba.attributes['member'] = [];
+    await directory.replace(dn('cn', 'dba'), 'member', [dn('uid', 'frank')]);
     try {
       const refreshed = await call<Grant>(http, 'POST', '/api/v1/auth/token', {
         body: { grant_type: 'refresh_token', refresh_token: grant.body.refresh_token },
@@ -343,7 +487,7 @@ describe('LDAP / Active Directory sign-in against a real LDAP server (LDAPS)', (
       assert.equal(refreshed.status, 200, JSON.stringify(refreshed.body));
       assert.deepEqual(refreshed.body.person.groups.sort(), ['corp-ldap:loop-a', 'corp-ldap:loop-b']);
     } finally {
-      dba.attributes['member'] = members!;
+      await directory.replace(dn('cn', 'dba'), 'member', [dn('uid', 'alice'), dn('uid', 'frank')]);
     }
   });
 });

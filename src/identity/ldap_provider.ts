@@ -6,7 +6,8 @@
  * `member`). Only over LDAPS or StartTLS off loopback; wrong passwords lock the user name.
  */
 import { createHash } from 'node:crypto';
-import { Client, type Entry, InvalidCredentialsError, SizeLimitExceededError } from 'ldapts';
+import { isIP } from 'node:net';
+import { Client, type Entry, InvalidCredentialsError, ResultCodeError, SizeLimitExceededError } from 'ldapts';
 import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
@@ -80,17 +81,73 @@ export class LdapLockout {
   }
 }
 
+/** Node's codes for a server certificate that failed verification (OpenSSL's X509_V_ERR names). */
+const UNTRUSTED = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID',
+  'CERT_HAS_EXPIRED',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_CHAIN_TOO_LONG',
+  'CERT_REVOKED',
+  'INVALID_CA',
+  'INVALID_PURPOSE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** Why the directory could not be used, naming what an administrator should check. */
+function directoryFailure(provider: ProviderConfig, err: unknown): PgwardError {
+  if (err instanceof PgwardError) return err;
+  const code = (err as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string' && UNTRUSTED.has(code)) {
+    return new PgwardError(
+      'IDP_UNREACHABLE',
+      `the LDAP server of ${provider.name} has a certificate that is not trusted or not for its host name`,
+      { cause: err, hint: 'an administrator should check ldap.ca and the host name in ldap.url' },
+    );
+  }
+  return new PgwardError('IDP_UNREACHABLE', `cannot reach the LDAP server of ${provider.name}`, {
+    cause: err,
+    hint: 'try again shortly; if it persists, the directory or the network to it is down',
+  });
+}
+
 /** A client of the provider's server, over TLS (LDAPS, or StartTLS before anything is sent). */
 async function open(provider: ProviderConfig): Promise<Client> {
   const l = provider.ldap!;
+  const url = new URL(l.url.replace(/^ldaps?:/, 'http:'));
+  const ldaps = l.url.startsWith('ldaps:');
   const tlsOptions = { ...(l.ca ? { ca: [l.ca] } : {}), minVersion: 'TLSv1.2' as const };
   const client = new Client({
     url: l.url,
     timeout: l.timeoutSeconds * 1000,
     connectTimeout: l.timeoutSeconds * 1000,
-    tlsOptions,
+    // ldapts opens TLS at connect whenever it has tlsOptions: on ldap:// they are StartTLS's.
+    ...(ldaps ? { tlsOptions } : {}),
   });
-  if (l.startTls) await client.startTLS(tlsOptions);
+  if (l.startTls && !ldaps) {
+    // The name the certificate must carry (ldapts upgrades the socket without it); SNI takes no IP.
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    try {
+      await client.startTLS({ ...tlsOptions, host, ...(isIP(host) ? {} : { servername: host }) });
+    } catch (err) {
+      await client.unbind().catch(() => {});
+      if (err instanceof ResultCodeError) {
+        // RFC 4513 §3.1.1: the server refused; going on in the clear would send the password.
+        throw new PgwardError('IDP_UNREACHABLE', `the LDAP server of ${provider.name} refused StartTLS`, {
+          cause: err,
+          hint: 'an administrator should turn on TLS at the directory, or use ldaps:// in ldap.url',
+        });
+      }
+      throw directoryFailure(provider, err);
+    }
+  }
   return client;
 }
 
@@ -101,15 +158,16 @@ async function connect(provider: ProviderConfig): Promise<Client> {
     await client.bind(provider.clientId, provider.clientSecret ?? '');
   } catch (err) {
     await client?.unbind().catch(() => {});
-    throw new PgwardError(
-      'IDP_UNREACHABLE',
-      err instanceof InvalidCredentialsError
-        ? `the LDAP service account of ${provider.name} was refused (clientId, clientSecret)`
-        : `cannot reach the LDAP server of ${provider.name}`,
-      { cause: err, hint: 'try again shortly; if it persists, the directory or the network to it is down' },
-    );
+    if (err instanceof InvalidCredentialsError) {
+      throw new PgwardError(
+        'IDP_UNREACHABLE',
+        `the LDAP service account of ${provider.name} was refused (clientId, clientSecret)`,
+        { cause: err, hint: 'an administrator should check the service account and its password' },
+      );
+    }
+    throw directoryFailure(provider, err);
   }
-  return client!;
+  return client;
 }
 
 /** The first value of an attribute; attribute names are case-insensitive (RFC 4512 §2.5). */
@@ -250,9 +308,7 @@ export async function ldapSignIn(
         await lockout.failed(provider, username);
         throw wrong();
       }
-      throw new PgwardError('IDP_UNREACHABLE', `cannot reach the LDAP server of ${provider.name}`, {
-        cause: err,
-      });
+      throw directoryFailure(provider, err);
     } finally {
       await user?.unbind().catch(() => {});
     }
