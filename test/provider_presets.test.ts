@@ -551,6 +551,13 @@ describe("provider presets against real OpenID providers issuing the vendors' to
       await failsClosed(v, token, /answered 403/);
       graph.mode = 'normal';
       assert.equal((await ok(v, token)).groups.length, 250);
+      // An app token Graph no longer takes is dropped: the next sign-in gets a new one.
+      clock += GRAPH_GROUPS_TTL_MS + 1_000;
+      graph.revokeTokens();
+      await failsClosed(v, token, /answered 401 to reading their groups/);
+      const before = graph.tokenRequests;
+      assert.equal((await ok(v, token)).groups.length, 250);
+      assert.equal(graph.tokenRequests, before + 1);
     });
 
     it('caps the pages and groups, and sends the app token to Graph only', async () => {

@@ -35,6 +35,8 @@ export interface FakeGraph {
   graphRequests: number;
   /** The form fields of the last token request, the secret masked. */
   lastTokenRequest: Record<string, string> | undefined;
+  /** Graph stops taking every app token issued so far. */
+  revokeTokens(): void;
   close(): Promise<void>;
 }
 
@@ -146,6 +148,7 @@ export async function startFakeGraph(app: { clientId: string; clientSecret: stri
     tokenRequests: 0,
     graphRequests: 0,
     lastTokenRequest: undefined,
+    revokeTokens: () => tokens.clear(),
     close: () =>
       new Promise<void>((resolve) => {
         for (const timer of timers) clearTimeout(timer);
