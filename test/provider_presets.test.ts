@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import { stringify } from 'yaml';
 import { loadConfig } from '../src/config/load.js';
 import { providerFromSeedRow } from '../src/config/provider_formats.js';
@@ -9,17 +9,36 @@ import { type ProviderInput, providerSchema } from '../src/config/schema.js';
 import { IdpPageWalker } from '../src/dev/dev_login.js';
 import type { DevUser } from '../src/dev/dev_users.js';
 import { PgwardError } from '../src/errors.js';
-import { TokenVerifier, type VerifiedIdentity } from '../src/identity/token_verifier.js';
+import { EntraGraph, GRAPH_GROUPS_TTL_MS } from '../src/identity/entra_graph.js';
+import { TokenVerifier, USERINFO_TTL_MS, type VerifiedIdentity } from '../src/identity/token_verifier.js';
 import { call, deviceLogin } from './support/api.js';
 import { runCli } from './support/cli.js';
 import { startTestStack, type TestStack } from './support/dev_stack.js';
+import { type FakeGraph, groupIds, startFakeGraph } from './support/fake_graph.js';
 import { quietLog } from './support/quiet_log.js';
 import { tempDir } from './support/temp_dir.js';
+import {
+  auth0AccessClaims,
+  cognitoAccessClaims,
+  startUserinfoIssuer,
+  type UserinfoIssuer,
+} from './support/userinfo_issuer.js';
 import { startVendorIdps, type VendorIdps } from './support/vendor_idps.js';
 
 const TENANT_A = '11111111-1111-4111-8111-111111111111';
 const TENANT_B = '22222222-2222-4222-8222-222222222222';
 const TENANT_C = '33333333-3333-4333-8333-333333333333';
+/** Object ids (oid) of people in too many groups, and the app registration's secret for Graph. */
+const GIL_OID = '44444444-4444-4444-8444-444444444444';
+const HUE_OID = '55555555-5555-4555-8555-555555555555';
+const GRAPH_SECRET = 'graph-app-secret-never-shown';
+const overage = (tid: string, oid?: string) => ({
+  tid,
+  ...(oid ? { oid } : {}),
+  groups: undefined,
+  hasgroups: true,
+  _claim_names: { groups: 'src1' },
+});
 
 /** The configuration's answer to one provider: its problems, as `loadConfig` words them. */
 function problems(provider: Record<string, unknown>): string {
@@ -77,6 +96,10 @@ describe('provider presets: settings', () => {
       [
         { type: 'azuread', azuread: { tenantId: TENANT_A }, validation: 'userinfo' },
         /providers\.0\.validation: Entra ID's userinfo is Microsoft Graph's/,
+      ],
+      [
+        { type: 'azuread', azuread: { tenantId: TENANT_A, graph: {} } },
+        /providers\.0\.azuread\.graph: needs the provider's clientSecret/,
       ],
       [
         { type: 'auth0', issuer: 'https://company.eu.auth0.com/' },
@@ -292,14 +315,13 @@ describe("provider presets against real OpenID providers issuing the vendors' to
     await add('azureA', `/${TENANT_A}/v2.0`, [
       user('a-1', 'dan@a.example', ['g-dba'], { tid: TENANT_A, roles: ['Reader'] }),
       user('a-2', 'eve@a.example', [], { tid: TENANT_B }),
-      user('a-3', 'fay@a.example', [], {
-        tid: TENANT_A,
-        groups: undefined,
-        hasgroups: true,
-        _claim_names: { groups: 'src1' },
-      }),
+      user('a-3', 'fay@a.example', [], overage(TENANT_A)),
+      user('a-4', 'gil@a.example', [], overage(TENANT_A, GIL_OID)),
     ]);
-    await add('azureB', `/${TENANT_B}/v2.0`, [user('b-1', 'gus@b.example', ['g-ops'], { tid: TENANT_B })]);
+    await add('azureB', `/${TENANT_B}/v2.0`, [
+      user('b-1', 'gus@b.example', ['g-ops'], { tid: TENANT_B }),
+      user('b-2', 'hue@b.example', [], overage(TENANT_B, HUE_OID)),
+    ]);
     await add('azureC', `/${TENANT_C}/v2.0`, [user('c-1', 'hal@c.example', ['g-x'], { tid: TENANT_C })]);
     await add('azureOrgs', '/organizations/v2.0', []);
     await add('azureV1', `/v1/${TENANT_A}/`, [user('v1-1', 'ida@a.example', ['g-dba'], { tid: TENANT_A })]);
@@ -337,6 +359,9 @@ describe("provider presets against real OpenID providers issuing the vendors' to
 
   /** A verifier for `providers` (each with the dev client id unless it says otherwise). */
   function verifier(...providers: Record<string, unknown>[]): TokenVerifier {
+    return verifierWith(new EntraGraph(), ...providers);
+  }
+  function verifierWith(graph: EntraGraph, ...providers: Record<string, unknown>[]): TokenVerifier {
     return new TokenVerifier(
       providers.map((p, i) =>
         providerSchema.parse({
@@ -347,6 +372,9 @@ describe("provider presets against real OpenID providers issuing the vendors' to
         } as ProviderInput),
       ),
       quietLog,
+      undefined,
+      undefined,
+      { graph },
     );
   }
   async function refused(v: TokenVerifier, token: string, code: string, message?: RegExp): Promise<void> {
@@ -412,6 +440,155 @@ describe("provider presets against real OpenID providers issuing the vendors' to
   it('azuread: refuses the groups overage with a message instead of signing in without groups', async () => {
     const v = verifier(azure({ tenantId: TENANT_A }));
     await refused(v, await access('azureA', 'fay@a.example'), 'TOKEN_CLAIMS', /too many groups \(overage\)/);
+  });
+
+  describe('azuread: the groups overage read from Microsoft Graph (azuread.graph)', () => {
+    let graph: FakeGraph;
+    let clock = 0;
+    const reader = () => new EntraGraph(() => Date.now() + clock);
+    const GIL_GROUPS = groupIds('aaaaaaaa', 250);
+    before(async () => {
+      graph = await startFakeGraph({ clientId: 'pgward', clientSecret: GRAPH_SECRET });
+    });
+    after(async () => {
+      await graph?.close();
+    });
+    beforeEach(() => {
+      clock = 0;
+      graph.mode = 'normal';
+      graph.pageSize = 100;
+      graph.tokenRequests = 0;
+      graph.graphRequests = 0;
+      graph.people.set(GIL_OID, { tid: TENANT_A, groups: GIL_GROUPS });
+      graph.people.set(HUE_OID, { tid: TENANT_B, groups: groupIds('bbbbbbbb', 3) });
+    });
+    const withGraph = (settings: Record<string, unknown>, secret = GRAPH_SECRET) => ({
+      ...azure({ ...settings, graph: { graphUrl: graph.url, authority: graph.url } }),
+      clientSecret: secret,
+    });
+    async function failsClosed(v: TokenVerifier, token: string, message: RegExp): Promise<PgwardError> {
+      let caught: PgwardError | undefined;
+      await assert.rejects(v.verify(token), (err: unknown) => {
+        assert.ok(err instanceof PgwardError, String(err));
+        assert.equal(err.code, 'IDP_UNREACHABLE', err.message);
+        assert.match(err.message, /too many groups for Entra ID's token \(overage\)/);
+        assert.match(err.message, message);
+        caught = err;
+        return true;
+      });
+      const shown = JSON.stringify({ message: caught!.message, hint: caught!.hint, detail: caught!.detail });
+      assert.doesNotMatch(shown, new RegExp(GRAPH_SECRET));
+      return caught!;
+    }
+
+    it('reads every page of group ids as the app, reusing its token and the answer for a minute', async () => {
+      const v = verifierWith(reader(), withGraph({ tenantId: TENANT_A }));
+      const token = await access('azureA', 'gil@a.example');
+      const gil = await ok(v, token);
+      assert.deepEqual([...gil.groups].sort(), [...GIL_GROUPS].sort());
+      assert.equal(graph.graphRequests, 3, 'three pages of 100');
+      assert.equal(graph.tokenRequests, 1);
+      assert.deepEqual(graph.lastTokenRequest, {
+        grant_type: 'client_credentials',
+        client_id: 'pgward',
+        client_secret: '(masked)',
+        scope: `${graph.url}/.default`,
+      });
+      await ok(v, token);
+      assert.equal(graph.graphRequests, 3, 'the answer is reused');
+      clock += GRAPH_GROUPS_TTL_MS + 1_000;
+      assert.equal((await ok(v, token)).groups.length, 250);
+      assert.deepEqual(
+        [graph.graphRequests, graph.tokenRequests],
+        [6, 1],
+        'read again with the same app token',
+      );
+      // Shortly before the app token's hour ends, a new one is asked for.
+      clock += 3_599_000 - 5 * 60_000;
+      await ok(v, token);
+      assert.equal(graph.tokenRequests, 2);
+    });
+
+    it('gets one app token per tenant of a multi-tenant app', async () => {
+      const v = verifierWith(
+        reader(),
+        withGraph({ tenantId: 'organizations', allowedTenants: [TENANT_A, TENANT_B] }),
+      );
+      assert.equal((await ok(v, await access('azureA', 'gil@a.example'))).groups.length, 250);
+      assert.deepEqual(
+        (await ok(v, await access('azureB', 'hue@b.example'))).groups,
+        groupIds('bbbbbbbb', 3),
+      );
+      assert.equal(graph.tokenRequests, 2);
+    });
+
+    it('fails closed when Graph refuses, is down or slow, or the app secret is wrong, never "no groups"', async () => {
+      const token = await access('azureA', 'gil@a.example');
+      graph.mode = 'forbidden';
+      const forbidden = await failsClosed(
+        verifierWith(reader(), withGraph({ tenantId: TENANT_A })),
+        token,
+        /answered 403/,
+      );
+      assert.match(forbidden.hint ?? '', /GroupMember\.Read\.All/);
+      graph.mode = 'down';
+      await failsClosed(verifierWith(reader(), withGraph({ tenantId: TENANT_A })), token, /did not answer/);
+      graph.mode = 'slow';
+      const started = Date.now();
+      await failsClosed(verifierWith(reader(), withGraph({ tenantId: TENANT_A })), token, /did not answer/);
+      assert.ok(Date.now() - started < 8_000, `bounded: ${Date.now() - started} ms`);
+      graph.mode = 'normal';
+      const wrong = verifierWith(reader(), withGraph({ tenantId: TENANT_A }, 'a-wrong-secret'));
+      const refused = await failsClosed(wrong, token, /answered 401 to pgward's client credentials/);
+      assert.doesNotMatch(JSON.stringify(refused), /a-wrong-secret/);
+      // Someone Graph does not know in that tenant.
+      graph.people.delete(GIL_OID);
+      await failsClosed(verifierWith(reader(), withGraph({ tenantId: TENANT_A })), token, /answered 404/);
+      // A failure is not kept: once Graph answers, the person signs in.
+      graph.people.set(GIL_OID, { tid: TENANT_A, groups: GIL_GROUPS });
+      const v = verifierWith(reader(), withGraph({ tenantId: TENANT_A }));
+      graph.mode = 'forbidden';
+      await failsClosed(v, token, /answered 403/);
+      graph.mode = 'normal';
+      assert.equal((await ok(v, token)).groups.length, 250);
+      // An app token Graph no longer takes is dropped: the next sign-in gets a new one.
+      clock += GRAPH_GROUPS_TTL_MS + 1_000;
+      graph.revokeTokens();
+      await failsClosed(v, token, /answered 401 to reading their groups/);
+      const before = graph.tokenRequests;
+      assert.equal((await ok(v, token)).groups.length, 250);
+      assert.equal(graph.tokenRequests, before + 1);
+    });
+
+    it('caps the pages and groups, and sends the app token to Graph only', async () => {
+      const token = await access('azureA', 'gil@a.example');
+      const fresh = () => verifierWith(reader(), withGraph({ tenantId: TENANT_A }));
+      graph.people.set(GIL_OID, { tid: TENANT_A, groups: groupIds('cccccccc', 600) });
+      graph.pageSize = 999;
+      await failsClosed(fresh(), token, /more than 512 groups/);
+      graph.people.set(GIL_OID, { tid: TENANT_A, groups: groupIds('dddddddd', 5) });
+      graph.pageSize = 1;
+      graph.mode = 'endless';
+      await failsClosed(fresh(), token, /more than 10 pages/);
+      assert.equal(graph.graphRequests, 11, 'no page past the cap');
+      graph.mode = 'foreign-next-link';
+      await failsClosed(fresh(), token, /next page is not at http:\/\/127\.0\.0\.1/);
+    });
+
+    it('refuses an overage without an object id, and a tenant not allowed, without asking Graph', async () => {
+      const v = verifierWith(reader(), withGraph({ tenantId: TENANT_A }));
+      await refused(v, await access('azureA', 'fay@a.example'), 'TOKEN_CLAIMS', /object id \(oid\)/);
+      await refused(v, await access('azureB', 'hue@b.example'), 'TOKEN_ORGANIZATION');
+      // Claims of a sign-in's ID token naming another tenant are left to the preset checks.
+      const provider = providerSchema.parse({
+        name: 'e',
+        clientId: 'pgward',
+        ...withGraph({ tenantId: TENANT_A }),
+      });
+      const claims = { sub: 's', ...overage(TENANT_B, HUE_OID) };
+      assert.equal(await reader().complete(provider, claims), claims);
+      assert.deepEqual([graph.tokenRequests, graph.graphRequests], [0, 0]);
+    });
   });
 
   it('azuread: a multi-tenant app takes only the tenants allowed', async () => {
@@ -489,9 +666,128 @@ describe("provider presets against real OpenID providers issuing the vendors' to
   });
 });
 
+describe('auth0 and cognito: the email of an access token read from userinfo', () => {
+  const API = 'https://api.company.example';
+  const NS = 'https://pgward.test/';
+  let issuer: UserinfoIssuer;
+  let clock = 0;
+  before(async () => {
+    issuer = await startUserinfoIssuer();
+    issuer.people.set('auth0|1', { email: 'kim@auth0.example', email_verified: true, name: 'Kim' });
+    issuer.people.set('auth0|2', { name: 'Nobody' });
+    issuer.people.set('cg-1', { email: 'lea@aws.example', email_verified: 'true', username: 'cg-1' });
+  });
+  after(async () => {
+    await issuer?.close();
+  });
+  beforeEach(() => {
+    clock = 0;
+    issuer.mode = 'normal';
+    issuer.userinfoCalls = 0;
+  });
+  function verifier(p: Record<string, unknown>): TokenVerifier {
+    const provider = providerSchema.parse({ name: 'p', clientId: 'pgward', algorithms: ['RS256'], ...p });
+    return new TokenVerifier([provider], quietLog, undefined, undefined, { now: () => Date.now() + clock });
+  }
+  const auth0 = () =>
+    verifier({ type: 'auth0', issuer: issuer.auth0, audience: API, auth0: { claimNamespace: NS } });
+  const cognito = () => verifier({ type: 'cognito', issuer: issuer.cognito });
+  const auth0Token = (sub: string, extra: Record<string, unknown> = {}) =>
+    issuer.mint(issuer.auth0, {
+      ...auth0AccessClaims(issuer.auth0, sub, API),
+      [`${NS}groups`]: ['dba'],
+      ...extra,
+    });
+  async function refused(v: TokenVerifier, token: string, code: string, message: RegExp): Promise<void> {
+    await assert.rejects(v.verify(token), (err: unknown) => {
+      assert.ok(err instanceof PgwardError, String(err));
+      assert.equal(err.code, code, err.message);
+      assert.match(err.message, message);
+      return true;
+    });
+  }
+
+  it('auth0: completes an access token without email, reusing the answer for that token for a minute', async () => {
+    const v = auth0();
+    const token = await auth0Token('auth0|1');
+    const kim = await v.verify(token);
+    assert.deepEqual([kim.email, kim.emailVerified, kim.groups], ['kim@auth0.example', true, ['dba']]);
+    assert.equal(issuer.userinfoCalls, 1);
+    await v.verify(token);
+    assert.equal(issuer.userinfoCalls, 1, 'reused');
+    clock += USERINFO_TTL_MS + 1_000;
+    assert.equal((await v.verify(token)).email, 'kim@auth0.example');
+    assert.equal(issuer.userinfoCalls, 2, 'asked again after a minute');
+    await v.verify(await auth0Token('auth0|1', { jti: 'another token' }));
+    assert.equal(issuer.userinfoCalls, 3, 'another token is asked about');
+  });
+
+  it("cognito: an access token (no aud, client_id) gets its email from the pool's userinfo", async () => {
+    const lea = await cognito().verify(
+      await issuer.mint(issuer.cognito, cognitoAccessClaims('cg-1', 'pgward', ['dba'])),
+    );
+    // Cognito's userinfo says email_verified "true", a string.
+    assert.deepEqual([lea.email, lea.emailVerified, lea.groups], ['lea@aws.example', true, ['dba']]);
+    assert.equal(issuer.userinfoCalls, 1);
+  });
+
+  it('needs no userinfo call for an ID token or an access token that carries the email', async () => {
+    const idToken = await issuer.mint(issuer.cognito, {
+      sub: 'cg-1',
+      aud: 'pgward',
+      token_use: 'id',
+      email: 'lea@aws.example',
+      email_verified: true,
+      'cognito:groups': ['dba'],
+    });
+    assert.equal((await cognito().verify(idToken)).email, 'lea@aws.example');
+    const withEmail = await auth0Token('auth0|1', { email: 'kim@auth0.example' });
+    assert.equal((await auth0().verify(withEmail)).email, 'kim@auth0.example');
+    assert.equal(issuer.userinfoCalls, 0);
+  });
+
+  it('refuses a userinfo answer about another subject, or without an email', async () => {
+    issuer.mode = 'another-subject';
+    await refused(auth0(), await auth0Token('auth0|1'), 'TOKEN_CLAIMS', /userinfo names another subject/);
+    issuer.mode = 'normal';
+    await refused(
+      auth0(),
+      await auth0Token('auth0|2'),
+      'TOKEN_CLAIMS',
+      /neither the token nor p's userinfo gives an email/,
+    );
+  });
+
+  it('fails closed when userinfo is down, slow, refuses the token or answers too much', async () => {
+    const v = auth0();
+    const token = await auth0Token('auth0|1');
+    issuer.mode = 'down';
+    await refused(v, token, 'IDP_UNREACHABLE', /userinfo endpoint, which gives it, failed/);
+    issuer.mode = 'slow';
+    const started = Date.now();
+    await refused(v, token, 'IDP_UNREACHABLE', /did not answer/);
+    assert.ok(Date.now() - started < 7_000, `bounded: ${Date.now() - started} ms`);
+    issuer.mode = 'unauthorized';
+    await refused(v, token, 'TOKEN_INVALID', /does not accept this token/);
+    issuer.mode = 'huge';
+    await refused(v, token, 'IDP_UNREACHABLE', /oversized/);
+    // A token Auth0 did not issue for its userinfo too (no openid scope) is refused there.
+    issuer.mode = 'normal';
+    const apiOnly = await issuer.mint(issuer.auth0, { sub: 'auth0|1', aud: [API], scope: 'read' });
+    await refused(v, apiOnly, 'TOKEN_INVALID', /ask for the openid and email scopes/);
+    // Failures are not kept.
+    assert.equal((await v.verify(token)).email, 'kim@auth0.example');
+  });
+});
+
 describe('a preset provider at the gateway: sign-in, the wire, the API and the CLI', () => {
   let idps: VendorIdps;
   let google: string;
+  let entra: string;
+  let userinfo: UserinfoIssuer;
+  let graph: FakeGraph;
+  const API = 'https://api.company.example';
+  const mappedGroup = groupIds('eeeeeeee', 300)[299]!;
   let t: TestStack;
   let http: string;
   let admin: string;
@@ -508,6 +804,19 @@ describe('a preset provider at the gateway: sign-in, the wire, the API and the C
         ['hd'],
       )
     ).issuer;
+    // Entra ID's app registration is confidential: pgward holds its secret, for Graph too.
+    entra = (
+      await idps.add(
+        `/${TENANT_A}/v2.0`,
+        [user('a-4', 'gil@a.example', [], overage(TENANT_A, GIL_OID))],
+        ['tid', 'oid', 'hasgroups', '_claim_names'],
+        GRAPH_SECRET,
+      )
+    ).issuer;
+    graph = await startFakeGraph({ clientId: 'pgward', clientSecret: GRAPH_SECRET });
+    graph.people.set(GIL_OID, { tid: TENANT_A, groups: groupIds('eeeeeeee', 300) });
+    userinfo = await startUserinfoIssuer();
+    userinfo.people.set('auth0|1', { email: 'Kim@Auth0.example', email_verified: true });
     const file = path.join(tempDir('preset-stack'), 'pgward.yaml');
     writeFileSync(
       file,
@@ -521,6 +830,29 @@ describe('a preset provider at the gateway: sign-in, the wire, the API and the C
             algorithms: ['RS256'],
             google: { hostedDomain: 'company.com' },
           },
+          {
+            name: 'auth0',
+            type: 'auth0',
+            issuer: userinfo.auth0,
+            clientId: 'auth0-client-id',
+            audience: API,
+            algorithms: ['RS256'],
+            mappings: { groups: { dba: ['viewer'] } },
+          },
+          {
+            name: 'entra-graph',
+            type: 'azuread',
+            clientId: 'pgward',
+            clientSecret: GRAPH_SECRET,
+            algorithms: ['RS256'],
+            azuread: {
+              tenantId: TENANT_A,
+              authority: idps.origin,
+              v1Authority: `${idps.origin}/v1`,
+              graph: { graphUrl: graph.url, authority: graph.url },
+            },
+            mappings: { groups: { [mappedGroup]: ['viewer'] } },
+          },
         ],
       }),
     );
@@ -531,6 +863,39 @@ describe('a preset provider at the gateway: sign-in, the wire, the API and the C
   after(async () => {
     await t?.close();
     await idps?.close();
+    await graph?.close();
+    await userinfo?.close();
+  });
+
+  it('auth0: a person whose access token has no email signs up on the wire with the email of userinfo', async () => {
+    const token = await userinfo.mint(userinfo.auth0, {
+      ...auth0AccessClaims(userinfo.auth0, 'auth0|1', API),
+      groups: ['dba'],
+    });
+    const client = await t.client('kim@auth0.example', { password: token });
+    assert.equal((await client.query('select current_user')).rows[0].current_user, 'kim@auth0.example');
+    await client.end();
+    const { rows } = await t.store().query(
+      `SELECT u.email, i.provider_user_id FROM pgward.user_info u JOIN pgward.user_identity i USING (user_id)
+         JOIN pgward.provider p USING (provider_id) WHERE p.code = 'auth0'`,
+    );
+    assert.deepEqual(rows, [{ email: 'kim@auth0.example', provider_user_id: 'auth0|1' }]);
+    assert.equal(userinfo.userinfoCalls, 1);
+  });
+
+  it('azuread: a person in too many groups gets them from Graph on the wire and at sign-in', async () => {
+    const { access_token } = await idps.tokens(entra, 'gil@a.example');
+    const client = await t.client('gil@a.example', { password: access_token });
+    assert.equal((await client.query('select current_user')).rows[0].current_user, 'gil@a.example');
+    await client.end();
+    const grant = await deviceLogin(http, entra, 'gil@a.example', 'entra-graph');
+    assert.ok(grant.person.groups.includes('viewer'), JSON.stringify(grant.person.groups));
+    const { rows } = await t.store().query(
+      `SELECT cardinality(i.provider_groups) AS n FROM pgward.user_identity i
+         JOIN pgward.provider p USING (provider_id) WHERE p.code = 'entra-graph'`,
+    );
+    assert.deepEqual(rows, [{ n: 300 }]);
+    assert.equal(graph.tokenRequests, 1, 'one app token for both');
   });
 
   it('signs in the hosted domain through the gateway, with groups from pgward only', async () => {

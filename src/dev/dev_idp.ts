@@ -59,6 +59,8 @@ export interface DevIdpOptions {
   listen?: boolean;
   /** Names of the users' extra `claims` that ID tokens and userinfo carry too (with the profile scope). */
   extraClaims?: string[];
+  /** A confidential client instead of a public one: its secret, sent in the form (client_secret_post). */
+  clientSecret?: string;
   /** Storage of sessions, grants and tokens; the library's memory adapter when absent. */
   adapter?: Configuration['adapter'];
   log: Logger;
@@ -94,7 +96,9 @@ function buildConfiguration(
       {
         client_id: DEV_CLIENT_ID,
         application_type: 'native',
-        token_endpoint_auth_method: 'none',
+        ...(opts.clientSecret
+          ? { token_endpoint_auth_method: 'client_secret_post', client_secret: opts.clientSecret }
+          : { token_endpoint_auth_method: 'none' }),
         grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
         response_types: ['code'],
         redirect_uris: ['http://127.0.0.1/callback', ...opts.redirectUris],

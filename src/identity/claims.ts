@@ -19,7 +19,8 @@ export interface MappedClaims {
   issuedAt?: Date | undefined;
 }
 
-const MAX_LIST = 512;
+/** The most groups (or roles) a person may have, from any source. */
+export const MAX_LIST = 512;
 const MAX_ITEM = 256;
 const MAX_SUBJECT = 255;
 const MAX_EMAIL = 320;

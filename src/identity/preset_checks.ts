@@ -29,10 +29,7 @@ export function checkOrganization(provider: ProviderConfig, claims: Record<strin
   }
   if (provider.type === 'azuread' && provider.azuread) {
     const tid = claims['tid'];
-    const allowed = provider.issuers.some(
-      (iss) => typeof tid === 'string' && iss.includes(`/${tid.toLowerCase()}/`),
-    );
-    if (typeof tid !== 'string' || !allowed) {
+    if (typeof tid !== 'string' || !tenantAllowed(provider, tid)) {
       throw fail(
         'TOKEN_ORGANIZATION',
         typeof tid === 'string'
@@ -40,18 +37,29 @@ export function checkOrganization(provider: ProviderConfig, claims: Record<strin
           : 'the token names no Entra ID tenant (tid)',
       );
     }
-    const names = claims['_claim_names'];
-    const overage =
-      (typeof names === 'object' && names !== null && 'groups' in names) || claims['hasgroups'] === true;
-    if (overage && claims['groups'] === undefined) {
+    if (groupsOverage(claims)) {
       // Entra ID leaves the groups out when a person is in more than 200 (JWT) groups, and
       // points at Microsoft Graph instead; signing them in without groups would be wrong.
+      // With azuread.graph, entra_graph.ts has filled them in before this runs.
       throw fail(
         'TOKEN_CLAIMS',
-        'Entra ID left the groups out of the token: the person is in too many groups (overage). In the app registration, emit only "Groups assigned to the application", or use app roles',
+        'Entra ID left the groups out of the token: the person is in too many groups (overage). Set azuread.graph to read them from Microsoft Graph, or in the app registration emit only "Groups assigned to the application", or use app roles',
       );
     }
   }
+}
+
+/** Whether an Entra ID tenant id is one the provider accepts (its issuers name the tenant). */
+export function tenantAllowed(provider: ProviderConfig, tid: string): boolean {
+  return provider.issuers.some((iss) => iss.includes(`/${tid.toLowerCase()}/`));
+}
+
+/** Entra ID's groups overage: the token points at Graph (`_claim_names`, `hasgroups`) and has no groups. */
+export function groupsOverage(claims: Record<string, unknown>): boolean {
+  const names = claims['_claim_names'];
+  const pointer =
+    (typeof names === 'object' && names !== null && 'groups' in names) || claims['hasgroups'] === true;
+  return pointer && claims['groups'] === undefined;
 }
 
 /** Checks of a JWT's shape, once it verified (not of userinfo answers). */

@@ -151,6 +151,11 @@ export function presetIssues(p: PresetInput): Issue[] {
           ['validation'],
           "Entra ID's userinfo is Microsoft Graph's, whose tokens cannot be verified by pgward; use jwks",
         );
+      if (a.graph && !p.clientSecret)
+        refuse(
+          ['azuread', 'graph'],
+          "needs the provider's clientSecret: pgward reads the groups from Microsoft Graph as the app registration (client credentials)",
+        );
       break;
     }
     case 'okta': {
@@ -289,7 +294,9 @@ export function applyPreset(p: PresetInput): PresetOutput {
           ? `azuread: single tenant ${tenants[0]}`
           : `azuread: multi-tenant app; only the tenants ${tenants.join(', ')} (the tid claim is checked)`,
         `azuread: v2.0${a.acceptV1Tokens ? ' and v1.0' : ''} tokens; audiences ${audiences.join(', ')}`,
-        'azuread: groups from the groups claim, app roles from roles; a person in too many groups (overage: _claim_names / hasgroups) is refused with a message, never signed in without groups',
+        a.graph
+          ? `azuread: groups from the groups claim, app roles from roles; a person in too many groups (overage: _claim_names / hasgroups) has their group ids read from ${trimSlash(a.graph.graphUrl)} (transitiveMemberOf) as the app registration, and is refused if that fails`
+          : 'azuread: groups from the groups claim, app roles from roles; a person in too many groups (overage: _claim_names / hasgroups) is refused with a message, never signed in without groups (azuread.graph reads them from Microsoft Graph)',
         'azuread: add the optional claim "email" to the app registration; Entra ID sends no email_verified, so linkByEmail never links its identities',
       );
       break;

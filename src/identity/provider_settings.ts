@@ -53,6 +53,18 @@ export const azureSettings = z.strictObject({
   v1Authority: httpUrl.default('https://sts.windows.net'),
   /** Accept v1.0 tokens too (an app registration's accessTokenAcceptedVersion decides what it gets). */
   acceptV1Tokens: z.boolean().default(true),
+  /**
+   * Resolve the groups overage at Microsoft Graph, as the app registration itself (clientId and
+   * clientSecret, client credentials grant); without it an overage token is refused.
+   */
+  graph: z
+    .strictObject({
+      /** Microsoft Graph (a national cloud has its own). */
+      graphUrl: httpUrl.default('https://graph.microsoft.com'),
+      /** Where the app gets its token: `AUTHORITY/TENANT/oauth2/v2.0/token`; azuread.authority by default. */
+      authority: httpUrl.optional(),
+    })
+    .optional(),
 });
 
 /** `type: auth0`. */

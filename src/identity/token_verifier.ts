@@ -23,6 +23,7 @@ import { asPgwardError, PgwardError, type TokenErrorCode } from '../errors.js';
 import type { Logger } from '../log/logger.js';
 import { type Metrics, UNKNOWN_PROVIDER } from '../metrics/metrics.js';
 import { type MappedClaims, mapClaims } from './claims.js';
+import { type EntraGraph, entraGraph } from './entra_graph.js';
 import { githubIdentity, looksLikeGithubToken } from './github_provider.js';
 import { fetchJson } from './http_json.js';
 import {
@@ -43,8 +44,18 @@ const OUTBOUND_TIMEOUT_MS = 5_000;
 const MAX_TOKEN_CHARS = 65_535;
 /** Seconds of clock skew tolerated between pgward and the IdP. */
 export const CLOCK_TOLERANCE_S = 30;
-/** How long a userinfo answer vouches for an opaque token. */
-const USERINFO_TTL_MS = 60_000;
+/**
+ * How long a userinfo answer vouches for an opaque token, and how long the email it gives for a
+ * verified access token (Auth0, Cognito) is reused for that token.
+ */
+export const USERINFO_TTL_MS = 60_000;
+const MAX_CACHED = 10_000;
+
+/** What the userinfo endpoint adds to an access token without email. */
+interface UserinfoEmail {
+  email: unknown;
+  email_verified: boolean;
+}
 
 interface ProviderState {
   provider: ProviderConfig;
@@ -164,6 +175,9 @@ export function translateJoseError(err: unknown, audience: string, issuerName: s
 export class TokenVerifier {
   private states: ProviderState[];
   private readonly userinfoCache = new Map<string, { identity: VerifiedIdentity; until: number }>();
+  private readonly emailCache = new Map<string, { claims: UserinfoEmail; until: number }>();
+  private readonly graph: EntraGraph;
+  private readonly now: () => number;
 
   constructor(
     providers: ProviderConfig[],
@@ -171,8 +185,12 @@ export class TokenVerifier {
     /** How long fetched keys count as fresh, and the least time between two fetches. */
     private readonly jwksTiming = { cacheMaxAgeMs: 10 * 60_000, cooldownMs: 30_000 },
     private readonly metrics?: Metrics,
+    /** The Graph reader of Entra ID's groups overage, and the clock of the answer caches. */
+    options: { graph?: EntraGraph; now?: () => number } = {},
   ) {
     this.states = providers.map((provider) => ({ provider }));
+    this.graph = options.graph ?? entraGraph;
+    this.now = options.now ?? Date.now;
   }
 
   /** Replaces the provider list; a provider whose settings did not change keeps its cached keys. */
@@ -345,13 +363,13 @@ export class TokenVerifier {
     }
     assertIssuedInThePast(payload);
     checkTokenShape(provider, payload);
+    let claims: Record<string, unknown> = await this.graph.complete(provider, payload);
     let mapped: MappedClaims;
     if (emailFromUserinfo(provider, readClaim(payload, provider.claims.email) !== undefined)) {
-      const fromUserinfo = await this.userinfoEmail(state, token, String(payload.sub));
-      const claims = { ...provider.claims, email: ['email'] };
-      mapped = mapClaims({ ...provider, claims }, { ...payload, ...fromUserinfo });
+      claims = { ...claims, ...(await this.userinfoEmail(state, token, payload)) };
+      mapped = mapClaims({ ...provider, claims: { ...provider.claims, email: ['email'] } }, claims);
     } else {
-      mapped = mapClaims(provider, payload);
+      mapped = mapClaims(provider, claims);
     }
     return { ...mapped, provider, expiresAt: new Date(payload.exp! * 1000) };
   }
@@ -370,25 +388,54 @@ export class TokenVerifier {
 
   /**
    * The email (and its verification) of a verified access token that carries none, from the
-   * provider's userinfo endpoint, which must name the same subject.
+   * provider's userinfo endpoint, which must name the same subject; reused for the same token
+   * for USERINFO_TTL_MS, never past its expiry.
    */
-  private async userinfoEmail(state: ProviderState, token: string, subject: string) {
+  private async userinfoEmail(
+    state: ProviderState,
+    token: string,
+    payload: JWTPayload,
+  ): Promise<UserinfoEmail> {
+    const name = state.provider.name;
+    const key = createHash('sha256').update(token).digest('base64url');
+    const cached = this.emailCache.get(key);
+    if (cached && cached.until > this.now()) return cached.claims;
     const endpoint = (await this.discovery(state)).userinfo_endpoint;
     if (!endpoint)
+      throw tokenError('TOKEN_CLAIMS', `the token has no email and ${name} has no userinfo endpoint`);
+    let info: unknown;
+    try {
+      info = await fetchJson(endpoint, OUTBOUND_TIMEOUT_MS, { authorization: `Bearer ${token}` });
+    } catch (err) {
+      if (err instanceof PgwardError && err.detail === '401')
+        throw tokenError(
+          'TOKEN_INVALID',
+          `${name}'s userinfo endpoint does not accept this token (it carries no email); ask for the openid and email scopes`,
+          err,
+        );
+      throw new PgwardError(
+        'IDP_UNREACHABLE',
+        `the token has no email and ${name}'s userinfo endpoint, which gives it, failed: ${(err as Error).message}`,
+        { cause: err, hint: 'try again shortly; if it persists, the IdP or the network to it is down' },
+      );
+    }
+    const answer = (typeof info === 'object' && info !== null ? info : {}) as Record<string, unknown>;
+    if (answer['sub'] !== payload.sub)
+      throw tokenError('TOKEN_CLAIMS', `${name}'s userinfo names another subject than the token`);
+    if (answer['email'] === undefined || answer['email'] === null)
       throw tokenError(
         'TOKEN_CLAIMS',
-        `the token has no email and ${state.provider.name} has no userinfo endpoint`,
+        `neither the token nor ${name}'s userinfo gives an email; ask for the email scope (and give the person an email at the IdP)`,
       );
-    const info = (await fetchJson(endpoint, OUTBOUND_TIMEOUT_MS, { authorization: `Bearer ${token}` }).catch(
-      (err: unknown) => {
-        if (err instanceof PgwardError && err.detail === '401')
-          throw tokenError('TOKEN_INVALID', 'the identity provider does not accept this token', err);
-        throw err;
-      },
-    )) as Record<string, unknown>;
-    if (info['sub'] !== subject)
-      throw tokenError('TOKEN_CLAIMS', 'userinfo names another subject than the token');
-    return { email: info['email'], email_verified: info['email_verified'] === true };
+    // Cognito's userinfo sends email_verified as the string "true".
+    const verified =
+      answer['email_verified'] === true ||
+      (state.provider.type === 'cognito' && answer['email_verified'] === 'true');
+    const claims = { email: answer['email'], email_verified: verified };
+    if (this.emailCache.size >= MAX_CACHED) this.emailCache.clear();
+    const until = Math.min(this.now() + USERINFO_TTL_MS, payload.exp! * 1000);
+    this.emailCache.set(key, { claims, until });
+    return claims;
   }
 
   /**
@@ -425,11 +472,11 @@ export class TokenVerifier {
     }
     const key = createHash('sha256').update(token).digest('base64url');
     const cached = this.userinfoCache.get(key);
-    if (cached && cached.until > Date.now()) return cached.identity;
+    if (cached && cached.until > this.now()) return cached.identity;
     const provider = candidates[0]!.provider;
-    const until = Date.now() + USERINFO_TTL_MS;
+    const until = this.now() + USERINFO_TTL_MS;
     const identity = { ...(await githubIdentity(provider, token)), provider, expiresAt: new Date(until) };
-    if (this.userinfoCache.size > 10_000) this.userinfoCache.clear();
+    if (this.userinfoCache.size >= MAX_CACHED) this.userinfoCache.clear();
     this.userinfoCache.set(key, { identity, until });
     return identity;
   }
@@ -437,7 +484,7 @@ export class TokenVerifier {
   private async verifyWithUserinfo(state: ProviderState, token: string): Promise<VerifiedIdentity> {
     const key = createHash('sha256').update(token).digest('base64url');
     const cached = this.userinfoCache.get(key);
-    if (cached && cached.until > Date.now()) return cached.identity;
+    if (cached && cached.until > this.now()) return cached.identity;
     const endpoint = (await this.discovery(state)).userinfo_endpoint;
     if (!endpoint)
       throw new PgwardError('IDP_UNREACHABLE', `${state.provider.name}: the IdP has no userinfo endpoint`);
@@ -452,13 +499,13 @@ export class TokenVerifier {
       }
       throw err;
     }
-    const until = Date.now() + USERINFO_TTL_MS;
+    const until = this.now() + USERINFO_TTL_MS;
     const identity = {
       ...mapClaims(state.provider, claims),
       provider: state.provider,
       expiresAt: new Date(until),
     };
-    if (this.userinfoCache.size > 10_000) this.userinfoCache.clear();
+    if (this.userinfoCache.size >= MAX_CACHED) this.userinfoCache.clear();
     this.userinfoCache.set(key, { identity, until });
     return identity;
   }

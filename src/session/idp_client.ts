@@ -9,6 +9,7 @@ import type pg from 'pg';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
 import { type MappedClaims, mapClaims } from '../identity/claims.js';
+import { type EntraGraph, entraGraph } from '../identity/entra_graph.js';
 import {
   githubAuthorizationUrl,
   githubIdentity,
@@ -52,8 +53,14 @@ export class IdpClient {
   private readonly samlReplays: SamlReplayCache;
   private readonly ldapLockout: LdapLockout;
 
-  /** `pool`: the store, where SAML replays and LDAP lockouts are kept for every gateway. */
-  constructor(pool: pg.Pool) {
+  /**
+   * `pool`: the store, where SAML replays and LDAP lockouts are kept for every gateway; `graph`:
+   * the reader of Entra ID's groups overage (shared with the token verifier).
+   */
+  constructor(
+    pool: pg.Pool,
+    private readonly graph: EntraGraph = entraGraph,
+  ) {
     this.samlReplays = new SamlReplayCache(pool);
     this.ldapLockout = new LdapLockout(pool);
   }
@@ -304,7 +311,7 @@ export class IdpClient {
       claims = idClaims;
     }
     return {
-      identity: mapClaims(provider, claims),
+      identity: mapClaims(provider, await this.graph.complete(provider, claims)),
       refreshToken: tokens.refresh_token ?? previousRefreshToken,
     };
   }

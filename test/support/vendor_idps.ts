@@ -14,8 +14,8 @@ import { tempDir } from './temp_dir.js';
 export interface VendorIdps {
   /** `http://127.0.0.1:PORT`, the authority every issuer is under. */
   origin: string;
-  /** Adds an IdP whose issuer is origin + `path`. */
-  add(path: string, users: DevUser[], extraClaims?: string[]): Promise<DevIdp>;
+  /** Adds an IdP whose issuer is origin + `path`; with `clientSecret`, its client is confidential. */
+  add(path: string, users: DevUser[], extraClaims?: string[], clientSecret?: string): Promise<DevIdp>;
   /** An access token and an ID token of `email` at the IdP of `issuer` (device grant, pages walked). */
   tokens(issuer: string, email: string): Promise<{ access_token: string; id_token: string }>;
   close(): Promise<void>;
@@ -26,6 +26,7 @@ export async function startVendorIdps(): Promise<VendorIdps> {
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const idps: DevIdp[] = [];
+  const secrets = new Map<string, string>();
   const server: Server = createServer((req, res) => {
     // The longest issuer path that the request is under.
     const idp = idps
@@ -40,7 +41,7 @@ export async function startVendorIdps(): Promise<VendorIdps> {
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return {
     origin,
-    async add(path, users, extraClaims = []) {
+    async add(path, users, extraClaims = [], clientSecret = undefined) {
       const idp = await startDevIdp({
         dir,
         host: '127.0.0.1',
@@ -51,19 +52,23 @@ export async function startVendorIdps(): Promise<VendorIdps> {
         redirectUris: ['http://127.0.0.1/login/callback'],
         users,
         extraClaims,
+        ...(clientSecret ? { clientSecret } : {}),
         log: quietLog,
       });
       idps.push(idp);
+      if (clientSecret) secrets.set(idp.issuer, clientSecret);
       return idp;
     },
     async tokens(issuer, email) {
       const metadata = (await (
         await fetch(`${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`)
       ).json()) as { device_authorization_endpoint: string; token_endpoint: string };
+      const secret = secrets.get(issuer);
+      const client = { client_id: 'pgward', ...(secret ? { client_secret: secret } : {}) };
       const started = (await (
         await fetch(metadata.device_authorization_endpoint, {
           method: 'POST',
-          body: new URLSearchParams({ client_id: 'pgward', scope: 'openid email profile groups' }),
+          body: new URLSearchParams({ ...client, scope: 'openid email profile groups' }),
         })
       ).json()) as { device_code: string; verification_uri_complete: string };
       await new IdpPageWalker(issuer).walk(
@@ -76,7 +81,7 @@ export async function startVendorIdps(): Promise<VendorIdps> {
         body: new URLSearchParams({
           grant_type: 'urn:ietf:params:oauth:grant-type:device_code',
           device_code: started.device_code,
-          client_id: 'pgward',
+          ...client,
         }),
       });
       return (await res.json()) as { access_token: string; id_token: string };
