@@ -16,7 +16,14 @@ import {
   githubToken,
 } from '../identity/github_provider.js';
 import { LdapLockout, ldapReread, ldapSignIn } from '../identity/ldap_provider.js';
-import { SamlReplayCache, samlFinish, samlMetadata, samlStart } from '../identity/saml_provider.js';
+import { SamlSignIns } from '../identity/saml_logout.js';
+import {
+  SamlReplayCache,
+  type SamlSession,
+  samlFinish,
+  samlMetadata,
+  samlStart,
+} from '../identity/saml_provider.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -24,6 +31,8 @@ export interface IdpTokens {
   identity: MappedClaims;
   /** The IdP's refresh token, when it gave one (needed to refresh pgward's session). */
   refreshToken: string | undefined;
+  /** SAML: the IdP session, recorded with the sign-in for single logout. */
+  saml?: SamlSession;
 }
 
 export interface DeviceStart {
@@ -49,12 +58,16 @@ export class LoginPending extends Error {
 
 export class IdpClient {
   private readonly configs = new Map<string, Promise<oidc.Configuration>>();
-  private readonly samlReplays: SamlReplayCache;
+  /** SAML messages already accepted (assertions, LogoutRequests). */
+  readonly samlReplays: SamlReplayCache;
+  /** The IdP session of each SAML sign-in (single logout). */
+  readonly samlSignIns: SamlSignIns;
   private readonly ldapLockout: LdapLockout;
 
-  /** `pool`: the store, where SAML replays and LDAP lockouts are kept for every gateway. */
+  /** `pool`: the store, where SAML replays and sessions and LDAP lockouts are kept for every gateway. */
   constructor(pool: pg.Pool) {
     this.samlReplays = new SamlReplayCache(pool);
+    this.samlSignIns = new SamlSignIns(pool);
     this.ldapLockout = new LdapLockout(pool);
   }
 
@@ -97,6 +110,7 @@ export class IdpClient {
     return {
       identity: login.identity,
       refreshToken: `${SAML_REFRESH}${JSON.stringify({ identity: login.identity, until })}`,
+      saml: login.session,
     };
   }
 
