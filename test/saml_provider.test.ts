@@ -403,6 +403,19 @@ describe('SAML 2.0 sign-in against a SAML IdP run in the test', () => {
         /could not be decrypted with this gateway's key, or is not signed/,
       ],
       ['3DES', { algorithm: TRIPLEDES_CBC }, /encryption algorithm .*tripledes-cbc is not accepted/],
+      // Altered ciphertext (CBC: the IV) gets the same answer as every failure before the signature.
+      [
+        'altered ciphertext',
+        {
+          algorithm: AES256_CBC,
+          tamper: (xml) =>
+            xml.replace(/(<xenc:CipherValue>)(.)/, (_m, tag, c) => `${tag}${c === 'A' ? 'B' : 'A'}`),
+        },
+        /could not be decrypted with this gateway's key, or is not signed/,
+      ],
+      // Checks on the signed assertion's contents still name themselves.
+      ['audience', { audience: 'urn:someone-else' }, /not valid: SAML assertion audience mismatch/],
+      ['expired', { lifetimeSeconds: -120 }, /not valid: No valid subject confirmation/],
     ];
     for (const [name, fault, message] of cases) {
       const started = await start('enc-saml');
@@ -458,6 +471,11 @@ describe('SAML 2.0 sign-in against a SAML IdP run in the test', () => {
   it("ends the IdP session's sign-ins on the IdP's signed LogoutRequest, and answers it", async () => {
     const a = await signInAt('_session-a');
     const b = await signInAt('_session-b');
+    // A PostgreSQL session opened with the sign-in's token ends with it.
+    const client = await t.client(sue.email, { password: a });
+    const ended = new Promise<{ code?: string; message: string }>((resolve) =>
+      client.once('error', (err) => resolve(err as { code?: string; message: string })),
+    );
     const { query, id } = idp2.logoutRedirect({
       destination: sloUrl(),
       nameId: sue.email,
@@ -477,6 +495,10 @@ describe('SAML 2.0 sign-in against a SAML IdP run in the test', () => {
     assert.match(answer, /status:Success/);
     assert.equal(await whoami(a), 401);
     assert.equal(await whoami(b), 200, 'another IdP session of the same person stays');
+    const err = await ended;
+    assert.equal(err.code, '57P01');
+    assert.match(err.message, /sign-in ended/);
+    await client.end().catch(() => undefined);
     // Without a SessionIndex, every sign-in of that NameID ends; by HTTP-POST (XML signature).
     const form = idp2.logoutPost({ destination: sloUrl(), nameId: sue.email });
     const posted = await fetch(sloUrl(), {

@@ -631,7 +631,13 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       if (provider?.saml?.sloUrl && signedIn?.signInId) {
         // SAML single logout: the IdP ends its session (and its other service providers').
         const session = await ctx.idp.samlSignIns.of(signedIn.signInId);
-        if (session) endSession = await samlLogoutUrl(provider, samlAcsUrl(provider), session);
+        endSession = session
+          ? await samlLogoutUrl(provider, samlAcsUrl(provider), session).catch((err: unknown) => {
+              // The sign-in has ended here already; the IdP's session outlives it.
+              ctx.log.warn({ err, provider: provider.name }, 'cannot build the SAML LogoutRequest');
+              return undefined;
+            })
+          : undefined;
       } else if (provider) {
         endSession = await ctx.idp.endSessionUrl(provider, `${ctx.publicUrl()}/`).catch(() => undefined);
       }

@@ -223,11 +223,12 @@ function checkEncryption(provider: ProviderConfig, xml: string): boolean {
 }
 
 /**
- * node-saml failures that come before decryption or after the assertion's signature held, and
- * so say nothing about the plaintext of an encrypted assertion.
+ * node-saml's own messages for failures before decryption or after the assertion's signature
+ * held: they say nothing about the plaintext of an encrypted assertion. Anything else (a cipher,
+ * padding or parser error) is answered alike.
  */
 const SAFE_AFTER_DECRYPTION =
-  /InResponseTo|audience|subject confirmation|NotBefore|NotOnOrAfter|expired|issuer|status|multiple assertions|No decryption key/i;
+  /^(InResponseTo |SubjectInResponseTo |SAML assertion (expired|not yet valid|audience mismatch|has no Audience)|No valid subject confirmation|Unknown SAML issuer|Missing SAML issuer|Invalid signature: multiple assertions|SAML provider returned )/;
 
 const values = (profile: Profile, name: string | undefined): string[] => {
   if (!name) return [];
