@@ -10,7 +10,8 @@ import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { ProviderConfig } from '../config/schema.js';
 import { PgwardError } from '../errors.js';
-import { samlAcsPath, samlMetadataPath } from '../identity/saml_provider.js';
+import { readSamlLogout, samlLogoutResponseUrl, samlLogoutUrl } from '../identity/saml_logout.js';
+import { samlAcsPath, samlMetadataPath, samlSloPath } from '../identity/saml_provider.js';
 import { isLoopbackHost } from '../loopback.js';
 import type { TokenGrant } from '../session/authenticator.js';
 import type { IdpTokens } from '../session/idp_client.js';
@@ -384,7 +385,10 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
     ): Promise<FastifyReply> {
       const finish = async () => {
         const provider = ctx.auth.provider(state.provider);
-        return ctx.auth.login(provider, await login(provider), state.cli ? 'cli' : 'browser');
+        const tokens = await login(provider);
+        const grant = await ctx.auth.login(provider, tokens, state.cli ? 'cli' : 'browser');
+        if (tokens.saml) await ctx.idp.samlSignIns.record(provider.name, grant.signInId, tokens.saml);
+        return grant;
       };
       if (!state.cli) {
         setSessionCookies(reply, await finish());
@@ -554,6 +558,57 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       },
     );
 
+    /**
+     * The single logout service: an IdP's LogoutRequest ends the sign-ins of its session (their
+     * live PostgreSQL sessions too) and is answered with a LogoutResponse; the IdP's
+     * LogoutResponse to the gateway's own request ends at the login page.
+     */
+    async function singleLogout(
+      reply: FastifyReply,
+      provider: ProviderConfig,
+      message: Parameters<typeof readSamlLogout>[2],
+    ): Promise<FastifyReply> {
+      if (!provider.saml?.sloUrl) {
+        throw new PgwardError('NOT_FOUND', `single logout is not configured for ${provider.name}`, {
+          hint: 'set saml.sloUrl',
+        });
+      }
+      const logout = await readSamlLogout(provider, samlAcsUrl(provider), message, ctx.idp.samlReplays);
+      clearSessionCookies(reply);
+      if (logout.kind === 'response') return reply.redirect('/login', 303);
+      const signIns = await ctx.idp.samlSignIns.named(provider.name, logout.nameId, logout.sessionIndex);
+      for (const id of signIns) await ctx.sessions.revoke(id, `SAML single logout from ${provider.name}`);
+      ctx.log.info({ provider: provider.name, signIns: signIns.length }, 'SAML single logout');
+      const back = await samlLogoutResponseUrl(provider, samlAcsUrl(provider), logout.id, logout.relayState);
+      return reply.redirect(back.toString(), 303);
+    }
+    app.get(
+      samlSloPath(':provider'),
+      { config: { rateLimit }, schema: { hide: true, params: z.object({ provider: providerName }) } },
+      async (req, reply) =>
+        singleLogout(reply, samlProvider(req.params.provider), {
+          binding: 'redirect',
+          rawQuery: req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '',
+        }),
+    );
+    app.post(
+      samlSloPath(':provider'),
+      {
+        config: { rateLimit },
+        schema: {
+          hide: true,
+          params: z.object({ provider: providerName }),
+          body: z.object({
+            SAMLRequest: z.string().min(1).max(200_000).optional(),
+            SAMLResponse: z.string().min(1).max(200_000).optional(),
+            RelayState: z.string().max(1024).optional(),
+          }),
+        },
+      },
+      async (req, reply) =>
+        singleLogout(reply, samlProvider(req.params.provider), { binding: 'post', form: req.body }),
+    );
+
     app.get('/login/done', { preHandler: guards.signedIn, schema: { hide: true } }, async (req, reply) => {
       const { person } = caller(req);
       reply.type('text/html; charset=utf-8');
@@ -572,9 +627,20 @@ export function authRoutes(ctx: ApiContext): FastifyPluginAsyncZod {
       clearSessionCookies(reply);
       if (signedIn?.signInId) await ctx.sessions.revoke(signedIn.signInId, 'logout');
       const provider = signedIn && ctx.providers.all().find((p) => p.name === signedIn.person.provider);
-      const endSession = provider
-        ? await ctx.idp.endSessionUrl(provider, `${ctx.publicUrl()}/`).catch(() => undefined)
-        : undefined;
+      let endSession: URL | undefined;
+      if (provider?.saml?.sloUrl && signedIn?.signInId) {
+        // SAML single logout: the IdP ends its session (and its other service providers').
+        const session = await ctx.idp.samlSignIns.of(signedIn.signInId);
+        endSession = session
+          ? await samlLogoutUrl(provider, samlAcsUrl(provider), session).catch((err: unknown) => {
+              // The sign-in has ended here already; the IdP's session outlives it.
+              ctx.log.warn({ err, provider: provider.name }, 'cannot build the SAML LogoutRequest');
+              return undefined;
+            })
+          : undefined;
+      } else if (provider) {
+        endSession = await ctx.idp.endSessionUrl(provider, `${ctx.publicUrl()}/`).catch(() => undefined);
+      }
       return reply.redirect(endSession?.toString() ?? '/login', 303);
     });
   };

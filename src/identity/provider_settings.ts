@@ -3,7 +3,8 @@
  * (`google:`, `azuread:`, ...) and Windows group names (`adGroups:`, any type). Validated here;
  * what each type then decides and refuses is in provider_presets.ts.
  */
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, type KeyObject, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
 export const PROVIDER_TYPES = [
@@ -103,33 +104,130 @@ export const githubSettings = z.strictObject({
     .min(1, 'name at least one organisation'),
 });
 
-/** `type: saml` (SAML 2.0; seed 004's sso_url, issuer, certificate and attributes). */
-export const samlSettings = z.strictObject({
-  /** The IdP's single sign-on URL (HTTP-Redirect binding). */
-  ssoUrl: httpUrl,
-  /** The IdP's entity id: the Issuer of its responses. */
-  idpIssuer: z.string().min(1).max(1024),
-  /** The IdP's signing certificate(s) (PEM or base64); several while it rolls its key. */
-  certificate: z
-    .union([z.string(), z.array(z.string()).min(1).max(4)])
-    .transform((c) => (Array.isArray(c) ? c : [c]))
-    .refine((certs) => certs.every(isCertificate), 'expected the X.509 certificate of the IdP (PEM)'),
-  /** Attribute holding the groups; none by default. */
-  groupAttribute: z.string().min(1).max(1024).optional(),
-  roleAttribute: z.string().min(1).max(1024).optional(),
-  /** Attribute identifying the person; the NameID by default. */
-  userIdAttribute: z.string().min(1).max(1024).optional(),
-  /** Attribute holding the email; the NameID (when it is one), then `email` or `mail`, by default. */
-  emailAttribute: z.string().min(1).max(1024).optional(),
-  nameAttribute: z.string().min(1).max(1024).optional(),
-});
+const MAX_SP_KEY_BYTES = 64 * 1024;
 
-function isCertificate(text: string): boolean {
-  const pem = text.includes('BEGIN CERTIFICATE')
+/**
+ * This gateway's own SAML key pair (RSA, 2048 bits or more): the IdP encrypts assertions to its
+ * certificate, and requests are signed with its key. The private key is read from a file or an
+ * environment variable, so it never sits in the configuration, the store or the API.
+ */
+export const samlSpSettings = z
+  .strictObject({
+    /** This gateway's certificate (PEM), published in its metadata. */
+    certificate: z.string().refine(isCertificate, "expected this gateway's X.509 certificate (PEM)"),
+    /** A file holding the private key (PEM, unencrypted PKCS#8 or PKCS#1). */
+    privateKeyFile: z.string().min(1).max(4096).optional(),
+    /** The name of an environment variable holding the private key (PEM). */
+    privateKeyEnv: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'expected the name of an environment variable')
+      .optional(),
+  })
+  .superRefine((sp, ctx) => {
+    const key = readSpKey(sp);
+    if ('message' in key) ctx.addIssue({ code: 'custom', path: key.path, message: key.message });
+  });
+
+export type SamlSpSettings = z.output<typeof samlSpSettings>;
+
+/** `type: saml` (SAML 2.0; seed 004's sso_url, issuer, certificate and attributes). */
+export const samlSettings = z
+  .strictObject({
+    /** The IdP's single sign-on URL (HTTP-Redirect binding). */
+    ssoUrl: httpUrl,
+    /** The IdP's entity id: the Issuer of its responses. */
+    idpIssuer: z.string().min(1).max(1024),
+    /** The IdP's signing certificate(s) (PEM or base64); several while it rolls its key. */
+    certificate: z
+      .union([z.string(), z.array(z.string()).min(1).max(4)])
+      .transform((c) => (Array.isArray(c) ? c : [c]))
+      .refine((certs) => certs.every(isCertificate), 'expected the X.509 certificate of the IdP (PEM)'),
+    /** Attribute holding the groups; none by default. */
+    groupAttribute: z.string().min(1).max(1024).optional(),
+    roleAttribute: z.string().min(1).max(1024).optional(),
+    /** Attribute identifying the person; the NameID by default. */
+    userIdAttribute: z.string().min(1).max(1024).optional(),
+    /** Attribute holding the email; the NameID (when it is one), then `email` or `mail`, by default. */
+    emailAttribute: z.string().min(1).max(1024).optional(),
+    nameAttribute: z.string().min(1).max(1024).optional(),
+    /** This gateway's key pair (encrypted assertions, signed requests). */
+    sp: samlSpSettings.optional(),
+    /** Refuse assertions that are not encrypted to `sp`. */
+    requireEncryptedAssertions: z.boolean().default(false),
+    /** Sign AuthnRequests, LogoutRequests and LogoutResponses with `sp` (RSA-SHA256). */
+    signRequests: z.boolean().default(false),
+    /** The IdP's single logout URL (HTTP-Redirect binding): enables single logout. */
+    sloUrl: httpUrl.optional(),
+  })
+  .superRefine((s, ctx) => {
+    for (const key of ['requireEncryptedAssertions', 'signRequests'] as const) {
+      if (s[key] && !s.sp) {
+        ctx.addIssue({ code: 'custom', path: [key], message: "needs saml.sp (this gateway's key pair)" });
+      }
+    }
+  });
+
+/** The private key of `sp` as PEM, read from its file or variable; throws naming the setting. */
+export function samlSpKeyPem(sp: SamlSpSettings): string {
+  const key = readSpKey(sp);
+  if ('message' in key) throw new Error(`saml.sp.${key.path.join('.')}: ${key.message}`);
+  return key.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
+/** Reads and checks the key; the answer never holds any of the key's text. */
+function readSpKey(sp: {
+  certificate: string;
+  privateKeyFile?: string | undefined;
+  privateKeyEnv?: string | undefined;
+}): KeyObject | { path: string[]; message: string } {
+  if ((sp.privateKeyFile === undefined) === (sp.privateKeyEnv === undefined)) {
+    return { path: ['privateKeyFile'], message: 'set exactly one of privateKeyFile and privateKeyEnv' };
+  }
+  const where = sp.privateKeyFile !== undefined ? 'privateKeyFile' : 'privateKeyEnv';
+  let text: string | undefined;
+  if (sp.privateKeyFile !== undefined) {
+    try {
+      const bytes = readFileSync(sp.privateKeyFile);
+      if (bytes.length > MAX_SP_KEY_BYTES)
+        return { path: [where], message: 'the key file is larger than 64 KiB' };
+      text = bytes.toString('utf8');
+    } catch (err) {
+      return {
+        path: [where],
+        message: `cannot read ${sp.privateKeyFile}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`,
+      };
+    }
+  } else {
+    text = process.env[sp.privateKeyEnv!];
+    if (!text) return { path: [where], message: `the environment variable ${sp.privateKeyEnv} is not set` };
+    // A PEM in one line of an env file, with its line breaks written as \n.
+    text = text.replace(/\\n/g, '\n');
+    if (text.length > MAX_SP_KEY_BYTES) return { path: [where], message: 'the key is larger than 64 KiB' };
+  }
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: text, format: 'pem' });
+  } catch {
+    return { path: [where], message: 'expected an unencrypted PEM private key' };
+  }
+  if (key.asymmetricKeyType !== 'rsa' || (key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) {
+    return { path: [where], message: 'expected an RSA key of 2048 bits or more (IdPs encrypt to RSA-OAEP)' };
+  }
+  const cert = toPem(sp.certificate);
+  if (!isCertificate(cert) || !new X509Certificate(cert).checkPrivateKey(key)) {
+    return { path: ['certificate'], message: 'is not the certificate of this private key' };
+  }
+  return key;
+}
+
+const toPem = (text: string) =>
+  text.includes('BEGIN CERTIFICATE')
     ? text
     : `-----BEGIN CERTIFICATE-----\n${text.replace(/\s+/g, '')}\n-----END CERTIFICATE-----`;
+
+function isCertificate(text: string): boolean {
   try {
-    new X509Certificate(pem);
+    new X509Certificate(toPem(text));
     return true;
   } catch {
     return false;

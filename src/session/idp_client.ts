@@ -17,7 +17,14 @@ import {
   githubToken,
 } from '../identity/github_provider.js';
 import { LdapLockout, ldapReread, ldapSignIn } from '../identity/ldap_provider.js';
-import { SamlReplayCache, samlFinish, samlMetadata, samlStart } from '../identity/saml_provider.js';
+import { SamlSignIns } from '../identity/saml_logout.js';
+import {
+  SamlReplayCache,
+  type SamlSession,
+  samlFinish,
+  samlMetadata,
+  samlStart,
+} from '../identity/saml_provider.js';
 
 const TIMEOUT_MS = 10_000;
 
@@ -25,6 +32,8 @@ export interface IdpTokens {
   identity: MappedClaims;
   /** The IdP's refresh token, when it gave one (needed to refresh pgward's session). */
   refreshToken: string | undefined;
+  /** SAML: the IdP session, recorded with the sign-in for single logout. */
+  saml?: SamlSession;
 }
 
 export interface DeviceStart {
@@ -50,18 +59,22 @@ export class LoginPending extends Error {
 
 export class IdpClient {
   private readonly configs = new Map<string, Promise<oidc.Configuration>>();
-  private readonly samlReplays: SamlReplayCache;
+  /** SAML messages already accepted (assertions, LogoutRequests). */
+  readonly samlReplays: SamlReplayCache;
+  /** The IdP session of each SAML sign-in (single logout). */
+  readonly samlSignIns: SamlSignIns;
   private readonly ldapLockout: LdapLockout;
 
   /**
-   * `pool`: the store, where SAML replays and LDAP lockouts are kept for every gateway; `graph`:
-   * the reader of Entra ID's groups overage (shared with the token verifier).
+   * `pool`: the store, where SAML replays and sessions and LDAP lockouts are kept for every
+   * gateway; `graph`: the reader of Entra ID's groups overage (shared with the token verifier).
    */
   constructor(
     pool: pg.Pool,
     private readonly graph: EntraGraph = entraGraph,
   ) {
     this.samlReplays = new SamlReplayCache(pool);
+    this.samlSignIns = new SamlSignIns(pool);
     this.ldapLockout = new LdapLockout(pool);
   }
 
@@ -104,6 +117,7 @@ export class IdpClient {
     return {
       identity: login.identity,
       refreshToken: `${SAML_REFRESH}${JSON.stringify({ identity: login.identity, until })}`,
+      saml: login.session,
     };
   }
 
