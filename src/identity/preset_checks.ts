@@ -98,15 +98,21 @@ export function emailFromUserinfo(provider: ProviderConfig, hasEmail: boolean): 
 }
 
 /**
+ * Upper case of ASCII letters only: JavaScript's toUpperCase maps ı to I, ſ to S and ﬁ to FI, so
+ * another domain would pass for the company's own, and lengths would change under a prefix.
+ */
+const asciiUpper = (s: string) => s.replace(/[a-z]+/g, (x) => x.toUpperCase());
+
+/**
  * Windows group names: the company's own `DOMAIN\Group` becomes `Group`, a trusted domain's is
  * kept qualified, and any other domain's is dropped (it must not pass for the company's own).
  */
 export function windowsGroupNames(provider: ProviderConfig, groups: string[]): string[] {
   const ad = provider.adGroups;
   if (!ad) return groups;
-  const own = new Set([ad.domain.toUpperCase(), netbios(ad.domain)]);
-  const trusted = new Set(ad.trustedDomains.flatMap((d) => [d.toUpperCase(), netbios(d)]));
-  const prefix = ad.groupPrefix?.toUpperCase();
+  const own = new Set([asciiUpper(ad.domain), netbios(ad.domain)]);
+  const trusted = new Set(ad.trustedDomains.flatMap((d) => [asciiUpper(d), netbios(d)]));
+  const prefix = ad.groupPrefix === undefined ? undefined : asciiUpper(ad.groupPrefix);
   const out: string[] = [];
   for (const group of groups) {
     const slash = group.indexOf('\\');
@@ -114,11 +120,11 @@ export function windowsGroupNames(provider: ProviderConfig, groups: string[]): s
       out.push(group);
       continue;
     }
-    const domain = group.slice(0, slash).toUpperCase();
+    const domain = asciiUpper(group.slice(0, slash));
     const name = group.slice(slash + 1);
     if (name === '') continue;
     if (own.has(domain)) out.push(name);
-    else if (prefix !== undefined && group.toUpperCase().startsWith(prefix))
+    else if (prefix !== undefined && asciiUpper(group).startsWith(prefix))
       out.push(group.slice(prefix.length));
     else if (trusted.has(domain)) out.push(group);
   }

@@ -437,5 +437,5 @@ export function githubApiUrl(g: { url: string; apiUrl?: string | undefined }): s
 
 /** The first label of a DNS domain, upper case: `company.local` → `COMPANY`. */
 export function netbios(domain: string): string {
-  return domain.split('.')[0]!.toUpperCase();
+  return domain.split('.')[0]!.replace(/[a-z]+/g, (x) => x.toUpperCase());
 }
