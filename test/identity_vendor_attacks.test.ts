@@ -25,10 +25,8 @@ import { type FakeGithub, type GithubUser, startFakeGithub } from './support/fak
 import { devIdpToken, gatewaySigningKey } from './support/idp_tokens.js';
 import { quietLog } from './support/quiet_log.js';
 import { tempDir } from './support/temp_dir.js';
+import { TENANT_A, TENANT_B, TENANT_C } from './support/vendor_idps.js';
 
-const TENANT_A = '11111111-1111-4111-8111-111111111111';
-const TENANT_B = '22222222-2222-4222-8222-222222222222';
-const TENANT_C = '33333333-3333-4333-8333-333333333333';
 const ENTRA = 'https://login.microsoftonline.com';
 const V1 = 'https://sts.windows.net';
 const GOOGLE = 'https://accounts.google.com';

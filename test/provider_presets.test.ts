@@ -23,11 +23,8 @@ import {
   startUserinfoIssuer,
   type UserinfoIssuer,
 } from './support/userinfo_issuer.js';
-import { startVendorIdps, type VendorIdps } from './support/vendor_idps.js';
+import { startVendorIdps, TENANT_A, TENANT_B, TENANT_C, type VendorIdps } from './support/vendor_idps.js';
 
-const TENANT_A = '11111111-1111-4111-8111-111111111111';
-const TENANT_B = '22222222-2222-4222-8222-222222222222';
-const TENANT_C = '33333333-3333-4333-8333-333333333333';
 /** Object ids (oid) of people in too many groups, and the app registration's secret for Graph. */
 const GIL_OID = '44444444-4444-4444-8444-444444444444';
 const HUE_OID = '55555555-5555-4555-8555-555555555555';

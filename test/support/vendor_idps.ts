@@ -11,6 +11,11 @@ import { freePort } from '../../src/store/free_port.js';
 import { quietLog } from './quiet_log.js';
 import { tempDir } from './temp_dir.js';
 
+/** Entra ID tenant ids (tid) the tests issue tokens for. */
+export const TENANT_A = '11111111-1111-4111-8111-111111111111';
+export const TENANT_B = '22222222-2222-4222-8222-222222222222';
+export const TENANT_C = '33333333-3333-4333-8333-333333333333';
+
 export interface VendorIdps {
   /** `http://127.0.0.1:PORT`, the authority every issuer is under. */
   origin: string;
